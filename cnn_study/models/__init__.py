@@ -1,0 +1,80 @@
+"""Model registry and the architectures of the nine experiments.
+
+Examples:
+    >>> from cnn_study.models import create_model, list_models
+    >>> "lenet5" in list_models()
+    True
+    >>> sum(p.numel() for p in create_model("resnet20").parameters())
+    269722
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torchinfo
+
+from . import alexnet_cifar, efficientnet_lite0, fashion_cnn, lenet5, mnist_cnn, resnet_cifar, transfer, vgg16, zfnet_cifar
+from ._base import ImageClassifier
+from ._registry import (
+    ModelInfo,
+    Weights,
+    available_weights,
+    create_model,
+    get_model_info,
+    list_models,
+    load_state_dict_file,
+    register_model,
+)
+from .transfer import TransferClassifier
+
+
+def summary(name: str, *, depth: int = 3, **kwargs: Any) -> torchinfo.ModelStatistics:
+    """Return the torchinfo summary of a registered model for one image of its expected size.
+
+    Args:
+        name: Registry name.
+        depth: How many levels of nested modules to show.
+        **kwargs: Passed to :func:`create_model` (e.g. ``num_classes``, ``base_weights=None``).
+
+    Returns:
+        The summary; ``print`` it, or read ``total_params`` and ``summary_list``.
+
+    Examples:
+        >>> from cnn_study.models import summary
+        >>> summary("lenet5").total_params
+        61706
+    """
+    model = create_model(name, **kwargs)
+    return torchinfo.summary(
+        model,
+        input_size=(1, *model.input_size),
+        depth=depth,
+        col_names=("output_size", "num_params", "kernel_size"),
+        device="cpu",
+        verbose=0,
+    )
+
+
+__all__ = [
+    "ImageClassifier",
+    "ModelInfo",
+    "TransferClassifier",
+    "Weights",
+    "alexnet_cifar",
+    "available_weights",
+    "create_model",
+    "efficientnet_lite0",
+    "fashion_cnn",
+    "get_model_info",
+    "lenet5",
+    "list_models",
+    "load_state_dict_file",
+    "mnist_cnn",
+    "register_model",
+    "resnet_cifar",
+    "summary",
+    "transfer",
+    "vgg16",
+    "zfnet_cifar",
+]

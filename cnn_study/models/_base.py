@@ -1,0 +1,73 @@
+"""The interface every cnn-study classifier shares.
+
+Following timm, a classifier is split into a convolutional body,
+:meth:`ImageClassifier.forward_features`, and a classification head,
+:meth:`ImageClassifier.forward_head`. Feature extraction, fine-tuning,
+feature-map plots and Grad-CAM all build on that split.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ImageClassifier(nn.Module):
+    """Base class: input checking and the ``forward_features``/``forward_head`` split.
+
+    Subclasses set :attr:`input_size` and :attr:`fixed_input_size` and implement
+    :meth:`forward_features`, :meth:`forward_head` and :meth:`get_classifier`.
+
+    Attributes:
+        input_size: The ``(channels, height, width)`` the model was designed for.
+        fixed_input_size: Whether height and width must equal ``input_size``
+            exactly (true for models that flatten feature maps into a linear layer).
+    """
+
+    input_size: tuple[int, int, int]
+    fixed_input_size: bool = True
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the last convolutional feature map for a batch ``x``."""
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Map the output of :meth:`forward_features` to class logits."""
+        raise NotImplementedError
+
+    def get_classifier(self) -> nn.Module:
+        """Return the final linear layer, the one that produces the logits."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Number of outputs of the final layer."""
+        return self.get_classifier().out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.forward_head(self.forward_features(x))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ``ValueError`` that says what the model expects when ``x`` does not fit.
+
+        Args:
+            x: A batch of images, ``N x C x H x W``.
+        """
+        channels, height, width = self.input_size
+        name = type(self).__name__
+        if x.dim() != 4:
+            raise ValueError(
+                f"{name} expects a batch of shape (N, {channels}, {height}, {width}); got a "
+                f"{x.dim()}-d tensor of shape {tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0)."
+            )
+        if x.shape[1] != channels:
+            raise ValueError(
+                f"{name} expects {channels} input channel(s), got {x.shape[1]} "
+                f"(input shape {tuple(x.shape)})."
+            )
+        if self.fixed_input_size and tuple(x.shape[2:]) != (height, width):
+            raise ValueError(
+                f"{name} expects {height}x{width} images, got {x.shape[2]}x{x.shape[3]}. "
+                f"Resize the images to {height}x{width}, or build the model for this size."
+            )

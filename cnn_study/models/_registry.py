@@ -1,0 +1,272 @@
+"""The model registry, in the manner of torchvision's ``models/_api.py``.
+
+A registry is a dict plus a handful of functions: :func:`register_model`
+(a decorator that fails loudly on a duplicate name), :func:`list_models`,
+:func:`get_model_info` and :func:`create_model`. Pretrained weights are
+:class:`Weights` objects that carry their metadata (classes, normalisation,
+the accuracy they reached and the recipe that produced them).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one architecture.
+
+    Attributes:
+        name: Registry name, e.g. ``"resnet20"``.
+        builder: Keyword-only function that returns the ``nn.Module``.
+        paper: The reference the architecture comes from.
+        year: Year of that reference.
+        input_size: Expected ``(channels, height, width)`` of one image.
+        num_classes: Number of outputs when ``num_classes`` is not given.
+        experiments: Which of the nine study experiments use this model.
+        seed_result: What the original study notebook reported for it.
+        pretrained: Extra weights that are downloaded rather than shipped
+            (torchvision's ImageNet weights for VGG16).
+    """
+
+    name: str
+    builder: Callable[..., nn.Module]
+    paper: str
+    year: int
+    input_size: tuple[int, int, int]
+    num_classes: int
+    experiments: tuple[int, ...] = ()
+    seed_result: str = ""
+    pretrained: Mapping[str, Weights] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Pretrained weights and the metadata that describes them.
+
+    Attributes:
+        name: Name passed as ``create_model(..., weights=name)``.
+        meta: ``num_classes``, ``classes``, ``mean``, ``std``, ``dataset``,
+            ``test_accuracy`` and ``recipe`` (what produced the weights).
+        loader: Function ``loader(progress) -> state_dict`` that reads (or
+            downloads and hash-checks) the parameters.
+    """
+
+    name: str
+    meta: Mapping[str, Any]
+    loader: Callable[[bool], dict[str, torch.Tensor]]
+
+    def get_state_dict(self, progress: bool = True) -> dict[str, torch.Tensor]:
+        """Load the state dict, downloading it first if it is not on disk.
+
+        Args:
+            progress: Show a download progress bar.
+
+        Returns:
+            The parameters and buffers, ready for ``model.load_state_dict``.
+        """
+        return self.loader(progress)
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    paper: str,
+    year: int,
+    input_size: tuple[int, int, int],
+    num_classes: int,
+    experiments: tuple[int, ...] = (),
+    seed_result: str = "",
+    pretrained: Mapping[str, Weights] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that adds a model builder to the registry under ``name``.
+
+    Args:
+        name: Registry name; registering it twice raises ``ValueError``.
+        paper: The reference the architecture comes from.
+        year: Year of that reference.
+        input_size: Expected ``(channels, height, width)``.
+        num_classes: Default number of outputs.
+        experiments: Study experiments that use the model.
+        seed_result: What the original notebook reported.
+        pretrained: Downloadable weights by name.
+
+    Returns:
+        The decorator, which returns the builder unchanged.
+    """
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _MODELS:
+            raise ValueError(f"A model named {name!r} is already registered.")
+        _MODELS[name] = ModelInfo(
+            name, builder, paper, year, input_size, num_classes, experiments, seed_result, dict(pretrained or {})
+        )
+        return builder
+
+    return decorator
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Return the registered model names, sorted, optionally filtered.
+
+    Args:
+        pattern: A shell-style wildcard such as ``"resnet*"``.
+
+    Returns:
+        Sorted model names.
+
+    Examples:
+        >>> from cnn_study.models import list_models
+        >>> list_models("resnet*")
+        ['resnet110', 'resnet20', 'resnet32', 'resnet44', 'resnet56']
+    """
+    names = sorted(_MODELS)
+    return names if pattern is None else fnmatch.filter(names, pattern)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """Return the :class:`ModelInfo` of a registered model.
+
+    Args:
+        name: Registry name.
+
+    Raises:
+        ValueError: ``name`` is not registered; the message lists the closest names.
+    """
+    try:
+        return _MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"Unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}."
+        ) from None
+
+
+def available_weights(name: str) -> dict[str, Weights]:
+    """Return the named weights a model can be created with.
+
+    These are the checkpoints shipped in ``cnn_study/models/weights/`` as
+    ``<model>-<dataset>.pt`` plus any downloadable weights (VGG16 ImageNet).
+
+    Args:
+        name: Registry name.
+    """
+    weights = dict(get_model_info(name).pretrained)
+    for path in sorted(WEIGHTS_DIR.glob(f"{name}-*.pt")):
+        weights_name = path.stem.removeprefix(f"{name}-")
+        weights[weights_name] = Weights(weights_name, _shipped_meta(path), functools.partial(_load_shipped, path))
+    return weights
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_meta(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)["meta"]
+
+
+def _load_shipped(path: Path, progress: bool) -> dict[str, torch.Tensor]:
+    return load_state_dict_file(path)
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a file written by ``torch.save``, safely.
+
+    Accepts a bare state dict, or a checkpoint dict holding one under
+    ``"state_dict"`` or ``"model"`` (what :mod:`cnn_study.training` writes).
+
+    Args:
+        path: The file.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file is not a readable PyTorch checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No weights file at {path}.")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a corrupt file
+        raise ValueError(f"{path} is not a readable PyTorch weights file ({error}).") from error
+    for key in ("state_dict", "model"):
+        if isinstance(content, dict) and isinstance(content.get(key), dict):
+            return content[key]
+    return content
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    weights: str | Path | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, optionally with pretrained weights.
+
+    Args:
+        name: Registry name (see :func:`list_models`).
+        num_classes: Number of outputs; defaults to the model's or the weights'.
+        weights: ``None`` for random initialisation, the name of available
+            weights (see :func:`available_weights`), or a path to a state-dict file.
+        progress: Show a progress bar when weights are downloaded.
+        **kwargs: Passed on to the model's builder.
+
+    Returns:
+        The model, in training mode.
+
+    Raises:
+        ValueError: Unknown model or weights, or ``num_classes`` disagrees with the weights.
+
+    Examples:
+        >>> import torch
+        >>> from cnn_study.models import create_model
+        >>> model = create_model("lenet5")
+        >>> model(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+    info = get_model_info(name)
+    if weights is None:
+        return info.builder(num_classes=num_classes or info.num_classes, **kwargs)
+
+    named = available_weights(name)
+    if str(weights) in named:
+        chosen = named[str(weights)]
+        weights_classes = chosen.meta["num_classes"]
+        if num_classes is not None and num_classes != weights_classes:
+            raise ValueError(
+                f"The {name} weights {chosen.name!r} have {weights_classes} classes, but num_classes={num_classes} "
+                "was asked for. Leave num_classes out, or create the model without weights and train a new head."
+            )
+        state_dict = chosen.get_state_dict(progress=progress)
+        num_classes = weights_classes
+    elif Path(weights).suffix in {".pt", ".pth"} or Path(weights).exists():
+        state_dict = load_state_dict_file(weights)
+    else:
+        raise ValueError(
+            f"Unknown weights {weights!r} for {name}. Available: {', '.join(named) or 'none'}; "
+            "or pass the path of a .pt/.pth state-dict file."
+        )
+    model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise ValueError(
+            f"The weights {str(weights)!r} do not fit {name} with num_classes={num_classes or info.num_classes}: "
+            f"{error}"
+        ) from error
+    return model

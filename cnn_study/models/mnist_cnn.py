@@ -1,0 +1,75 @@
+"""The simple MNIST CNN of experiment 1.
+
+This is the network of the official PyTorch MNIST example: two 3x3
+convolutions, one max-pool, dropout and two fully connected layers. It is
+the smallest model that shows every ingredient of a CNN.
+
+References:
+    * PyTorch examples, ``mnist/main.py``: https://github.com/pytorch/examples/tree/main/mnist
+    * Keras example "Simple MNIST convnet" (the same idea, used by the original study).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._base import ImageClassifier
+from ._registry import register_model
+
+
+class MnistCNN(ImageClassifier):
+    """conv(32) -> conv(64) -> max-pool -> dropout -> fc(128) -> dropout -> fc(classes).
+
+    Args:
+        num_classes: Number of output classes.
+        dropout: Dropout probabilities after the pooling and after the hidden layer.
+
+    Examples:
+        >>> import torch
+        >>> MnistCNN()(torch.zeros(1, 1, 28, 28)).shape
+        torch.Size([1, 10])
+    """
+
+    input_size = (1, 28, 28)
+
+    def __init__(self, num_classes: int = 10, dropout: tuple[float, float] = (0.25, 0.5)) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, kernel_size=3),  # 28 -> 26
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, kernel_size=3),  # 26 -> 24
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),  # 24 -> 12
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(dropout[0]),
+            nn.Flatten(),
+            nn.Linear(64 * 12 * 12, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout[1]),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head[-1]
+
+
+@register_model(
+    "mnist_cnn",
+    paper="PyTorch examples: MNIST convnet",
+    year=2017,
+    input_size=(1, 28, 28),
+    num_classes=10,
+    experiments=(1,),
+    seed_result="97.93% test",
+)
+def mnist_cnn(*, num_classes: int = 10) -> MnistCNN:
+    """Build the simple MNIST CNN (1.2M parameters)."""
+    return MnistCNN(num_classes=num_classes)

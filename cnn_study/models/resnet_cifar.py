@@ -1,0 +1,138 @@
+"""The CIFAR-10 ResNets of He et al., experiment 7.
+
+Section 4.2 of the ResNet paper describes a family for 32x32 images: a 3x3
+stem with 16 channels, then three stages of ``n`` basic blocks with 16, 32 and
+64 channels (feature maps 32x32, 16x16, 8x8), global average pooling and one
+fully connected layer: ``6n + 2`` weighted layers. n = 3, 5, 7, 9, 18 give
+ResNet-20, 32, 44, 56 and 110 with 0.27M, 0.46M, 0.66M, 0.85M and 1.7M
+parameters (Table 6).
+
+A basic block computes ``relu(x + F(x))`` with ``F`` = conv-BN-ReLU-conv-BN.
+When a stage halves the resolution and doubles the width, the paper's
+"option A" shortcut subsamples ``x`` with stride 2 and pads the new channels
+with zeros, so shortcuts add no parameters.
+
+References:
+    * He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition",
+      CVPR 2016, Section 4.2.
+    * kuangliu/pytorch-cifar ``models/resnet.py`` and akamaster/pytorch_resnet_cifar10.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import ImageClassifier
+from ._registry import register_model
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option-A shortcut: subsample by ``stride`` and zero-pad to ``out_channels``."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = out_channels - in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or option-A) shortcut.
+
+    Args:
+        in_channels: Channels of the block input.
+        out_channels: Channels of the block output.
+        stride: Stride of the first convolution (2 at the start of a stage).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        needs_projection = stride != 1 or in_channels != out_channels
+        self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride) if needs_projection else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = F.relu(self.bn1(self.conv1(x)))
+        residual = self.bn2(self.conv2(residual))
+        return F.relu(residual + self.shortcut(x))
+
+
+class CifarResNet(ImageClassifier):
+    """ResNet-(6n+2) for 32x32 images.
+
+    Args:
+        blocks_per_stage: ``n``, the number of basic blocks in each of the three stages.
+        num_classes: Number of output classes.
+
+    Examples:
+        >>> import torch
+        >>> model = CifarResNet(blocks_per_stage=3)
+        >>> model.forward_features(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 64, 8, 8])
+    """
+
+    input_size = (3, 32, 32)
+    fixed_input_size = False
+    stage_channels = (16, 32, 64)
+
+    def __init__(self, blocks_per_stage: int, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(inplace=True),
+        )
+        stages = []
+        in_channels = 16
+        for index, channels in enumerate(self.stage_channels):
+            first_stride = 1 if index == 0 else 2
+            blocks = [BasicBlock(in_channels, channels, first_stride)]
+            blocks += [BasicBlock(channels, channels) for _ in range(blocks_per_stage - 1)]
+            stages.append(nn.Sequential(*blocks))
+            in_channels = channels
+        self.stage1, self.stage2, self.stage3 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage3(self.stage2(self.stage1(self.stem(x))))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(features), 1))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
+
+def _register_depth(depth: int) -> None:
+    blocks_per_stage = (depth - 2) // 6
+
+    def builder(*, num_classes: int = 10) -> CifarResNet:
+        return CifarResNet(blocks_per_stage, num_classes=num_classes)
+
+    builder.__name__ = builder.__qualname__ = f"resnet{depth}"
+    builder.__doc__ = f"Build ResNet-{depth} for CIFAR-10 ({blocks_per_stage} blocks per stage)."
+    register_model(
+        f"resnet{depth}",
+        paper="He et al., Deep Residual Learning for Image Recognition",
+        year=2016,
+        input_size=(3, 32, 32),
+        num_classes=10,
+        experiments=(7,),
+        seed_result="not reported",
+    )(builder)
+
+
+for _depth in (20, 32, 44, 56, 110):
+    _register_depth(_depth)

@@ -1,0 +1,223 @@
+"""Transfer learning models: a pretrained convolutional base and a new head.
+
+Experiments 6, 8 and 9 reuse a network trained on ImageNet for a small
+binary task (cats vs dogs). Two ways of doing it are taught:
+
+* **Feature extraction** (``trainable="head"``): the base is frozen and only
+  the new head learns. Because the base never changes, its output for an
+  image never changes either, so the features can be computed once and cached
+  (:func:`cnn_study.training.extract_features`).
+* **Fine-tuning** (``trainable="last_block"``): after the head has been
+  trained, the last convolutional block is unfrozen and trained with a small
+  learning rate, so the most task-specific features adapt too.
+
+The head is the study's: ``Flatten -> Dense(256, ReLU) -> Dense(1)`` with a
+sigmoid in the loss (``BCEWithLogitsLoss``). ``pooling="avg"`` replaces the
+flatten with global average pooling, which has far fewer parameters.
+
+The base is VGG16 (torchvision ImageNet weights) by default; the offline
+EfficientNet-Lite0 base is a separate registry entry that must be chosen by
+name. A missing download raises an error; it never swaps one base for another.
+
+References:
+    * Yosinski et al. "How transferable are features in deep neural
+      networks?", NeurIPS 2014.
+    * Chollet. *Deep Learning with Python*, chapter 5.3 (the Keras recipe the study follows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ._base import ImageClassifier
+from ._registry import create_model, register_model
+from .efficientnet_lite0 import LITE_MEAN, LITE_STD
+from .vgg16 import IMAGENET_MEAN, IMAGENET_STD
+
+Trainable = Literal["head", "last_block", "all"]
+
+
+class TransferClassifier(ImageClassifier):
+    """A pretrained convolutional base followed by a new classification head.
+
+    Args:
+        base: Module mapping images to a feature map (e.g. VGG16's ``features``).
+        last_block: The part of ``base`` that fine-tuning unfreezes.
+        image_size: Side of the square input images.
+        num_classes: Outputs of the head; 1 means one logit for binary tasks.
+        hidden: Width of the hidden fully connected layer.
+        dropout: Dropout probability before the last layer.
+        pooling: ``"flatten"`` (the study's head) or ``"avg"`` (global average pooling).
+        trainable: Which parameters learn: ``"head"``, ``"last_block"`` or ``"all"``.
+        mean: Normalisation mean the base was trained with.
+        std: Normalisation standard deviation the base was trained with.
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        last_block: nn.Module,
+        *,
+        image_size: int,
+        num_classes: int = 1,
+        hidden: int = 256,
+        dropout: float = 0.0,
+        pooling: Literal["flatten", "avg"] = "flatten",
+        trainable: Trainable = "head",
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+    ) -> None:
+        super().__init__()
+        self.input_size = (3, image_size, image_size)
+        self.mean, self.std = mean, std
+        self.base = base
+        last_block_ids = {id(parameter) for parameter in last_block.parameters()}
+        self.last_block_parameters = [
+            name for name, parameter in base.named_parameters() if id(parameter) in last_block_ids
+        ]
+        with torch.no_grad():
+            channels, height, width = base.eval()(torch.zeros(1, *self.input_size)).shape[1:]
+        flat_features = channels if pooling == "avg" else channels * height * width
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.Identity(),
+            nn.Flatten(),
+            nn.Linear(flat_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        self.set_trainable(trainable)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head[-1]
+
+    def set_trainable(self, trainable: Trainable) -> None:
+        """Freeze the base (``"head"``), unfreeze its last block (``"last_block"``) or everything (``"all"``).
+
+        Args:
+            trainable: Which parameters learn from now on.
+
+        Raises:
+            ValueError: ``trainable`` is not one of the three choices.
+        """
+        if trainable not in ("head", "last_block", "all"):
+            raise ValueError(f"trainable must be 'head', 'last_block' or 'all', not {trainable!r}.")
+        self.trainable = trainable
+        self.base.requires_grad_(trainable == "all")
+        if trainable == "last_block":
+            for name in self.last_block_parameters:
+                self.base.get_parameter(name).requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TransferClassifier:
+        """Set training mode; frozen batch-norm layers of the base stay in eval mode.
+
+        A frozen base must behave exactly as it did on ImageNet, so its
+        batch-norm statistics are never updated.
+        """
+        super().train(mode)
+        for module in self.base.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.weight.requires_grad:
+                module.eval()
+        return self
+
+
+@register_model(
+    "vgg16_transfer",
+    paper="Simonyan & Zisserman (base); Chollet, Deep Learning with Python (head)",
+    year=2015,
+    input_size=(3, 150, 150),
+    num_classes=1,
+    experiments=(6, 8, 9),
+    seed_result="exp 8: train 93.98% / val 91.94%; exp 9: 97.95%",
+)
+def vgg16_transfer(
+    *,
+    num_classes: int = 1,
+    base_weights: str | Path | None = "IMAGENET1K_FEATURES",
+    image_size: int = 150,
+    hidden: int = 256,
+    dropout: float = 0.0,
+    pooling: Literal["flatten", "avg"] = "flatten",
+    trainable: Trainable = "head",
+) -> TransferClassifier:
+    """VGG16 convolutional base (ImageNet) + new head, the study's transfer model.
+
+    Args:
+        num_classes: Outputs of the head (1 for a binary task).
+        base_weights: Weights of the VGG16 base: a torchvision weights name, a
+            local file, or ``None`` for random weights (useful only for tests).
+        image_size: Side of the square input images (150 in the study).
+        hidden: Width of the hidden layer.
+        dropout: Dropout probability before the last layer.
+        pooling: ``"flatten"`` or ``"avg"``.
+        trainable: ``"head"``, ``"last_block"`` (block 5) or ``"all"``.
+    """
+    vgg = create_model("vgg16", weights=base_weights)
+    return TransferClassifier(
+        vgg.features,
+        vgg.last_block(),
+        image_size=image_size,
+        num_classes=num_classes,
+        hidden=hidden,
+        dropout=dropout,
+        pooling=pooling,
+        trainable=trainable,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+@register_model(
+    "efficientnet_lite0_transfer",
+    paper="Tan & Le, EfficientNet (base); Chollet, Deep Learning with Python (head)",
+    year=2019,
+    input_size=(3, 224, 224),
+    num_classes=1,
+    experiments=(6, 8, 9),
+    seed_result="offline stand-in for vgg16_transfer",
+)
+def efficientnet_lite0_transfer(
+    *,
+    num_classes: int = 1,
+    base_weights: str | Path | None = "IMAGENET1K",
+    image_size: int = 224,
+    hidden: int = 256,
+    dropout: float = 0.0,
+    pooling: Literal["flatten", "avg"] = "flatten",
+    trainable: Trainable = "head",
+) -> TransferClassifier:
+    """EfficientNet-Lite0 base (ImageNet, from the ``offline`` extra) + new head.
+
+    Args:
+        num_classes: Outputs of the head (1 for a binary task).
+        base_weights: ``"IMAGENET1K"``, a local file, or ``None`` for random weights.
+        image_size: Side of the square input images (224, the base's native size).
+        hidden: Width of the hidden layer.
+        dropout: Dropout probability before the last layer.
+        pooling: ``"flatten"`` or ``"avg"``.
+        trainable: ``"head"``, ``"last_block"`` or ``"all"``.
+    """
+    lite = create_model("efficientnet_lite0", weights=base_weights)
+    return TransferClassifier(
+        lite.features,
+        lite.last_block(),
+        image_size=image_size,
+        num_classes=num_classes,
+        hidden=hidden,
+        dropout=dropout,
+        pooling=pooling,
+        trainable=trainable,
+        mean=LITE_MEAN,
+        std=LITE_STD,
+    )

@@ -1,0 +1,53 @@
+"""ZFNet adapted to 32x32 CIFAR-10 images, experiment 5.
+
+Zeiler and Fergus (2014) visualised AlexNet's features with deconvolution,
+saw "dead" and aliased first-layer filters, and fixed them by making the first
+layer smaller and denser: 7x7 filters with stride 2 instead of 11x11 with
+stride 4. They also widened the middle layers (384, 384, 256). ZFNet is
+therefore AlexNet with another layer table; it reuses
+:class:`~cnn_study.models.alexnet_cifar.AlexNetCIFAR`.
+
+| layer | ZFNet (ImageNet)           | CIFAR-10 version                |
+|-------|----------------------------|---------------------------------|
+| conv1 | 96 x 7x7, stride 2         | 96 x 3x3, stride 1, pad 1       |
+| pool1 | 3x3, stride 2              | 3x3, stride 2, pad 1 (32 -> 16) |
+| conv2 | 256 x 5x5, stride 2        | 256 x 3x3, stride 1, pad 1      |
+| pool2 | 3x3, stride 2              | 3x3, stride 2, pad 1 (16 -> 8)  |
+| conv3-5 | 384, 384, 256 x 3x3      | unchanged                       |
+| pool3 | 3x3, stride 2              | 3x3, stride 2, pad 1 (8 -> 4)   |
+| fc6, fc7 | 4096, 4096, dropout 0.5 | 1024, 1024, dropout 0.5         |
+| fc8   | 1000                       | 10                              |
+
+References:
+    * Zeiler, Fergus. "Visualizing and Understanding Convolutional
+      Networks", ECCV 2014.
+"""
+
+from __future__ import annotations
+
+from ._registry import register_model
+from .alexnet_cifar import AlexNetCIFAR, LayerSpec
+
+cfgs: dict[str, list[LayerSpec]] = {
+    "zfnet": [(96, 3), "M", (256, 3), "M", (384, 3), (384, 3), (256, 3), "M"],
+}
+
+
+@register_model(
+    "zfnet_cifar",
+    paper="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks",
+    year=2014,
+    input_size=(3, 32, 32),
+    num_classes=10,
+    experiments=(5,),
+    seed_result="80.7% test",
+)
+def zfnet_cifar(*, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.5) -> AlexNetCIFAR:
+    """Build ZFNet for CIFAR-10 (see the module docstring for the layer table).
+
+    Examples:
+        >>> import torch
+        >>> zfnet_cifar()(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    return AlexNetCIFAR(cfgs["zfnet"], num_classes=num_classes, batch_norm=batch_norm, dropout=dropout)
