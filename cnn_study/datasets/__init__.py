@@ -1,0 +1,58 @@
+"""Datasets of the study as in-memory tensors, and a fast batch loader.
+
+Examples:
+    >>> from cnn_study.datasets import BatchLoader, CropFlip, mnist
+    >>> train, test = mnist()  # doctest: +SKIP
+    >>> loader = BatchLoader(train, batch_size=128, shuffle=True, augment=[CropFlip(2, flip=False)])  # doctest: +SKIP
+"""
+
+from ._paths import CACHE_ENV, DATA_ENV, cache_dir, data_root
+from .augment import CropFlip, Cutout, ShearZoomFlip, random_flip
+from .catalog import (
+    DataNotFoundError,
+    TrainTest,
+    cifar10,
+    cifar10_cats_dogs,
+    dogs_vs_cats,
+    download_dogs_vs_cats,
+    fashion_mnist,
+    mnist,
+)
+from .image_data import ImageData
+from .loader import Augmentation, BatchLoader
+from .sources import CorruptDataError, load_image_folder, read_idx
+
+#: Dataset functions by name, for recipes and the command line.
+DATASETS = {
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+    "cifar10_cats_dogs": cifar10_cats_dogs,
+    "dogs_vs_cats": dogs_vs_cats,
+}
+
+__all__ = [
+    "CACHE_ENV",
+    "DATASETS",
+    "DATA_ENV",
+    "Augmentation",
+    "BatchLoader",
+    "CorruptDataError",
+    "CropFlip",
+    "Cutout",
+    "DataNotFoundError",
+    "ImageData",
+    "ShearZoomFlip",
+    "TrainTest",
+    "cache_dir",
+    "cifar10",
+    "cifar10_cats_dogs",
+    "data_root",
+    "dogs_vs_cats",
+    "download_dogs_vs_cats",
+    "fashion_mnist",
+    "load_image_folder",
+    "mnist",
+    "random_flip",
+    "read_idx",
+]

@@ -1,0 +1,119 @@
+"""Whole-batch data augmentation on normalised image tensors.
+
+Each augmentation takes a float batch ``N x C x H x W`` and a
+``torch.Generator`` and returns a new batch of the same shape. Random numbers
+come from the generator (on the CPU, so that runs are reproducible on every
+device) and are applied to the whole batch at once with tensor operations:
+no per-image Python loop, which is what makes augmentation cheap on a CPU.
+
+Batches are already normalised, so zero is the mean colour: padding and
+cutout fill with the dataset mean, not with black.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator) * (high - low) + low).to(device)
+
+
+def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the images left to right."""
+    flip = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
+    return torch.where(flip[:, None, None, None], batch.flip(3), batch)
+
+
+@dataclass(frozen=True)
+class CropFlip:
+    """Random crop after zero padding, then random horizontal flip (the standard CIFAR augmentation).
+
+    Attributes:
+        padding: Pixels of padding on each side; the crop is the original size.
+        flip: Also mirror a random half of the images.
+
+    Examples:
+        >>> import torch
+        >>> batch = torch.randn(8, 3, 32, 32)
+        >>> CropFlip(padding=4)(batch, torch.Generator().manual_seed(0)).shape
+        torch.Size([8, 3, 32, 32])
+    """
+
+    padding: int = 4
+    flip: bool = True
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, height, width = batch.shape
+        padded = F.pad(batch, (self.padding,) * 4)
+        offsets = torch.randint(0, 2 * self.padding + 1, (2, n), generator=generator).to(batch.device)
+        rows = offsets[0, :, None] + torch.arange(height, device=batch.device)  # N x H
+        cols = offsets[1, :, None] + torch.arange(width, device=batch.device)  # N x W
+        batch_index = torch.arange(n, device=batch.device)[:, None, None]
+        cropped = padded.permute(0, 2, 3, 1)[batch_index, rows[:, :, None], cols[:, None, :]]  # N x H x W x C
+        cropped = cropped.permute(0, 3, 1, 2)
+        return random_flip(cropped, generator) if self.flip else cropped.contiguous()
+
+
+@dataclass(frozen=True)
+class ShearZoomFlip:
+    """Random shear, zoom and horizontal flip as one affine warp per image (Keras ``ImageDataGenerator``).
+
+    The study's transfer experiments used ``shear_range=0.2, zoom_range=0.2,
+    horizontal_flip=True``. Here shear is a shear factor in ``[-shear, shear]``
+    and zoom a scale in ``[1 - zoom, 1 + zoom]``; border pixels are repeated
+    (Keras' ``fill_mode="nearest"``).
+
+    Attributes:
+        shear: Largest shear factor.
+        zoom: Largest relative zoom.
+        flip: Also mirror a random half of the images.
+    """
+
+    shear: float = 0.2
+    zoom: float = 0.2
+    flip: bool = True
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = len(batch)
+        shear = _uniform(n, -self.shear, self.shear, generator, batch.device)
+        scale = _uniform(n, 1 - self.zoom, 1 + self.zoom, generator, batch.device)
+        mirror = torch.ones(n, device=batch.device)
+        if self.flip:
+            mirror = torch.where((torch.rand(n, generator=generator) < 0.5).to(batch.device), -1.0, 1.0)
+        theta = torch.zeros(n, 2, 3, device=batch.device, dtype=batch.dtype)
+        theta[:, 0, 0] = scale * mirror
+        theta[:, 0, 1] = scale * shear
+        theta[:, 1, 1] = scale
+        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+        return F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """Set one random ``size x size`` square of every image to the mean colour (DeVries & Taylor 2017).
+
+    Attributes:
+        size: Side of the square; it may extend past the border.
+    """
+
+    size: int = 8
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, height, width = batch.shape
+        centre_y = torch.randint(0, height, (n, 1, 1), generator=generator).to(batch.device)
+        centre_x = torch.randint(0, width, (n, 1, 1), generator=generator).to(batch.device)
+        ys = torch.arange(height, device=batch.device)[None, :, None]
+        xs = torch.arange(width, device=batch.device)[None, None, :]
+        half = self.size / 2
+        inside = ((ys - centre_y).abs() < half) & ((xs - centre_x).abs() < half)  # N x H x W
+        return batch.masked_fill(inside[:, None], 0.0)
+
+
+def degrees_to_shear(degrees: float) -> float:
+    """Convert a shear angle in degrees (newer Keras) to the shear factor used by :class:`ShearZoomFlip`."""
+    return math.tan(math.radians(degrees))

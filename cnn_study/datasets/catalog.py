@@ -1,0 +1,246 @@
+"""The five datasets of the study, one function each.
+
+Every function returns ``(train, test)`` as :class:`~cnn_study.datasets.ImageData`
+and looks for its files under :func:`~cnn_study.datasets.data_root`
+(``root=``, then ``$CNN_STUDY_DATA``, then the user cache). With
+``download=True`` a missing dataset is fetched from its real source, with
+checksums: torchvision's MNIST, FashionMNIST and CIFAR10 classes, and the
+``cats_and_dogs_filtered`` archive for Dogs vs Cats.
+
+Offline layouts that load without a download::
+
+    <root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]
+    <root>/FashionMNIST/raw/...                   (same four files)
+    <root>/cifar-10-batches-py/                   (torchvision's download)
+    <root>/cifar10/{train,test}/<class>/*.png     (or cifar10-jpeg/, any image type)
+    <root>/dogs-vs-cats/{train,validation}/{cats,dogs}/*.jpg
+    <root>/cats_and_dogs_filtered/...             (the archive, extracted)
+
+Normalisation constants are the usual per-channel statistics of the training
+sets: MNIST (0.1307, 0.3081), Fashion-MNIST (0.2860, 0.3530), CIFAR-10
+(0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616). Dogs vs Cats uses the
+ImageNet statistics, because it is only ever fed to ImageNet-trained bases.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torchvision
+from torchvision.datasets.utils import download_url
+
+from ._paths import DATA_ENV, data_root
+from .image_data import ImageData
+from .sources import CorruptDataError, load_image_folder, read_idx
+
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+#: The filtered Kaggle Dogs vs Cats subset used by the Keras and TensorFlow tutorials:
+#: 1,000 training and 500 validation images per class. No checksum is published for it;
+#: the byte count is checked, and every member's CRC-32 is verified while extracting.
+DOGS_VS_CATS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+DOGS_VS_CATS_BYTES = 68_606_236
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset is not on disk; the message names the layout, the variable and ``download=True``."""
+
+
+class TrainTest(NamedTuple):
+    """The two parts a dataset function returns."""
+
+    train: ImageData
+    test: ImageData
+
+
+def _missing(name: str, root: Path, layout: str) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"{name} was not found under {root}. Expected {layout}. Point {DATA_ENV} (or root=...) at the folder "
+        f"that holds it, or pass download=True to fetch it."
+    )
+
+
+def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+    raw = root / folder / "raw"
+
+    def find(stem: str) -> Path | None:
+        return next((p for p in (raw / stem, raw / f"{stem}.gz") if p.is_file()), None)
+
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    if download and not all(find(stem) for stem in stems):
+        getattr(torchvision.datasets, folder)(root, train=True, download=True)  # fetches and md5-checks all four
+    paths = [find(stem) for stem in stems]
+    if not all(paths):
+        missing = ", ".join(stem for stem, path in zip(stems, paths) if path is None)
+        raise _missing(name, root, f"{raw}/ with the four IDX files (missing: {missing})")
+    train_images, train_labels, test_images, test_labels = (read_idx(path) for path in paths)
+    for images, labels, path in ((train_images, train_labels, paths[0]), (test_images, test_labels, paths[2])):
+        if len(images) != len(labels):
+            raise CorruptDataError(f"{path} holds {len(images)} images but its label file {len(labels)} labels.")
+    return train_images.unsqueeze(1), train_labels.long(), test_images.unsqueeze(1), test_labels.long()
+
+
+def mnist(root: str | Path | None = None, *, download: bool = False) -> TrainTest:
+    """MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28 greyscale.
+
+    Args:
+        root: Folder that contains ``MNIST/raw``; see :func:`~cnn_study.datasets.data_root`.
+        download: Fetch the files with torchvision if they are missing.
+
+    Examples:
+        >>> train, test = mnist()  # doctest: +SKIP
+        >>> train.images.shape, train.labels[:5].tolist()  # doctest: +SKIP
+        (torch.Size([60000, 1, 28, 28]), [5, 0, 4, 1, 9])
+    """
+    root = data_root(root)
+    train_x, train_y, test_x, test_y = _idx_dataset("MNIST", "MNIST", root, download)
+    classes = tuple(str(digit) for digit in range(10))
+    return TrainTest(
+        ImageData(train_x, train_y, classes, MNIST_MEAN, MNIST_STD, "MNIST train"),
+        ImageData(test_x, test_y, classes, MNIST_MEAN, MNIST_STD, "MNIST test"),
+    )
+
+
+def fashion_mnist(root: str | Path | None = None, *, download: bool = False) -> TrainTest:
+    """Fashion-MNIST clothing images: 60,000 training and 10,000 test images, 28x28 greyscale.
+
+    Args:
+        root: Folder that contains ``FashionMNIST/raw``.
+        download: Fetch the files with torchvision if they are missing.
+    """
+    root = data_root(root)
+    train_x, train_y, test_x, test_y = _idx_dataset("Fashion-MNIST", "FashionMNIST", root, download)
+    return TrainTest(
+        ImageData(train_x, train_y, FASHION_CLASSES, FASHION_MEAN, FASHION_STD, "Fashion-MNIST train"),
+        ImageData(test_x, test_y, FASHION_CLASSES, FASHION_MEAN, FASHION_STD, "Fashion-MNIST test"),
+    )
+
+
+def _folder_pair(name: str, base: Path, parts: tuple[str, str], channels: int, size: int | None) -> TrainTest:
+    loaded = [load_image_folder(base / part, channels=channels, size=size) for part in parts]
+    (train_x, train_y, train_classes), (test_x, test_y, test_classes) = loaded
+    if train_classes != test_classes:
+        raise CorruptDataError(
+            f"The class folders of {base / parts[0]} {train_classes} and {base / parts[1]} {test_classes} differ; "
+            "both parts need the same class sub-folders."
+        )
+    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if name == "CIFAR-10" else (IMAGENET_MEAN, IMAGENET_STD)
+    return TrainTest(
+        ImageData(train_x, train_y, train_classes, mean, std, f"{name} {parts[0]}"),
+        ImageData(test_x, test_y, test_classes, mean, std, f"{name} {parts[1]}"),
+    )
+
+
+def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainTest:
+    """CIFAR-10: 50,000 training and 10,000 test colour images, 32x32, ten classes.
+
+    Reads torchvision's ``cifar-10-batches-py`` (the lossless original) when
+    present, otherwise an image-folder export ``cifar10/`` or ``cifar10-jpeg/``.
+
+    Args:
+        root: Folder that contains one of the layouts above.
+        download: Fetch the original with torchvision (md5-checked) if nothing is found.
+    """
+    root = data_root(root)
+    folders = [root / name for name in ("cifar10", "cifar10-jpeg") if (root / name / "train").is_dir()]
+    if folders and not (root / "cifar-10-batches-py").is_dir():
+        return _folder_pair("CIFAR-10", folders[0], ("train", "test"), channels=3, size=None)
+    if not (root / "cifar-10-batches-py").is_dir() and not download:
+        raise _missing("CIFAR-10", root, f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png")
+    parts = [torchvision.datasets.CIFAR10(root, train=train, download=download) for train in (True, False)]
+    train_x, test_x = (torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous() for part in parts)
+    train_y, test_y = (torch.tensor(part.targets, dtype=torch.int64) for part in parts)
+    classes = tuple(parts[0].classes)
+    return TrainTest(
+        ImageData(train_x, train_y, classes, CIFAR10_MEAN, CIFAR10_STD, "CIFAR-10 train"),
+        ImageData(test_x, test_y, classes, CIFAR10_MEAN, CIFAR10_STD, "CIFAR-10 test"),
+    )
+
+
+def cifar10_cats_dogs(root: str | Path | None = None, *, download: bool = False) -> TrainTest:
+    """The cat and dog images of CIFAR-10 as a binary task (experiment 8): label 0 cat, 1 dog.
+
+    10,000 training and 2,000 test images, 32x32; experiment 8 upsamples them
+    to 150x150 batch by batch.
+
+    Args:
+        root: As for :func:`cifar10`.
+        download: As for :func:`cifar10`.
+    """
+    full = cifar10(root, download=download)
+    cat, dog = full.train.classes.index("cat"), full.train.classes.index("dog")
+
+    def binary(part: ImageData, name: str) -> ImageData:
+        keep = torch.nonzero((part.labels == cat) | (part.labels == dog)).flatten()
+        subset = part.subset(keep, name)
+        return ImageData(subset.images, (subset.labels == dog).long(), ("cat", "dog"), part.mean, part.std, name)
+
+    return TrainTest(binary(full.train, "CIFAR-10 cats/dogs train"), binary(full.test, "CIFAR-10 cats/dogs test"))
+
+
+def download_dogs_vs_cats(root: Path, url: str = DOGS_VS_CATS_URL) -> Path:
+    """Download and extract ``cats_and_dogs_filtered.zip`` into ``root``; return the extracted folder.
+
+    Args:
+        root: Destination folder.
+        url: Archive address (tests point it at a local file server).
+
+    Raises:
+        CorruptDataError: The archive has the wrong size or fails its CRC check.
+    """
+    archive = root / "cats_and_dogs_filtered.zip"
+    if not archive.is_file():
+        download_url(url, str(root), filename=archive.name)
+    if url == DOGS_VS_CATS_URL and archive.stat().st_size != DOGS_VS_CATS_BYTES:
+        archive.unlink()
+        raise CorruptDataError(f"{url} gave {archive.stat().st_size} bytes, not {DOGS_VS_CATS_BYTES}; try again.")
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            bad_member = zipped.testzip()
+            if bad_member is not None:
+                raise CorruptDataError(f"{archive} member {bad_member} fails its CRC check.")
+            zipped.extractall(root)
+    except zipfile.BadZipFile as error:
+        archive.unlink()
+        raise CorruptDataError(f"{archive} is not a valid zip archive ({error}); download it again.") from error
+    return root / "cats_and_dogs_filtered"
+
+
+def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, download: bool = False) -> TrainTest:
+    """Kaggle Dogs vs Cats, the 2,000/1,000 filtered subset (experiments 6 and 9): label 0 cat, 1 dog.
+
+    The photos vary in size; they are resized to ``image_size`` once, while
+    decoding, and the result is cached.
+
+    Why this source: the full Kaggle set needs a Kaggle login, while the
+    filtered archive is public and is the subset the study's notebooks used.
+    ``torchvision.datasets.OxfordIIITPet(target_types="binary-category")`` is a
+    checksummed alternative with a different composition (37 breeds).
+
+    Args:
+        root: Folder that contains ``dogs-vs-cats/`` or ``cats_and_dogs_filtered/``.
+        image_size: Side of the square images after resizing.
+        download: Fetch the archive if neither folder exists.
+    """
+    root = data_root(root)
+    candidates = [root / name for name in ("dogs-vs-cats", "cats_and_dogs_filtered") if (root / name).is_dir()]
+    if not candidates and download:
+        candidates = [download_dogs_vs_cats(root)]
+    if not candidates:
+        raise _missing("Dogs vs Cats", root, f"{root}/dogs-vs-cats/{{train,validation}}/{{cats,dogs}}/*.jpg")
+    train, validation = _folder_pair("Dogs vs Cats", candidates[0], ("train", "validation"), 3, image_size)
+    classes = ("cat", "dog")  # the folder names are plural
+    return TrainTest(
+        ImageData(train.images, train.labels, classes, train.mean, train.std, train.name),
+        ImageData(validation.images, validation.labels, classes, validation.mean, validation.std, validation.name),
+    )

@@ -1,0 +1,104 @@
+"""Batches straight from in-memory tensors, in the manner of airbench's ``CifarLoader``.
+
+The per-sample ``torch.utils.data.DataLoader`` calls Python once per image:
+decode, convert, normalise, augment, collate. For 28x28 or 32x32 images that
+overhead, not the model, dominates training on a CPU. :class:`BatchLoader`
+instead indexes a ``uint8`` tensor (already on the training device) once per
+batch and normalises and augments the whole batch with tensor operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .image_data import ImageData
+
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class BatchLoader:
+    """Yield ``(images, labels)`` batches: normalised, augmented, on ``device``.
+
+    Args:
+        data: The split to serve.
+        batch_size: Images per batch.
+        shuffle: Visit the images in a new random order every epoch.
+        augment: Augmentations applied in order to each normalised batch
+            (see :mod:`cnn_study.datasets.augment`).
+        device: Where the images live and batches are produced.
+        seed: Seed of the generator behind shuffling and augmentation.
+        drop_last: Skip a final batch smaller than ``batch_size``.
+        image_size: Resize every batch to ``image_size x image_size`` (bilinear).
+        mean: Normalisation mean; defaults to the data's (a pretrained model may need its own).
+        std: Normalisation standard deviation; defaults to the data's.
+        channels_last: Return batches in channels-last memory format (faster convolutions on CPUs).
+
+    Examples:
+        >>> import torch
+        >>> from cnn_study.datasets import ImageData
+        >>> data = ImageData(torch.zeros(10, 1, 28, 28, dtype=torch.uint8), torch.zeros(10, dtype=torch.long),
+        ...                  ("zero",), (0.1307,), (0.3081,))
+        >>> [tuple(x.shape) for x, _ in BatchLoader(data, batch_size=4)]
+        [(4, 1, 28, 28), (4, 1, 28, 28), (2, 1, 28, 28)]
+    """
+
+    def __init__(
+        self,
+        data: ImageData,
+        batch_size: int = 128,
+        *,
+        shuffle: bool = False,
+        augment: Sequence[Augmentation] = (),
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = False,
+        image_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        self.data = data
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = tuple(augment)
+        self.device = torch.device(device)
+        self.drop_last = drop_last
+        self.image_size = image_size
+        self.channels_last = channels_last
+        self.generator = torch.Generator().manual_seed(seed)
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean or data.mean, device=self.device).view(shape) * 255
+        self.std = torch.tensor(std or data.std, device=self.device).view(shape) * 255
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names of the data."""
+        return self.data.classes
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.data), self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.data)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.transform(self.images[index]), self.labels[index]
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Turn a ``uint8`` batch into the model's input: resize, normalise, augment."""
+        batch = images.float()
+        if self.image_size is not None and batch.shape[-2:] != (self.image_size, self.image_size):
+            batch = F.interpolate(batch, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        batch = (batch - self.mean) / self.std
+        for augmentation in self.augment:
+            batch = augmentation(batch, self.generator)
+        return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch

@@ -1,0 +1,142 @@
+"""Readers for the on-disk formats: IDX files, image folders and downloaded archives.
+
+Each reader turns files into ``uint8`` tensors once. Image folders are decoded
+in parallel and cached as one tensor file, so the second load is a single read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .._io import atomic_torch_save
+from ._paths import cache_dir
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): 0x08 is unsigned byte.
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class CorruptDataError(ValueError):
+    """A data file exists but cannot be read: truncated, malformed or not an image."""
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """Read an IDX file (the MNIST format), plain or gzip-compressed.
+
+    The header is two zero bytes, a type code, the number of dimensions and one
+    big-endian int32 per dimension; the data follows.
+
+    Args:
+        path: The file.
+
+    Returns:
+        A tensor with the file's shape and type (``uint8`` for images and labels).
+
+    Raises:
+        CorruptDataError: Bad magic number, unknown type, or a size that does
+            not match the header (a truncated download).
+    """
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise CorruptDataError(f"{path} is not an IDX file (bad magic number). Delete it and download it again.")
+    dims = raw[3]
+    header = 4 + 4 * dims
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise CorruptDataError(
+            f"{path} is {len(raw):,} bytes but its header describes {expected:,} (shape {shape}): the file is "
+            "truncated or corrupt. Delete it and download it again (download=True)."
+        )
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return torch.from_numpy(array.astype(dtype.newbyteorder("=")).copy())
+
+
+def _decode(path: Path, channels: int, size: int | None) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if channels == 3 and image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
+                raise CorruptDataError(
+                    f"{path} is a {image.mode} (greyscale) image, but this dataset is RGB. "
+                    "Convert it (PIL: Image.open(p).convert('RGB').save(p)) or remove it."
+                )
+            image = image.convert("RGB" if channels == 3 else "L")
+            if size is not None and image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise CorruptDataError(f"Cannot decode {path} ({error}). Remove or replace the file.") from error
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """Return the class names (sub-folder names, sorted) and ``(file, label)`` pairs of ``folder/<class>/*``."""
+    classes = tuple(sorted(entry.name for entry in folder.iterdir() if entry.is_dir()))
+    files = [
+        (path, label)
+        for label, name in enumerate(classes)
+        for path in sorted((folder / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    return classes, files
+
+
+def load_image_folder(
+    folder: str | Path, *, channels: int = 3, size: int | None = None, workers: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Decode ``folder/<class>/<image>`` into tensors, using a cache after the first time.
+
+    The cache file is keyed by the folder's absolute path, the requested
+    size and channels, and every file's name, size and modification time, so a
+    changed folder is decoded again. It is written atomically.
+
+    Args:
+        folder: Folder with one sub-folder per class.
+        channels: 3 for RGB, 1 for greyscale.
+        size: Resize every image to ``size x size`` while decoding; ``None``
+            keeps the size (all images must then have the same size).
+        workers: Decoding threads; defaults to the number of CPUs.
+
+    Returns:
+        ``(images, labels, classes)``: ``uint8`` N x C x H x W, ``int64`` N, class names.
+
+    Raises:
+        FileNotFoundError: ``folder`` has no class sub-folders with images.
+        CorruptDataError: An image cannot be decoded, or sizes differ and ``size`` is ``None``.
+    """
+    folder = Path(folder).resolve()
+    classes, files = list_image_folder(folder) if folder.is_dir() else ((), [])
+    if not files:
+        raise FileNotFoundError(f"No images found in {folder}; expected {folder}/<class name>/<image>.jpg.")
+    fingerprint = hashlib.sha256(f"{folder}|{channels}|{size}".encode())
+    for path, label in files:
+        stat = path.stat()
+        fingerprint.update(f"{path.name}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    cache_file = cache_dir() / "decoded" / f"{folder.name}-{fingerprint.hexdigest()[:20]}.pt"
+    if cache_file.is_file():
+        cached = torch.load(cache_file, weights_only=True)
+        return cached["images"], cached["labels"], tuple(cached["classes"])
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        arrays = list(pool.map(lambda item: _decode(item[0], channels, size), files, chunksize=64))
+    shapes = {array.shape for array in arrays}
+    if len(shapes) > 1:
+        raise CorruptDataError(
+            f"Images in {folder} have different sizes {sorted(shapes)[:3]}...; pass size=... to resize them."
+        )
+    images = torch.from_numpy(np.stack(arrays))
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    atomic_torch_save({"images": images, "labels": labels, "classes": list(classes)}, cache_file)
+    return images, labels, classes
