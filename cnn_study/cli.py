@@ -1,0 +1,151 @@
+"""The ``cnn-study`` command: list and inspect models, run experiments, show results.
+
+Examples::
+
+    cnn-study list
+    cnn-study summary resnet20
+    cnn-study run mnist_cnn --recipe improved
+    cnn-study run lenet5 --quick --device cpu
+    cnn-study evaluate runs/lenet5/improved/checkpoint.pt
+    cnn-study results --dir docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .datasets import DATASETS, BatchLoader, DataNotFoundError
+from .experiments import RECIPES, get_recipe, list_experiments, load_results, run
+from .models import create_model, get_model_info, list_models, summary
+from .training import evaluate, load_checkpoint, load_model_state, select_device
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def command_list(args: argparse.Namespace) -> None:
+    rows = []
+    for name in list_models(args.pattern):
+        info = get_model_info(name)
+        rows.append([name, "x".join(map(str, info.input_size)), str(info.num_classes),
+                     ",".join(map(str, info.experiments)), f"{info.paper} ({info.year})"])  # fmt: skip
+    print(_table(rows, ["model", "input", "classes", "experiments", "reference"]))
+    print("\nExperiments (cnn-study run NAME):")
+    for recipe in list_experiments():
+        print(f"  {recipe.experiment}  {recipe.name:<26} {recipe.title}  [{', '.join(RECIPES[recipe.name])}]")
+
+
+def command_summary(args: argparse.Namespace) -> None:
+    kwargs = {"base_weights": None} if args.name.endswith("_transfer") and not args.pretrained else {}
+    print(summary(args.name, depth=args.depth, **kwargs))
+
+
+def command_run(args: argparse.Namespace) -> None:
+    recipe = get_recipe(args.experiment, args.recipe)
+    result = run(recipe, out=args.out, data_root=args.data, device=args.device, epochs=args.epochs,
+                 batch_size=args.batch_size, backbone=args.backbone, quick=args.quick, resume=args.resume,
+                 quiet=args.quiet)  # fmt: skip
+    metrics = result.metrics
+    print(f"\n{recipe.title} ({recipe.recipe}{', quick' if args.quick else ''}): {metrics['model']} on {metrics['device']}")
+    print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (study reported {recipe.seed_reported})")
+    print(f"  train accuracy  {_percent(metrics['train_accuracy'])}")
+    if metrics["val_accuracy"] is not None:
+        print(f"  val accuracy    {_percent(metrics['val_accuracy'])}")
+    if metrics["accuracy_before_fine_tuning"] is not None:
+        print(f"  before fine-tuning {_percent(metrics['accuracy_before_fine_tuning'])}")
+    print(f"  {metrics['epochs']} epochs in {metrics['wall_seconds']:.0f} s; results in {result.out_dir}")
+
+
+def command_evaluate(args: argparse.Namespace) -> None:
+    state = load_checkpoint(args.checkpoint)
+    meta = state["meta"]
+    model = create_model(meta["model"], num_classes=len(meta["classes"]) if len(meta["classes"]) > 2 else 1,
+                         **meta.get("model_kwargs", {}), **({"base_weights": None} if meta["model"].endswith(
+                             "_transfer") else {}))  # fmt: skip
+    load_model_state(model, state["model"], args.checkpoint)
+    device = select_device(args.device)
+    _, test = DATASETS[args.dataset](args.data)
+    image_size = model.input_size[-1] if meta["model"].endswith("_transfer") else None
+    loader = BatchLoader(test, 500, device=device, image_size=image_size, mean=meta["mean"], std=meta["std"])
+    result = evaluate(model.to(device), loader)
+    print(f"{args.checkpoint}: {test.name} accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
+
+
+def command_results(args: argparse.Namespace) -> None:
+    results = load_results(args.dir)
+    if not results:
+        raise FileNotFoundError(f"No metrics.json files under {args.dir}; run an experiment first (cnn-study run ...).")
+    rows = [[str(m["experiment"]), m["name"], m["seed_reported"], _percent(m["test_accuracy"]), m["recipe"]
+             + (" (quick)" if m["quick"] else ""), str(m["epochs"]), m["device"]] for m in results]  # fmt: skip
+    print(_table(rows, ["#", "experiment", "study reported", "ours (test)", "recipe", "epochs", "device"]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``cnn-study`` (exposed for the docs and tests)."""
+    parser = argparse.ArgumentParser(prog="cnn-study", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="list the registered models and the nine experiments")
+    listing.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'resnet*'")
+    listing.set_defaults(handler=command_list)
+
+    summarise = commands.add_parser("summary", help="print a model's torchinfo summary")
+    summarise.add_argument("name", help="registered model name (see 'cnn-study list')")
+    summarise.add_argument("--depth", type=int, default=3, help="nesting depth shown (default 3)")
+    summarise.add_argument("--pretrained", action="store_true", help="transfer models: load the ImageNet base")
+    summarise.set_defaults(handler=command_summary)
+
+    running = commands.add_parser("run", help="train and evaluate one experiment recipe")
+    running.add_argument("experiment", help=f"one of {', '.join(RECIPES)} (or 1-9)")
+    running.add_argument("--recipe", default="improved", choices=("seed", "improved"))
+    running.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    running.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    running.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 or mps")
+    running.add_argument("--backbone", choices=("vgg16", "efficientnet_lite0"),
+                         help="transfer experiments: pretrained base (default vgg16)")  # fmt: skip
+    running.add_argument("--quick", action="store_true", help="small subset and 1-2 epochs, for a fast check")
+    running.add_argument("--out", type=Path, default=Path("runs"), help="results parent folder (default runs/)")
+    running.add_argument("--data", type=Path, help="dataset folder (default $CNN_STUDY_DATA or the user cache)")
+    running.add_argument("--resume", action="store_true", help="continue from the results folder's checkpoint")
+    running.add_argument("--quiet", action="store_true", help="no progress bars")
+    running.set_defaults(handler=command_run)
+
+    evaluating = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset's test split")
+    evaluating.add_argument("checkpoint", type=Path)
+    evaluating.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    evaluating.add_argument("--data", type=Path, help="dataset folder")
+    evaluating.add_argument("--device", default="auto")
+    evaluating.set_defaults(handler=command_evaluate)
+
+    results = commands.add_parser("results", help="table of finished runs: study's number vs ours")
+    results.add_argument("--dir", type=Path, default=Path("runs"), help="results folder (default runs/)")
+    results.set_defaults(handler=command_results)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 a user error with a message, 2 bad usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (ValueError, FileNotFoundError, DataNotFoundError, ImportError, RuntimeError) as error:
+        print(f"cnn-study: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""The nine experiments of the study as data, and :func:`run` to carry one out.
+
+Each experiment has up to two :class:`Recipe` objects:
+
+* ``seed``: as close to the original notebook as the study describes it
+  (for example AlexNet with Adam at 1e-3 for 100 epochs and no augmentation,
+  which overfits: 91% train, 53% validation);
+* ``improved``: what a careful engineer does today with the same
+  architecture: augmentation, batch normalisation, a learning-rate schedule,
+  label smoothing, longer training where it pays.
+
+:func:`run` trains a recipe and writes ``<out>/<experiment>/<recipe>/`` with
+``metrics.json``, ``history.json``, ``checkpoint.pt`` and the figures
+``training_curves.png`` and ``confusion_matrix.png``.
+
+Examples:
+    >>> from cnn_study.experiments import get_recipe
+    >>> get_recipe("lenet5", "seed").epochs
+    10
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from . import __version__, visualize
+from ._io import atomic_json_dump
+from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, ShearZoomFlip
+from .datasets.loader import Augmentation
+from .models import create_model
+from .training import (
+    History,
+    TensorBatches,
+    device_name,
+    evaluate,
+    extract_features,
+    fit,
+    seed_everything,
+    select_device,
+)
+
+BACKBONES = ("vgg16", "efficientnet_lite0")
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """The second stage of experiment 9: unfreeze the base's last block and train on.
+
+    Attributes:
+        epochs: Epochs of the second stage.
+        optimizer: Optimizer name (see :func:`make_optimizer`).
+        lr: Its learning rate (small, so the pretrained features are only nudged).
+        trainable: What learns in this stage: ``"last_block"`` or ``"all"``.
+    """
+
+    epochs: int = 10
+    optimizer: str = "rmsprop"
+    lr: float = 1e-5
+    trainable: Literal["last_block", "all"] = "last_block"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines one training run of one experiment.
+
+    Attributes:
+        experiment: Number of the experiment in the study (1-9).
+        name: Experiment key, e.g. ``"lenet5"``.
+        title: One-line description.
+        recipe: ``"seed"`` or ``"improved"``.
+        dataset: Key of :data:`cnn_study.datasets.DATASETS`.
+        model: Registry name of the model.
+        model_kwargs: Extra keyword arguments for :func:`~cnn_study.models.create_model`.
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``.
+        lr: Peak learning rate.
+        momentum: Momentum for SGD (Nesterov when ``nesterov``).
+        nesterov: Use Nesterov momentum with SGD.
+        weight_decay: L2 penalty (decoupled for AdamW).
+        schedule: ``"constant"``, ``"cosine"`` (annealed to zero) or ``"onecycle"``.
+        epochs: Training epochs (of the first stage, for fine-tuning recipes).
+        batch_size: Images per batch.
+        augment: Whole-batch augmentations (see :mod:`cnn_study.datasets.augment`).
+        label_smoothing: Label smoothing of the training loss.
+        validation_fraction: Share of the training set held out for validation;
+            ``None`` evaluates on the test set after each epoch (for the curves
+            only: no model selection, the last epoch is what is reported).
+        feature_cache: Train a frozen base's head on features computed once.
+        fine_tuning: Second stage for experiment 9.
+        seed_reported: What the original notebook reported.
+        seed: Seed of initialisation, splitting, shuffling and augmentation.
+        quick_per_class: Training images per class in ``--quick`` mode.
+        quick_epochs: Epochs in ``--quick`` mode.
+    """
+
+    experiment: int
+    name: str
+    title: str
+    recipe: str
+    dataset: str
+    model: str
+    optimizer: str
+    lr: float
+    epochs: int
+    batch_size: int
+    seed_reported: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    augment: tuple[Augmentation, ...] = ()
+    label_smoothing: float = 0.0
+    validation_fraction: float | None = None
+    feature_cache: bool = False
+    fine_tuning: FineTuning | None = None
+    seed: int = 0
+    quick_per_class: int = 200
+    quick_epochs: int = 2
+
+    @property
+    def is_transfer(self) -> bool:
+        """Whether the model is a pretrained base with a new head."""
+        return self.model.endswith("_transfer")
+
+
+def _recipes() -> dict[str, dict[str, Recipe]]:
+    mnist_seed = Recipe(1, "mnist_cnn", "A simple CNN on MNIST", "seed", "mnist", "mnist_cnn", "adam", 1e-3, 5, 128,
+                        "97.93% test")  # fmt: skip
+    fashion_seed = Recipe(2, "fashion_cnn", "A CNN on Fashion-MNIST", "seed", "fashion_mnist", "fashion_cnn", "adam",
+                          1e-3, 10, 128, "80.57% test")  # fmt: skip
+    lenet_seed = Recipe(3, "lenet5", "LeNet-5 on MNIST", "seed", "mnist", "lenet5", "adam", 1e-3, 10, 128,
+                        "99.03% test", validation_fraction=0.2)  # fmt: skip
+    alexnet_seed = Recipe(4, "alexnet", "AlexNet on CIFAR-10", "seed", "cifar10", "alexnet_cifar", "adam", 1e-3, 100,
+                          128, "train 91.07% / val 53.24%", validation_fraction=0.2, quick_per_class=50, quick_epochs=1)  # fmt: skip
+    zfnet_seed = Recipe(5, "zfnet", "ZFNet on CIFAR-10", "seed", "cifar10", "zfnet_cifar", "adam", 1e-3, 30, 128,
+                        "80.7% test", validation_fraction=0.2, quick_per_class=50, quick_epochs=1)  # fmt: skip
+    resnet_seed = Recipe(7, "resnet", "ResNet-20 on CIFAR-10", "seed", "cifar10", "resnet20", "sgd", 0.1, 50, 128,
+                         "not reported", weight_decay=1e-4, schedule="cosine", augment=(CropFlip(4),),
+                         quick_per_class=50, quick_epochs=1)  # fmt: skip
+    transfer = dict(augment=(ShearZoomFlip(0.2, 0.2),), quick_per_class=40, quick_epochs=1)
+    dogs_seed = Recipe(6, "vgg16_dogs_vs_cats", "VGG16 ImageNet transfer on Dogs vs Cats", "seed", "dogs_vs_cats",
+                       "vgg16_transfer", "adam", 1e-4, 10, 32, "not reported", **transfer)  # fmt: skip
+    features_seed = Recipe(8, "vgg16_feature_extraction", "VGG16 feature extraction on CIFAR-10 cats vs dogs", "seed",
+                           "cifar10_cats_dogs", "vgg16_transfer", "adam", 1e-4, 10, 32,
+                           "train 93.98% / val 91.94%", validation_fraction=0.2, **transfer)  # fmt: skip
+    finetune_seed = Recipe(9, "vgg16_fine_tuning", "VGG16 fine-tuning on Dogs vs Cats", "seed", "dogs_vs_cats",
+                           "vgg16_transfer", "rmsprop", 2e-5, 10, 32, "82.92% -> 97.95%",
+                           fine_tuning=FineTuning(10, "rmsprop", 1e-5), **transfer)  # fmt: skip
+
+    improved = dict(recipe="improved", schedule="onecycle", label_smoothing=0.1)
+    cifar_improved = dict(improved, optimizer="sgd", lr=0.1, nesterov=True, weight_decay=5e-4,
+                          augment=(CropFlip(4), Cutout(8)), validation_fraction=None)  # fmt: skip
+    head_on_cached_features = dict(recipe="improved", optimizer="adamw", lr=1e-3, weight_decay=1e-2, epochs=30,
+                                   batch_size=64, augment=(), feature_cache=True, schedule="cosine",
+                                   model_kwargs={"pooling": "avg", "dropout": 0.5})  # fmt: skip
+    return {
+        "mnist_cnn": {
+            "seed": mnist_seed,
+            "improved": replace(mnist_seed, **improved, optimizer="adamw", lr=3e-3, weight_decay=1e-2, epochs=6,
+                                augment=(CropFlip(2, flip=False),)),
+        },
+        "fashion_cnn": {
+            "seed": fashion_seed,
+            "improved": replace(fashion_seed, **improved, optimizer="adamw", lr=3e-3, weight_decay=5e-2, epochs=20,
+                                augment=(CropFlip(2),)),
+        },
+        "lenet5": {
+            "seed": lenet_seed,
+            "improved": replace(lenet_seed, **improved, optimizer="adamw", lr=5e-3, weight_decay=1e-2, epochs=20,
+                                augment=(CropFlip(2, flip=False),), validation_fraction=None),
+        },
+        "alexnet": {
+            "seed": alexnet_seed,
+            "improved": replace(alexnet_seed, **dict(cifar_improved, lr=0.05, epochs=40, model_kwargs={"batch_norm": True})),
+        },
+        "zfnet": {
+            "seed": zfnet_seed,
+            "improved": replace(zfnet_seed, **dict(cifar_improved, lr=0.05, epochs=40, model_kwargs={"batch_norm": True})),
+        },
+        "vgg16_dogs_vs_cats": {
+            "seed": dogs_seed,
+            "improved": replace(dogs_seed, **head_on_cached_features),
+        },
+        "resnet": {
+            "seed": resnet_seed,
+            "improved": replace(resnet_seed, **cifar_improved, epochs=100),
+        },
+        "vgg16_feature_extraction": {
+            "seed": features_seed,
+            "improved": replace(features_seed, **dict(head_on_cached_features, validation_fraction=None)),
+        },
+        "vgg16_fine_tuning": {
+            "seed": finetune_seed,
+            "improved": replace(finetune_seed, **dict(head_on_cached_features, feature_cache=False, epochs=5,
+                                                          fine_tuning=FineTuning(5, "adamw", 1e-4))),
+        },
+    }
+
+
+#: All recipes: ``RECIPES[experiment][recipe]``.
+RECIPES: dict[str, dict[str, Recipe]] = _recipes()
+
+
+def list_experiments() -> list[Recipe]:
+    """The ``seed`` recipe of each experiment, in the study's order."""
+    return sorted((recipes["seed"] for recipes in RECIPES.values()), key=lambda recipe: recipe.experiment)
+
+
+def get_recipe(experiment: str, recipe: str = "improved") -> Recipe:
+    """Look up a recipe by experiment key (or number) and recipe name.
+
+    Args:
+        experiment: Experiment key such as ``"lenet5"``, or its number ``"3"``.
+        recipe: ``"seed"`` or ``"improved"``.
+
+    Raises:
+        ValueError: Unknown experiment or recipe; the message lists the valid ones.
+    """
+    by_number = {str(r.experiment): r.name for r in list_experiments()}
+    key = by_number.get(str(experiment), experiment)
+    if key not in RECIPES:
+        raise ValueError(f"Unknown experiment {experiment!r}. Choose one of: {', '.join(RECIPES)} (or 1-9).")
+    if recipe not in RECIPES[key]:
+        raise ValueError(f"Experiment {key} has no recipe {recipe!r}; it has {', '.join(RECIPES[key])}.")
+    return RECIPES[key][recipe]
+
+
+def make_optimizer(name: str, parameters: Any, lr: float, *, momentum: float = 0.9, nesterov: bool = False,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:  # fmt: skip
+    """Build an optimizer by name: ``adam``, ``adamw``, ``sgd`` or ``rmsprop``.
+
+    Args:
+        name: Optimizer name.
+        parameters: Parameters (or parameter groups) to optimise.
+        lr: Learning rate.
+        momentum: Momentum (SGD).
+        nesterov: Nesterov momentum (SGD).
+        weight_decay: Weight decay.
+    """
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {name!r}; use adam, adamw, sgd or rmsprop.")
+
+
+def make_scheduler(
+    schedule: str, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Build a per-batch learning-rate schedule: ``constant``, ``cosine`` or ``onecycle``.
+
+    Args:
+        schedule: Schedule name.
+        optimizer: The optimizer whose learning rate it drives.
+        total_steps: Number of batches the schedule spans.
+    """
+    if schedule == "constant":
+        return None
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if schedule == "onecycle":
+        peak = optimizer.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=0.25)
+    raise ValueError(f"Unknown schedule {schedule!r}; use constant, cosine or onecycle.")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns: the trained model, its history, the metrics and where they were written."""
+
+    model: nn.Module
+    history: History
+    metrics: dict[str, Any]
+    out_dir: Path
+
+
+def _transfer_model_name(recipe: Recipe, backbone: str | None) -> str:
+    if not recipe.is_transfer or backbone is None:
+        return recipe.model
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+    return f"{backbone}_transfer"
+
+
+def run(
+    recipe: Recipe,
+    *,
+    out: str | Path = "runs",
+    data_root: str | Path | None = None,
+    device: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    backbone: str | None = None,
+    quick: bool = False,
+    resume: bool = False,
+    quiet: bool = False,
+) -> RunResult:
+    """Train and evaluate one recipe, and write its results folder.
+
+    Args:
+        recipe: What to run (see :func:`get_recipe`).
+        out: Parent folder; results go to ``out/<experiment>/<recipe>/``.
+        data_root: Dataset folder; defaults to ``$CNN_STUDY_DATA`` or the user cache.
+        device: Device override (``"cpu"``, ``"cuda"``, ``"mps"``); chosen automatically by default.
+        epochs: Override the recipe's epochs.
+        batch_size: Override the recipe's batch size.
+        backbone: For transfer experiments: ``"vgg16"`` (the default, downloads
+            ImageNet weights) or ``"efficientnet_lite0"`` (offline extra).
+        quick: The small documented budget for tests and the docs build:
+            ``recipe.quick_per_class`` training images per class, a quarter of
+            that per class for evaluation, and ``recipe.quick_epochs`` epochs.
+        resume: Continue from the checkpoint in the results folder.
+        quiet: Hide progress bars.
+
+    Returns:
+        The trained model, history, metrics and the results folder.
+    """
+    started = time.perf_counter()
+    if quick:
+        recipe = replace(recipe, epochs=recipe.quick_epochs,
+                         fine_tuning=recipe.fine_tuning and replace(recipe.fine_tuning, epochs=recipe.quick_epochs))  # fmt: skip
+    recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size)
+    out_dir = Path(out) / recipe.name / recipe.recipe
+    device = select_device(device)
+    seed_everything(recipe.seed)
+
+    model_name = _transfer_model_name(recipe, backbone)
+    model = create_model(model_name, **recipe.model_kwargs)
+    train_data, test_data = _load_data(recipe, data_root, quick)
+    val_data = None
+    if recipe.validation_fraction is not None:
+        train_data, val_data = train_data.split(recipe.validation_fraction, seed=recipe.seed)
+
+    image_size = model.input_size[-1] if recipe.is_transfer else None
+    norm = {"mean": model.mean, "std": model.std} if recipe.is_transfer else {}
+    channels_last = device.type == "cpu" and not recipe.is_transfer
+
+    def loader(data: ImageData, train: bool) -> BatchLoader:
+        return BatchLoader(data, recipe.batch_size if train else 500, shuffle=train,
+                           augment=recipe.augment if train else (), device=device, seed=recipe.seed,
+                           image_size=image_size, channels_last=channels_last, **norm)  # fmt: skip
+
+    monitor = loader(val_data if val_data is not None else test_data, train=False)
+    meta = {"model": model_name, "model_kwargs": recipe.model_kwargs, "classes": list(train_data.classes),
+            "mean": list(norm.get("mean", train_data.mean)), "std": list(norm.get("std", train_data.std))}  # fmt: skip
+    checkpoint = out_dir / "checkpoint.pt"
+    common = dict(device=device, checkpoint=checkpoint, resume=resume, meta=meta, quiet=quiet)
+
+    if recipe.feature_cache:
+        history = _fit_head_on_features(model, recipe, loader(train_data, False), monitor, **common)
+    else:
+        history = _fit_stage(model, recipe, recipe.optimizer, recipe.lr, recipe.epochs, loader(train_data, True),
+                             monitor, **common)  # fmt: skip
+    first_stage = evaluate(model, loader(test_data, False), device)
+    if recipe.fine_tuning is not None:
+        model.set_trainable(recipe.fine_tuning.trainable)
+        stage = recipe.fine_tuning
+        history = _fit_stage(model, replace(recipe, schedule="constant"), stage.optimizer, stage.lr,
+                             recipe.epochs + stage.epochs, loader(train_data, True), monitor, history=history,
+                             **dict(common, checkpoint=out_dir / "checkpoint_fine_tuning.pt"))  # fmt: skip
+    final = evaluate(model, loader(test_data, False), device) if recipe.fine_tuning else first_stage
+
+    metrics = {
+        "experiment": recipe.experiment,
+        "name": recipe.name,
+        "title": recipe.title,
+        "recipe": recipe.recipe,
+        "quick": quick,
+        "model": model_name,
+        "dataset": recipe.dataset,
+        "train_size": len(train_data),
+        "test_size": len(test_data),
+        "epochs": len(history),
+        "test_accuracy": final.accuracy,
+        "test_loss": final.loss,
+        "train_accuracy": history.epochs[-1].train_accuracy,
+        "val_accuracy": history.epochs[-1].val_accuracy if val_data is not None else None,
+        "accuracy_before_fine_tuning": first_stage.accuracy if recipe.fine_tuning else None,
+        "seed_reported": recipe.seed_reported,
+        "seed": recipe.seed,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "cnn_study": __version__,
+        "python": platform.python_version(),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "recipe_settings": _recipe_settings(recipe),
+    }
+    atomic_json_dump(metrics, out_dir / "metrics.json")
+    atomic_json_dump(history.to_dict(), out_dir / "history.json")
+    _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})")
+    return RunResult(model, history, metrics, out_dir)
+
+
+def _load_data(recipe: Recipe, data_root: str | Path | None, quick: bool) -> tuple[ImageData, ImageData]:
+    load = DATASETS[recipe.dataset]
+    train, test = load(data_root)
+    if quick:
+        train = train.sample(recipe.quick_per_class, seed=recipe.seed)
+        test = test.sample(max(recipe.quick_per_class // 4, 10), seed=recipe.seed)
+    return train, test
+
+
+def _fit_stage(model: nn.Module, recipe: Recipe, optimizer_name: str, lr: float, epochs: int, train: BatchLoader,
+               monitor: BatchLoader, history: History | None = None, **common: Any) -> History:  # fmt: skip
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = make_optimizer(optimizer_name, trainable, lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                               weight_decay=recipe.weight_decay)  # fmt: skip
+    done = len(history) if history is not None else 0
+    scheduler = make_scheduler(recipe.schedule, optimizer, (epochs - done) * len(train))
+    stage = fit(model, train, epochs=epochs - done, optimizer=optimizer, scheduler=scheduler, val_loader=monitor,
+                label_smoothing=recipe.label_smoothing, **common)  # fmt: skip
+    if history is None:
+        return stage
+    for record in stage.epochs:
+        record.epoch += done
+    return History(history.epochs + stage.epochs)
+
+
+def _fit_head_on_features(model: nn.Module, recipe: Recipe, train: BatchLoader, monitor: BatchLoader,
+                          **common: Any) -> History:  # fmt: skip
+    """Feature extraction, fast path: run the frozen base once, then train only the head."""
+    device, quiet = common["device"], common["quiet"]
+    train_features = TensorBatches(*extract_features(model.base, train, device, quiet), recipe.batch_size,
+                                   shuffle=True, seed=recipe.seed)  # fmt: skip
+    monitor_features = TensorBatches(*extract_features(model.base, monitor, device, quiet), 500)
+    return _fit_stage(model.head, recipe, recipe.optimizer, recipe.lr, recipe.epochs, train_features,
+                      monitor_features, **common)  # fmt: skip
+
+
+def _recipe_settings(recipe: Recipe) -> dict[str, Any]:
+    settings = asdict(replace(recipe, augment=()))
+    settings["augment"] = [repr(augmentation) for augmentation in recipe.augment]
+    return settings
+
+
+def _save_figures(history: History, evaluation: Any, classes: tuple[str, ...], out_dir: Path, title: str) -> None:
+    for name, figure in (
+        ("training_curves.png", visualize.training_curves(history, title=title)),
+        ("confusion_matrix.png", visualize.confusion_matrix(evaluation.labels, evaluation.predictions, classes)),
+    ):
+        visualize.save_figure(figure, out_dir / name)
+
+
+def load_results(folder: str | Path) -> list[dict[str, Any]]:
+    """Read every ``metrics.json`` below ``folder`` (as written by :func:`run`), in experiment order.
+
+    Args:
+        folder: A results folder, e.g. ``runs`` or ``docs/results``.
+    """
+    results = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*/*/metrics.json"))]
+    return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"]))

@@ -1,0 +1,457 @@
+"""Fit and evaluate any classifier on any batch loader, with atomic, resumable checkpoints.
+
+This module knows nothing about experiments, datasets or architectures: it
+takes an ``nn.Module``, an optimizer and iterables of ``(images, labels)``.
+A model with one output is treated as a binary classifier (one logit,
+``BCEWithLogitsLoss``, the sigmoid lives in the loss); any other as a
+multiclass classifier (``CrossEntropyLoss``).
+
+Examples:
+    >>> import torch
+    >>> from cnn_study.training import fit, evaluate
+    >>> from cnn_study.datasets import BatchLoader, mnist
+    >>> from cnn_study.models import create_model
+    >>> train, test = mnist()  # doctest: +SKIP
+    >>> model = create_model("lenet5")  # doctest: +SKIP
+    >>> history = fit(model, BatchLoader(train, 128, shuffle=True), epochs=1,
+    ...               optimizer=torch.optim.Adam(model.parameters()))  # doctest: +SKIP
+    >>> evaluate(model, BatchLoader(test, 1000)).accuracy  # doctest: +SKIP
+    0.98...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterable, Sized
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._io import atomic_torch_save
+
+
+class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
+    """What ``fit`` and ``evaluate`` iterate over: sized, yields ``(images, labels)``.
+
+    A loader that has a ``generator`` attribute (a ``torch.Generator`` behind
+    its shuffling and augmentation) gets that generator saved in checkpoints.
+    """
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """Pick the training device: CUDA if available, then Apple MPS, then the CPU.
+
+    Args:
+        device: An explicit choice (``"cpu"``, ``"cuda:1"``, ``"mps"``) that
+            overrides the automatic one; ``None`` or ``"auto"`` chooses.
+
+    Raises:
+        ValueError: The requested device is not available on this machine.
+    """
+    if device not in (None, "auto"):
+        device = torch.device(device)
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": torch.backends.mps.is_available(),
+        }.get(device.type, False)
+        if not available:
+            raise ValueError(f"Device {device} is not available here; use 'auto' or 'cpu'.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name for the device, e.g. ``"NVIDIA H100 80GB HBM3"`` or ``"cpu (2 threads)"``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices) so that runs repeat exactly on the CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class EpochRecord:
+    """Metrics of one epoch; ``val_*`` are ``None`` when there is no validation loader."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a training run, as plotted by :func:`cnn_study.visualize.training_curves`."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def column(self, name: str) -> list[Any]:
+        """Return one metric over all epochs, e.g. ``history.column("val_accuracy")``."""
+        return [getattr(record, name) for record in self.epochs]
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """A JSON-ready dict (this is what ``history.json`` holds)."""
+        return {"epochs": [asdict(record) for record in self.epochs]}
+
+    @classmethod
+    def from_dict(cls, content: dict[str, list[dict[str, Any]]]) -> History:
+        """Rebuild a history from :meth:`to_dict` output."""
+        return cls([EpochRecord(**record) for record in content["epochs"]])
+
+
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate`.
+
+    Attributes:
+        loss: Mean loss over the data.
+        accuracy: Fraction of correct predictions.
+        predictions: Predicted class per image.
+        labels: True class per image.
+        probabilities: ``N x classes`` class probabilities (``N x 2`` for a binary model).
+    """
+
+    loss: float
+    accuracy: float
+    predictions: torch.Tensor
+    labels: torch.Tensor
+    probabilities: torch.Tensor
+
+
+def _is_binary(logits: torch.Tensor) -> bool:
+    return logits.dim() == 2 and logits.shape[1] == 1
+
+
+def loss_and_predictions(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and predicted classes for binary (one logit) or multiclass outputs.
+
+    Args:
+        logits: Model output, ``N x 1`` or ``N x classes``.
+        labels: True classes.
+        label_smoothing: Label smoothing (Szegedy et al. 2016) for the loss.
+    """
+    if _is_binary(logits):
+        targets = labels.float() * (1 - label_smoothing) + 0.5 * label_smoothing
+        return F.binary_cross_entropy_with_logits(logits.squeeze(1), targets), (logits.squeeze(1) > 0).long()
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), logits.argmax(1)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Batches, device: str | torch.device | None = None) -> Evaluation:
+    """Compute loss, accuracy and predictions of ``model`` over ``loader``, in eval mode.
+
+    Args:
+        model: The classifier.
+        loader: Batches of ``(images, labels)``.
+        device: Where to run; defaults to where the model's parameters are.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, outputs, targets = 0.0, [], []
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with _autocast(device):
+            logits = model(images)
+        loss, _ = loss_and_predictions(logits.float(), labels)
+        total_loss += loss.item() * len(labels)
+        outputs.append(logits.float().cpu())
+        targets.append(labels.cpu())
+    model.train(was_training)
+    logits, labels = torch.cat(outputs), torch.cat(targets)
+    if _is_binary(logits):
+        positive = torch.sigmoid(logits.squeeze(1))
+        probabilities = torch.stack([1 - positive, positive], dim=1)
+    else:
+        probabilities = logits.softmax(1)
+    predictions = probabilities.argmax(1)
+    return Evaluation(
+        loss=total_loss / len(labels),
+        accuracy=(predictions == labels).float().mean().item(),
+        predictions=predictions,
+        labels=labels,
+        probabilities=probabilities,
+    )
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    history: History,
+    loader: Batches,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write everything needed to resume training, atomically (temporary file, then rename).
+
+    Args:
+        path: Checkpoint file.
+        model: The model being trained.
+        optimizer: Its optimizer.
+        scheduler: Its learning-rate scheduler, if any.
+        history: Metrics so far; its length is the number of finished epochs.
+        loader: The training loader; its generator state is saved.
+        meta: Extra JSON-like information (model name, classes, normalisation).
+    """
+    generator = getattr(loader, "generator", None)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": history.to_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "loader": generator.get_state() if generator is not None else None,
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "meta": meta or {},
+    }
+    return atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (safely: ``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        ValueError: The file is not a cnn-study checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a corrupt file
+        raise ValueError(f"{path} is not a readable checkpoint ({error}).") from error
+    if not isinstance(state, dict) or not {"model", "optimizer", "history"} <= state.keys():
+        raise ValueError(f"{path} is not a cnn-study training checkpoint (no model/optimizer/history).")
+    return state
+
+
+def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
+    """``model.load_state_dict`` with an error that says which model and class count the file is for.
+
+    Args:
+        model: The model to fill.
+        state_dict: Parameters to load.
+        source: Where they came from, for the message.
+
+    Raises:
+        ValueError: The parameters do not fit the model.
+    """
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in state_dict.items()}
+        last = list(theirs)[-1] if theirs else "?"
+        raise ValueError(
+            f"{source} does not fit this {type(model).__name__}: it holds {len(theirs)} tensors "
+            f"(last {last} {theirs.get(last)}), the model has {len(ours)} (last {list(ours)[-1]} "
+            f"{list(ours.values())[-1]}). It was saved from another model or number of classes."
+        ) from error
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Batches,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    val_loader: Batches | None = None,
+    label_smoothing: float = 0.0,
+    device: str | torch.device | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+    quiet: bool = False,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs and return the per-epoch history.
+
+    The scheduler, if any, is stepped after every batch (build it with the
+    total number of steps, ``epochs * len(train_loader)``). After every epoch
+    the model is evaluated on ``val_loader`` and, if ``checkpoint`` is given,
+    a checkpoint is written atomically. With ``resume=True`` training
+    continues from that checkpoint; on the CPU the result is bit-identical to
+    a run that was never interrupted.
+
+    Args:
+        model: The classifier (moved to ``device``).
+        train_loader: Training batches; shuffling should come from a seeded generator.
+        epochs: Total number of epochs, including those already done when resuming.
+        optimizer: Optimizer over the parameters to train.
+        scheduler: Learning-rate scheduler stepped once per batch.
+        val_loader: Batches to evaluate on after each epoch.
+        label_smoothing: Label smoothing for the training loss.
+        device: Device override; defaults to :func:`select_device`.
+        checkpoint: File to save to after each epoch (and to resume from).
+        resume: Continue from ``checkpoint`` if it exists.
+        meta: Extra information stored in the checkpoint.
+        quiet: Hide the progress bar.
+
+    Returns:
+        The :class:`History` of all epochs (resumed ones included).
+    """
+    device = select_device(device)
+    model.to(device)
+    if getattr(train_loader, "channels_last", False):
+        model.to(memory_format=torch.channels_last)
+    history = History()
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        history = _restore(Path(checkpoint), model, optimizer, scheduler, train_loader)
+
+    for epoch in range(len(history) + 1, epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        total_loss, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=quiet, unit="batch")
+        for step, (images, labels) in enumerate(bar):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with _autocast(device):
+                logits = model(images)
+            loss, predictions = loss_and_predictions(logits.float(), labels, label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_loss += loss.detach() * len(labels)
+            correct += (predictions == labels).sum()
+            seen += len(labels)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+        validation = evaluate(model, val_loader, device) if val_loader is not None else None
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=total_loss.item() / seen,
+            train_accuracy=correct.item() / seen,
+            val_loss=validation.loss if validation else None,
+            val_accuracy=validation.accuracy if validation else None,
+            learning_rate=optimizer.param_groups[0]["lr"],
+            seconds=time.perf_counter() - started,
+        )
+        history.epochs.append(record)
+        if not quiet:
+            val_text = f", val loss {record.val_loss:.4f} acc {record.val_accuracy:.2%}" if validation else ""
+            tqdm.write(
+                f"epoch {epoch}/{epochs}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.2%}"
+                f"{val_text} ({record.seconds:.1f} s)"
+            )
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, scheduler, history, train_loader, meta)
+    return history
+
+
+def _restore(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    loader: Batches,
+) -> History:
+    state = load_checkpoint(path)
+    load_model_state(model, state["model"], path)
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    generator = getattr(loader, "generator", None)
+    if generator is not None and state["rng"]["loader"] is not None:
+        generator.set_state(state["rng"]["loader"])
+    return History.from_dict(state["history"])
+
+
+class TensorBatches:
+    """Batches from a pair of tensors (e.g. cached features), shuffled by a seeded generator.
+
+    Args:
+        inputs: ``N x ...`` model inputs.
+        labels: ``N`` labels.
+        batch_size: Items per batch.
+        shuffle: New random order every epoch.
+        seed: Seed of the generator.
+    """
+
+    def __init__(
+        self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 128, shuffle: bool = False, seed: int = 0
+    ) -> None:
+        self.inputs, self.labels, self.batch_size, self.shuffle = inputs, labels, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.inputs[index], self.labels[index]
+
+
+@torch.no_grad()
+def extract_features(
+    base: nn.Module, loader: Batches, device: str | torch.device | None = None, quiet: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a frozen convolutional base once over ``loader`` and keep its outputs.
+
+    This is the fast path of feature extraction: a frozen base gives the same
+    features every epoch, so computing them once and training the head on
+    :class:`TensorBatches` of features saves all but one pass through the base.
+    (It rules out augmentation, which changes the input every epoch.)
+
+    Args:
+        base: The convolutional base (e.g. ``model.base`` of a transfer model).
+        loader: Batches of ``(images, labels)``, not shuffled.
+        device: Where to run; defaults to :func:`select_device`.
+        quiet: Hide the progress bar.
+
+    Returns:
+        ``(features, labels)`` on the CPU.
+    """
+    device = select_device(device)
+    base.to(device).eval()
+    features, labels = [], []
+    for images, batch_labels in tqdm(loader, desc="extracting features", leave=False, disable=quiet):
+        with _autocast(device):
+            features.append(base(images.to(device)).float().cpu())
+        labels.append(batch_labels.cpu())
+    return torch.cat(features), torch.cat(labels)

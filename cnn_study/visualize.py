@@ -1,0 +1,485 @@
+"""Figures from models, data and training histories.
+
+Every function returns a :class:`matplotlib.figure.Figure` and never calls
+``plt.show()``: display it in a notebook, or write it with :func:`save_figure`.
+Figures are created with the object-oriented API (no global pyplot state),
+so they work headless and in parallel.
+
+Examples:
+    >>> from cnn_study.visualize import confusion_matrix
+    >>> figure = confusion_matrix([0, 1, 1], [0, 1, 0], classes=["cat", "dog"])
+    >>> [text.get_text() for text in figure.axes[0].get_xticklabels()]
+    ['cat', 'dog']
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from ._io import _atomic_write
+from .datasets import ImageData
+from .training import History, evaluate
+
+ArrayLike = Sequence[int] | np.ndarray | torch.Tensor
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``figure`` as an image (format from the suffix), atomically.
+
+    Args:
+        figure: The figure.
+        path: Destination, e.g. ``"curves.png"``.
+        dpi: Resolution.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    return _atomic_write(path, lambda file: file.write(buffer.getvalue()))
+
+
+def _numpy(values: ArrayLike) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def training_curves(histories: History | Mapping[str, History], title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, training (solid) and validation (dashed).
+
+    Args:
+        histories: One history, or several by label (e.g. ``{"seed": h1, "improved": h2}``)
+            to compare runs on the same axes.
+        title: Figure title.
+
+    Returns:
+        A figure with two axes: loss, then accuracy (in percent).
+    """
+    if isinstance(histories, History):
+        histories = {"": histories}
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    colours = [f"C{index}" for index in range(len(histories))]
+    for colour, (label, history) in zip(colours, histories.items()):
+        prefix = f"{label} " if label else ""
+        epochs = history.column("epoch")
+        for axes, metric, scale in ((loss_axes, "loss", 1), (accuracy_axes, "accuracy", 100)):
+            axes.plot(epochs, [v * scale for v in history.column(f"train_{metric}")], color=colour,
+                      marker=".", label=f"{prefix}train")  # fmt: skip
+            validation = history.column(f"val_{metric}")
+            if all(value is not None for value in validation):
+                axes.plot(epochs, [v * scale for v in validation], color=colour, linestyle="--", marker=".",
+                          label=f"{prefix}validation")  # fmt: skip
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.legend()
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+# ----------------------------------------------------------------------------- confusion matrix
+
+
+def confusion_counts(labels: ArrayLike, predictions: ArrayLike, num_classes: int) -> np.ndarray:
+    """Count matrix: entry ``[i, j]`` is the number of images of class ``i`` predicted as ``j``."""
+    labels, predictions = _numpy(labels).astype(int), _numpy(predictions).astype(int)
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, -1)
+
+
+def confusion_matrix(
+    labels: ArrayLike, predictions: ArrayLike, classes: Sequence[str], normalize: bool = False
+) -> Figure:
+    """Confusion matrix with class names on both axes and the value in every cell.
+
+    Args:
+        labels: True classes.
+        predictions: Predicted classes.
+        classes: Class names, indexed by label.
+        normalize: Show each row as fractions of that class (recall on the diagonal).
+
+    Returns:
+        A figure with the matrix axes and a colour bar.
+    """
+    counts = confusion_counts(labels, predictions, len(classes))
+    values = counts / counts.sum(1, keepdims=True).clip(min=1) if normalize else counts
+    size = max(4.0, 0.6 * len(classes) + 2)
+    figure = Figure(figsize=(size + 1, size), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(values, cmap="Blues", vmin=0)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="fraction of class" if normalize else "images")
+    ticks = np.arange(len(classes))
+    axes.set_xticks(ticks, classes, rotation=45, ha="right")
+    axes.set_yticks(ticks, classes)
+    axes.set(xlabel="predicted class", ylabel="true class")
+    threshold = values.max() / 2 if values.size else 0
+    for (row, col), value in np.ndenumerate(values):
+        text = f"{value:.2f}" if normalize else f"{value:d}"
+        axes.text(col, row, text, ha="center", va="center", fontsize=8,
+                  color="white" if value > threshold else "black")  # fmt: skip
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    axes.set_title(f"Confusion matrix (accuracy {accuracy:.2%})")
+    return figure
+
+
+def model_confusion_matrix(model: nn.Module, loader: object, normalize: bool = False) -> Figure:
+    """Evaluate ``model`` on a loader (with a ``classes`` attribute) and draw its confusion matrix.
+
+    Args:
+        model: The classifier.
+        loader: A :class:`~cnn_study.datasets.BatchLoader`.
+        normalize: As for :func:`confusion_matrix`.
+    """
+    result = evaluate(model, loader)
+    return confusion_matrix(result.labels, result.predictions, loader.classes, normalize=normalize)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def class_distribution(
+    parts: ImageData | Mapping[str, ImageData], kind: str = "bar", title: str | None = None
+) -> Figure:
+    """Images per class as a bar chart or pie chart (experiment 5).
+
+    Args:
+        parts: One dataset, or several by name (e.g. train and validation) to show side by side.
+        kind: ``"bar"`` or ``"pie"``.
+        title: Figure title.
+
+    Returns:
+        For ``"bar"``, one axes with grouped bars; for ``"pie"``, one pie per part.
+    """
+    if kind not in ("bar", "pie"):
+        raise ValueError(f"kind must be 'bar' or 'pie', not {kind!r}.")
+    if isinstance(parts, ImageData):
+        parts = {parts.name or "data": parts}
+    counts = {name: part.class_counts() for name, part in parts.items()}
+    classes = list(next(iter(counts.values())))
+    if kind == "bar":
+        figure = Figure(figsize=(max(6.0, 0.8 * len(classes) * max(1, len(parts) / 2)), 4), layout="constrained")
+        axes = figure.subplots()
+        width = 0.8 / len(parts)
+        positions = np.arange(len(classes))
+        for index, (name, part_counts) in enumerate(counts.items()):
+            bars = axes.bar(positions + (index - (len(parts) - 1) / 2) * width, list(part_counts.values()),
+                            width, label=name)  # fmt: skip
+            axes.bar_label(bars, fontsize=7, padding=2)
+        axes.set_xticks(positions, classes, rotation=30, ha="right")
+        axes.set(ylabel="images", title=title or "Images per class")
+        axes.margins(y=0.12)
+        if len(parts) > 1:
+            axes.legend()
+        return figure
+    figure = Figure(figsize=(5 * len(parts), 5), layout="constrained")
+    for axes, (name, part_counts) in zip(np.atleast_1d(figure.subplots(1, len(parts))), counts.items()):
+        axes.pie(list(part_counts.values()), labels=classes, autopct="%1.1f%%", startangle=90,
+                 colors=[f"C{i}" for i in range(len(classes))], textprops={"fontsize": 8})  # fmt: skip
+        axes.set_title(name)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def _display(image: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:
+    """A ``C x H x W`` image (``uint8``, or float normalised with ``mean``/``std``) as an ``H x W [x 3]`` array."""
+    if image.dtype == torch.uint8:
+        array = image.float() / 255
+    else:
+        array = image.detach().float().cpu()
+        if mean is not None and std is not None:
+            array = array * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
+    array = array.clamp(0, 1).cpu().numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def image_grid(
+    images: torch.Tensor,
+    labels: ArrayLike,
+    classes: Sequence[str],
+    *,
+    predictions: ArrayLike | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    columns: int = 8,
+    title: str | None = None,
+) -> Figure:
+    """A grid of images with their class (and prediction, red when wrong) as titles.
+
+    Args:
+        images: ``N x C x H x W``, ``uint8`` or normalised floats.
+        labels: True classes.
+        classes: Class names.
+        predictions: Predicted classes to show beside the truth.
+        mean: Normalisation mean, to undo it for display.
+        std: Normalisation std, to undo it for display.
+        columns: Images per row.
+        title: Figure title.
+    """
+    labels = _numpy(labels)
+    rows = math.ceil(len(images) / columns)
+    figure = Figure(figsize=(1.5 * columns, 1.7 * rows), layout="constrained")
+    for index, axes in enumerate(np.atleast_1d(figure.subplots(rows, columns)).ravel()):
+        axes.axis("off")
+        if index >= len(images):
+            continue
+        axes.imshow(_display(images[index], mean, std), cmap="gray", vmin=0, vmax=1)
+        text, colour = classes[labels[index]], "black"
+        if predictions is not None:
+            predicted = int(_numpy(predictions)[index])
+            text, colour = f"{text}\n→ {classes[predicted]}", "black" if predicted == labels[index] else "red"
+        axes.set_title(text, fontsize=8, color=colour)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def misclassified(model: nn.Module, loader: object, count: int = 16, columns: int = 8) -> Figure:
+    """The most confident mistakes of ``model``: true class, predicted class and its probability.
+
+    Args:
+        model: The classifier.
+        loader: A :class:`~cnn_study.datasets.BatchLoader` (not shuffled).
+        count: How many mistakes to show.
+        columns: Images per row.
+    """
+    result = evaluate(model, loader)
+    wrong = torch.nonzero(result.predictions != result.labels).flatten()
+    confidence = result.probabilities[wrong, result.predictions[wrong]]
+    worst = wrong[confidence.argsort(descending=True)[:count]]
+    data = loader.data
+    figure = image_grid(data.images[worst], data.labels[worst], data.classes,
+                        predictions=result.predictions[worst], columns=columns,
+                        title=f"{len(wrong)} of {len(data)} misclassified; most confident mistakes")  # fmt: skip
+    for axes, index in zip(figure.axes, worst.tolist()):
+        predicted = int(result.predictions[index])
+        axes.set_title(f"{data.classes[data.labels[index]]}\n→ {data.classes[predicted]} "
+                       f"({result.probabilities[index, predicted]:.0%})", fontsize=8, color="red")  # fmt: skip
+    return figure
+
+
+# ----------------------------------------------------------------------------- inside the network
+
+
+def layer_names(model: nn.Module, kind: type[nn.Module] = nn.Conv2d) -> list[str]:
+    """Names of the model's layers of a given type (convolutions by default), in forward order.
+
+    Use them as ``layers=`` of :func:`feature_maps` or ``layer=`` of :func:`filters` and :func:`grad_cam`.
+    """
+    return [name for name, module in model.named_modules() if isinstance(module, kind)]
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """Return the submodule called ``name``; raise ``ValueError`` listing the convolution layers if none is."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise ValueError(
+            f"{type(model).__name__} has no layer {name!r}. Convolution layers: {', '.join(layer_names(model))}."
+        ) from None
+
+
+@torch.no_grad()
+def _activations(model: nn.Module, image: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    modules = {name: find_layer(model, name) for name in names}
+    captured: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_hook(lambda _m, _i, output, name=name: captured.__setitem__(name, output.detach()))
+        for name, module in modules.items()
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        model(image.unsqueeze(0).to(next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def feature_maps(
+    model: nn.Module, image: torch.Tensor, layers: Sequence[str] | None = None, max_channels: int = 16
+) -> Figure:
+    """Activations of chosen layers for one image: one block of channel images per layer.
+
+    Args:
+        model: The network.
+        image: One normalised image, ``C x H x W``, as the model expects it.
+        layers: Layer names (see :func:`layer_names`); defaults to the first and last convolution.
+        max_channels: Channels shown per layer.
+
+    Returns:
+        A figure with one sub-figure per layer, titled with its name and output shape,
+        holding ``min(channels, max_channels)`` images.
+    """
+    convolutions = layer_names(model)
+    layers = list(layers) if layers is not None else [convolutions[0], convolutions[-1]]
+    activations = _activations(model, image, layers)
+    columns = 8
+    figure = Figure(figsize=(12, 1.6 * sum(math.ceil(min(activations[n].shape[1], max_channels) / columns) + 0.4
+                                           for n in layers)), layout="constrained")  # fmt: skip
+    heights = [math.ceil(min(activations[name].shape[1], max_channels) / columns) + 0.4 for name in layers]
+    subfigures = np.atleast_1d(figure.subfigures(len(layers), 1, height_ratios=heights))
+    for subfigure, name in zip(subfigures, layers):
+        maps = activations[name][0]
+        shown = min(len(maps), max_channels)
+        subfigure.suptitle(f"{name}: {tuple(maps.shape)} (showing {shown} of {len(maps)} channels)", fontsize=10)
+        grid = np.atleast_1d(subfigure.subplots(math.ceil(shown / columns), columns)).ravel()
+        for index, axes in enumerate(grid):
+            axes.axis("off")
+            if index < shown:
+                axes.imshow(maps[index].float().cpu().numpy(), cmap="viridis")
+                axes.set_title(f"#{index}", fontsize=7)
+        for axes in grid[shown:]:
+            axes.remove()
+    return figure
+
+
+def filters(model: nn.Module, layer: str | None = None, max_filters: int = 32, max_inputs: int = 8) -> Figure:
+    """The kernels of a convolution layer, as images.
+
+    For a layer that sees an RGB image each kernel is shown as one colour
+    image; otherwise each kernel is shown per input channel in greyscale
+    (one row per filter, at most ``max_inputs`` columns).
+
+    Args:
+        model: The network.
+        layer: Name of a ``Conv2d`` layer; defaults to the first one.
+        max_filters: Filters shown.
+        max_inputs: Input channels shown per filter (non-RGB layers).
+    """
+    name = layer or layer_names(model)[0]
+    conv = find_layer(model, name)
+    if not isinstance(conv, nn.Conv2d):
+        raise ValueError(f"{name} is a {type(conv).__name__}, not a convolution; choose one of {layer_names(model)}.")
+    weights = conv.weight.detach().float().cpu()[:max_filters]
+    if weights.shape[1] == 3:
+        columns = 8
+        figure = Figure(figsize=(1.3 * columns, 1.4 * math.ceil(len(weights) / columns)), layout="constrained")
+        grid = np.atleast_1d(figure.subplots(math.ceil(len(weights) / columns), columns)).ravel()
+        for axes, kernel in zip(grid, weights):
+            low, high = kernel.min(), kernel.max()
+            axes.imshow(((kernel - low) / (high - low + 1e-8)).permute(1, 2, 0).numpy(), interpolation="nearest")
+        for axes in grid:
+            axes.axis("off")
+        for axes in grid[len(weights):]:
+            axes.remove()
+    else:
+        inputs = min(weights.shape[1], max_inputs)
+        figure = Figure(figsize=(1.1 * inputs + 1, 1.1 * len(weights)), layout="constrained")
+        grid = np.array(figure.subplots(len(weights), inputs, squeeze=False))
+        limit = weights[:, :inputs].abs().max().item()
+        for (row, col), axes in np.ndenumerate(grid):
+            axes.imshow(weights[row, col].numpy(), cmap="gray" if inputs == 1 else "RdBu_r",
+                        vmin=-limit, vmax=limit, interpolation="nearest")  # fmt: skip
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if col == 0:
+                axes.set_ylabel(f"#{row}", fontsize=7)
+            if row == 0 and inputs > 1:
+                axes.set_title(f"in {col}", fontsize=7)
+    figure.suptitle(f"{name}: {tuple(conv.weight.shape)} kernels (showing {len(weights)})")
+    return figure
+
+
+def grad_cam_map(
+    model: nn.Module, image: torch.Tensor, target: int | None = None, layer: str | None = None
+) -> tuple[torch.Tensor, int]:
+    """Grad-CAM heat map (Selvaraju et al. 2017) of one image, at the image's resolution.
+
+    The gradient of the target class score with respect to a layer's feature
+    maps, averaged over space, weighs each map; the weighted sum, passed through
+    ReLU, shows where the evidence for the class lies.
+
+    Args:
+        model: A classifier with ``forward_features``/``forward_head``, or any
+            network when ``layer`` is given.
+        image: One normalised image, ``C x H x W``.
+        target: Class to explain; defaults to the predicted class. For a
+            one-logit binary model, class 1 uses the logit and class 0 its negative.
+        layer: Layer whose output to explain; defaults to ``forward_features``' output.
+
+    Returns:
+        ``(heat map H x W in [0, 1], target class)``.
+    """
+    device = next(model.parameters()).device
+    batch = image.unsqueeze(0).to(device)
+    was_training = model.training
+    model.eval()
+    captured: dict[str, torch.Tensor] = {}
+    try:
+        with torch.enable_grad():
+            if layer is None:
+                features = model.forward_features(batch)
+                captured["features"] = features
+                logits = model.forward_head(features)
+            else:
+                handle = find_layer(model, layer).register_forward_hook(
+                    lambda _m, _i, output: captured.__setitem__("features", output)
+                )
+                try:
+                    logits = model(batch)
+                finally:
+                    handle.remove()
+            binary = logits.shape[1] == 1
+            if target is None:
+                target = int(logits[0, 0] > 0) if binary else int(logits[0].argmax())
+            score = (logits[0, 0] if target == 1 else -logits[0, 0]) if binary else logits[0, target]
+            (gradients,) = torch.autograd.grad(score, captured["features"])
+    finally:
+        model.train(was_training)
+    weights = gradients.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * captured["features"]).sum(1, keepdim=True)).detach()
+    cam = torch.nn.functional.interpolate(cam, size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return (cam / cam.max().clamp(min=1e-8)).cpu(), target
+
+
+def grad_cam(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    classes: Sequence[str] | None = None,
+    target: int | None = None,
+    layer: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Figure:
+    """Grad-CAM figure: the image, the heat map, and the heat map over the image.
+
+    Args:
+        model: The classifier.
+        image: One normalised image, ``C x H x W``.
+        classes: Class names for the title.
+        target: Class to explain; defaults to the prediction.
+        layer: Layer to explain (see :func:`grad_cam_map`).
+        mean: Normalisation mean, to show the image as it was.
+        std: Normalisation std.
+    """
+    heat, target = grad_cam_map(model, image, target=target, layer=layer)
+    picture = _display(image, mean, std)
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    original, heat_axes, overlay = figure.subplots(1, 3)
+    original.imshow(picture, cmap="gray")
+    original.set_title("image")
+    shown = heat_axes.imshow(heat.numpy(), cmap="jet", vmin=0, vmax=1)
+    heat_axes.set_title("Grad-CAM")
+    figure.colorbar(shown, ax=heat_axes, shrink=0.8)
+    overlay.imshow(picture, cmap="gray")
+    overlay.imshow(heat.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    overlay.set_title("overlay")
+    for axes in (original, heat_axes, overlay):
+        axes.axis("off")
+    name = classes[target] if classes is not None else str(target)
+    figure.suptitle(f"Evidence for class {name!r}")
+    return figure
