@@ -56,7 +56,7 @@ def command_run(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.experiment, args.recipe)
     result = run(recipe, out=args.out, data_root=args.data, device=args.device, epochs=args.epochs,
                  batch_size=args.batch_size, backbone=args.backbone, quick=args.quick, resume=args.resume,
-                 quiet=args.quiet)  # fmt: skip
+                 download=args.download, quiet=args.quiet)  # fmt: skip
     metrics = result.metrics
     print(f"\n{recipe.title} ({recipe.recipe}{', quick' if args.quick else ''}): {metrics['model']} on {metrics['device']}")
     print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (study reported {recipe.seed_reported})")
@@ -76,7 +76,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
                              "_transfer") else {}))  # fmt: skip
     load_model_state(model, state["model"], args.checkpoint)
     device = select_device(args.device)
-    _, test = DATASETS[args.dataset](args.data)
+    _, test = DATASETS[args.dataset](args.data, download=args.download)
     image_size = model.input_size[-1] if meta["model"].endswith("_transfer") else None
     loader = BatchLoader(test, 500, device=device, image_size=image_size, mean=meta["mean"], std=meta["std"])
     result = evaluate(model.to(device), loader)
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--quick", action="store_true", help="small subset and 1-2 epochs, for a fast check")
     running.add_argument("--out", type=Path, default=Path("runs"), help="results parent folder (default runs/)")
     running.add_argument("--data", type=Path, help="dataset folder (default $CNN_STUDY_DATA or the user cache)")
+    running.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
     running.add_argument("--resume", action="store_true", help="continue from the results folder's checkpoint")
     running.add_argument("--quiet", action="store_true", help="no progress bars")
     running.set_defaults(handler=command_run)
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.add_argument("checkpoint", type=Path)
     evaluating.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     evaluating.add_argument("--data", type=Path, help="dataset folder")
+    evaluating.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
     evaluating.add_argument("--device", default="auto")
     evaluating.set_defaults(handler=command_evaluate)
 

@@ -271,8 +271,11 @@ def make_scheduler(
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if schedule == "onecycle":
+        if total_steps < 4:
+            raise ValueError(f"The one-cycle schedule needs at least 4 steps, got {total_steps}; train longer.")
         peak = optimizer.param_groups[0]["lr"]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=0.25)
+        warmup = max(0.25, 2 / total_steps)  # at least two warm-up steps, even in quick runs
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup)
     raise ValueError(f"Unknown schedule {schedule!r}; use constant, cosine or onecycle.")
 
 
@@ -305,6 +308,7 @@ def run(
     backbone: str | None = None,
     quick: bool = False,
     resume: bool = False,
+    download: bool = False,
     quiet: bool = False,
 ) -> RunResult:
     """Train and evaluate one recipe, and write its results folder.
@@ -322,6 +326,7 @@ def run(
             ``recipe.quick_per_class`` training images per class, a quarter of
             that per class for evaluation, and ``recipe.quick_epochs`` epochs.
         resume: Continue from the checkpoint in the results folder.
+        download: Download the dataset if it is not on disk.
         quiet: Hide progress bars.
 
     Returns:
@@ -338,7 +343,7 @@ def run(
 
     model_name = _transfer_model_name(recipe, backbone)
     model = create_model(model_name, **recipe.model_kwargs)
-    train_data, test_data = _load_data(recipe, data_root, quick)
+    train_data, test_data = _load_data(recipe, data_root, quick, download)
     val_data = None
     if recipe.validation_fraction is not None:
         train_data, val_data = train_data.split(recipe.validation_fraction, seed=recipe.seed)
@@ -403,9 +408,10 @@ def run(
     return RunResult(model, history, metrics, out_dir)
 
 
-def _load_data(recipe: Recipe, data_root: str | Path | None, quick: bool) -> tuple[ImageData, ImageData]:
-    load = DATASETS[recipe.dataset]
-    train, test = load(data_root)
+def _load_data(
+    recipe: Recipe, data_root: str | Path | None, quick: bool, download: bool
+) -> tuple[ImageData, ImageData]:
+    train, test = DATASETS[recipe.dataset](data_root, download=download)
     if quick:
         train = train.sample(recipe.quick_per_class, seed=recipe.seed)
         test = test.sample(max(recipe.quick_per_class // 4, 10), seed=recipe.seed)

@@ -40,7 +40,7 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
         dpi: Resolution.
     """
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
     return _atomic_write(path, lambda file: file.write(buffer.getvalue()))
 
 
@@ -414,7 +414,8 @@ def grad_cam_map(
         ``(heat map H x W in [0, 1], target class)``.
     """
     device = next(model.parameters()).device
-    batch = image.unsqueeze(0).to(device)
+    # The input requires a gradient so that the graph reaches the layer even through a frozen base.
+    batch = image.unsqueeze(0).to(device).requires_grad_(True)
     was_training = model.training
     model.eval()
     captured: dict[str, torch.Tensor] = {}

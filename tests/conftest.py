@@ -1,0 +1,81 @@
+"""Shared fixtures: the offline data folder, an isolated cache, and small generated datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnn_study.datasets import DATA_ENV
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded-image caches go to a temporary folder, never to the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("cnn_study_cache")
+    previous = os.environ.get("CNN_STUDY_CACHE")
+    os.environ["CNN_STUDY_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["CNN_STUDY_CACHE"]
+    else:
+        os.environ["CNN_STUDY_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The offline copy of the real datasets, named by $CNN_STUDY_DATA."""
+    value = os.environ.get(DATA_ENV)
+    if not value or not Path(value).is_dir():
+        pytest.skip(f"real datasets not available: set {DATA_ENV} to a folder with MNIST/, cifar10-jpeg/, ...")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def mnist_data(data_dir: Path):
+    from cnn_study.datasets import mnist
+
+    return mnist(data_dir)
+
+
+@pytest.fixture(scope="session")
+def cifar_data(data_dir: Path):
+    from cnn_study.datasets import cifar10
+
+    return cifar10(data_dir)
+
+
+def write_image_folder(root: Path, classes: dict[str, int], size: int = 12, mode: str = "RGB") -> Path:
+    """Write ``count`` random PNG images per class into ``root/<class>/`` and return ``root``."""
+    rng = np.random.default_rng(0)
+    channels = 3 if mode == "RGB" else 1
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            pixels = rng.integers(0, 256, (size, size, channels), dtype=np.uint8)
+            Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(root / name / f"{index}.png")
+    return root
+
+
+@pytest.fixture
+def make_image_folder():
+    """The :func:`write_image_folder` helper, for tests that build their own folders."""
+    return write_image_folder
+
+
+@pytest.fixture
+def tiny_folder_dataset(tmp_path: Path) -> Path:
+    """A Dogs-vs-Cats-shaped folder: train/{cats,dogs} x 6 and validation/{cats,dogs} x 3, 12x12 PNGs."""
+    root = tmp_path / "dogs-vs-cats"
+    write_image_folder(root / "train", {"cats": 6, "dogs": 6})
+    write_image_folder(root / "validation", {"cats": 3, "dogs": 3})
+    return tmp_path
+
+
+@pytest.fixture
+def seeded() -> None:
+    torch.manual_seed(0)

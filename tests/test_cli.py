@@ -1,0 +1,63 @@
+"""The cnn-study command as a user runs it: output, exit codes, messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cnn_study.cli import main
+
+
+def test_list_prints_models_and_experiments(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20" in out and "3x32x32" in out and "9  vgg16_fine_tuning" in out
+
+
+def test_summary_prints_the_torchinfo_table(capsys) -> None:
+    assert main(["summary", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 269,722" in out and "[1, 64, 8, 8]" in out
+
+
+def test_unknown_model_exits_1_with_a_suggestion(capsys) -> None:
+    assert main(["summary", "resnet21"]) == 1
+    assert "Did you mean" in (err := capsys.readouterr().err) and "'resnet20'" in err
+
+
+def test_missing_data_exits_1_and_says_what_to_do(tmp_path, capsys) -> None:
+    assert main(["run", "lenet5", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "CNN_STUDY_DATA" in err and "download=True" in err
+
+
+def test_bad_usage_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "lenet5", "--recipe", "fancy"])
+    assert exit_info.value.code == 2
+
+
+def test_run_then_results_then_evaluate(data_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "runs"
+    assert main(["run", "lenet5", "--quick", "--quiet", "--device", "cpu", "--out", str(out),
+                 "--data", str(data_dir)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "99.03% test" in printed
+    assert main(["results", "--dir", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "lenet5" in table and "improved (quick)" in table
+    checkpoint = out / "lenet5" / "improved" / "checkpoint.pt"
+    assert main(["evaluate", str(checkpoint), "--dataset", "mnist", "--data", str(data_dir)]) == 0
+    assert "MNIST test accuracy" in capsys.readouterr().out
+
+
+def test_results_without_runs_exits_1(tmp_path, capsys) -> None:
+    assert main(["results", "--dir", str(tmp_path)]) == 1
+    assert "No metrics.json" in capsys.readouterr().err
+
+
+def test_console_script_and_module_entry_point() -> None:
+    completed = subprocess.run([sys.executable, "-m", "cnn_study", "--help"], capture_output=True, text=True)
+    assert completed.returncode == 0 and "summary" in completed.stdout

@@ -1,0 +1,298 @@
+"""Datasets on the real offline copies, bad input, downloads from a local server, the batch loader."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import threading
+import time
+import zipfile
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnn_study.datasets import (
+    DATA_ENV,
+    BatchLoader,
+    CorruptDataError,
+    CropFlip,
+    Cutout,
+    DataNotFoundError,
+    ImageData,
+    ShearZoomFlip,
+    cifar10_cats_dogs,
+    dogs_vs_cats,
+    download_dogs_vs_cats,
+    fashion_mnist,
+    load_image_folder,
+    mnist,
+    read_idx,
+)
+
+# ----------------------------------------------------------------------------- the real data
+
+
+def test_mnist_counts_labels_and_order(mnist_data) -> None:
+    train, test = mnist_data
+    assert train.images.shape == (60_000, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert len(test) == 10_000
+    assert train.labels[:5].tolist() == [5, 0, 4, 1, 9]
+    assert train.classes == tuple("0123456789")
+    assert sum(test.class_counts().values()) == 10_000
+
+
+def test_fashion_mnist_counts_and_classes(data_dir) -> None:
+    train, test = fashion_mnist(data_dir)
+    assert (len(train), len(test)) == (60_000, 10_000)
+    assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
+    assert set(train.class_counts().values()) == {6_000}
+
+
+def test_cifar10_counts_and_classes(cifar_data) -> None:
+    train, test = cifar_data
+    assert train.images.shape == (50_000, 3, 32, 32)
+    assert set(test.class_counts().values()) == {1_000}
+    assert train.classes == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def test_cifar10_cats_dogs_is_the_binary_subset(data_dir, cifar_data) -> None:
+    train, test = cifar10_cats_dogs(data_dir)
+    assert train.classes == ("cat", "dog")
+    assert train.class_counts() == {"cat": 5_000, "dog": 5_000}
+    assert len(test) == 2_000
+    first_dog = int(torch.nonzero(cifar_data[0].labels == 5)[0])
+    first_dog_in_subset = int(torch.nonzero(train.labels == 1)[0])
+    assert torch.equal(train.images[first_dog_in_subset], cifar_data[0].images[first_dog])
+
+
+def test_dogs_vs_cats_counts_size_and_cache_hit(data_dir, isolated_cache) -> None:
+    started = time.perf_counter()
+    train, validation = dogs_vs_cats(data_dir, image_size=64)
+    first = time.perf_counter() - started
+    assert train.class_counts() == {"cat": 1_000, "dog": 1_000}
+    assert validation.class_counts() == {"cat": 500, "dog": 500}
+    assert train.image_shape == (3, 64, 64)
+    assert list((isolated_cache / "decoded").glob("train-*.pt"))
+    started = time.perf_counter()
+    again, _ = dogs_vs_cats(data_dir, image_size=64)
+    assert time.perf_counter() - started < min(1.0, first / 2)
+    assert torch.equal(again.images, train.images)
+
+
+def test_split_is_stratified_and_reproducible(mnist_data) -> None:
+    train, _ = mnist_data
+    part, validation = train.split(0.2, seed=3)
+    assert (len(part), len(validation)) == (48_000, 12_000)
+    for name, count in train.class_counts().items():
+        assert validation.class_counts()[name] == round(0.2 * count)
+    assert torch.equal(train.split(0.2, seed=3)[1].labels, validation.labels)
+    assert not torch.equal(train.split(0.2, seed=4)[1].images, validation.images)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        train.split(1.5)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_dataset_names_the_layout_the_variable_and_download(tmp_path) -> None:
+    with pytest.raises(DataNotFoundError) as error:
+        mnist(tmp_path)
+    message = str(error.value)
+    assert "MNIST/raw" in message and DATA_ENV in message and "download=True" in message
+
+
+def test_truncated_idx_file_is_reported(tmp_path, data_dir) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in (data_dir / "MNIST" / "raw").iterdir():
+        (raw / path.name).write_bytes(path.read_bytes())
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-1000])
+    with pytest.raises(CorruptDataError, match="truncated or corrupt"):
+        mnist(tmp_path)
+
+
+def test_malformed_idx_header_is_reported(tmp_path) -> None:
+    path = tmp_path / "bad-idx3-ubyte"
+    path.write_bytes(b"\x01\x02\x03\x04" + bytes(100))
+    with pytest.raises(CorruptDataError, match="bad magic number"):
+        read_idx(path)
+
+
+def test_idx_reader_reads_gzip(tmp_path) -> None:
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 0x08, 3]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+    assert torch.equal(read_idx(path), torch.from_numpy(array))
+
+
+def test_corrupt_jpeg_is_named(tiny_folder_dataset) -> None:
+    broken = tiny_folder_dataset / "dogs-vs-cats" / "train" / "dogs" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    with pytest.raises(CorruptDataError, match="broken.jpg"):
+        dogs_vs_cats(tiny_folder_dataset, image_size=12)
+
+
+def test_grey_image_in_an_rgb_dataset_is_reported(tiny_folder_dataset) -> None:
+    grey = tiny_folder_dataset / "dogs-vs-cats" / "validation" / "cats" / "grey.png"
+    Image.fromarray(np.zeros((12, 12), np.uint8), "L").save(grey)
+    with pytest.raises(CorruptDataError, match="grey.png is a L \\(greyscale\\) image"):
+        dogs_vs_cats(tiny_folder_dataset, image_size=12)
+
+
+def test_train_and_test_classes_must_agree(tiny_folder_dataset, make_image_folder) -> None:
+    make_image_folder(tiny_folder_dataset / "dogs-vs-cats" / "validation", {"horses": 2})
+    with pytest.raises(CorruptDataError, match="class folders .* differ"):
+        dogs_vs_cats(tiny_folder_dataset, image_size=12)
+
+
+def test_mixed_image_sizes_need_a_size(tmp_path, make_image_folder) -> None:
+    make_image_folder(tmp_path / "a", {"x": 2}, size=8)
+    make_image_folder(tmp_path / "a", {"y": 2}, size=9)
+    with pytest.raises(CorruptDataError, match="different sizes"):
+        load_image_folder(tmp_path / "a")
+    images, labels, classes = load_image_folder(tmp_path / "a", size=8)
+    assert images.shape == (4, 3, 8, 8) and classes == ("x", "y") and labels.tolist() == [0, 0, 1, 1]
+
+
+def test_nothing_is_half_written_into_the_cache(tmp_path, isolated_cache, monkeypatch, make_image_folder) -> None:
+    make_image_folder(tmp_path / "b", {"x": 2})
+    import cnn_study._io as io
+
+    def explode(obj, file):
+        file.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io.torch, "save", explode)
+    with pytest.raises(KeyboardInterrupt):
+        load_image_folder(tmp_path / "b")
+    assert not list((isolated_cache / "decoded").glob("b-*"))
+
+
+# ----------------------------------------------------------------------------- downloads
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """Serve ``tmp_path / "served"`` on 127.0.0.1 and yield ``(folder, base_url)``."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    return bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape) + array.tobytes()
+
+
+def test_mnist_download_goes_through_torchvision_with_checksums(tmp_path, file_server, monkeypatch) -> None:
+    import torchvision
+
+    folder, url = file_server
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte.gz": _idx_bytes(rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)),
+        "train-labels-idx1-ubyte.gz": _idx_bytes(np.arange(20, dtype=np.uint8) % 10),
+        "t10k-images-idx3-ubyte.gz": _idx_bytes(rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)),
+        "t10k-labels-idx1-ubyte.gz": _idx_bytes(np.arange(10, dtype=np.uint8)),
+    }
+    resources = []
+    for name, content in files.items():
+        packed = gzip.compress(content)
+        (folder / name).write_bytes(packed)
+        resources.append((name, hashlib.md5(packed).hexdigest()))
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [url])
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+    train, test = mnist(tmp_path / "data", download=True)
+    assert (len(train), len(test)) == (20, 10)
+    assert train.labels[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    with pytest.raises(RuntimeError, match="not found or corrupted"):
+        mnist(tmp_path / "other", download=True)
+
+
+def test_dogs_vs_cats_archive_download_and_extraction(tmp_path, file_server, make_image_folder) -> None:
+    folder, url = file_server
+    source = make_image_folder(tmp_path / "src" / "cats_and_dogs_filtered" / "train", {"cats": 2, "dogs": 2})
+    make_image_folder(source.parent / "validation", {"cats": 1, "dogs": 1})
+    with zipfile.ZipFile(folder / "cats_and_dogs_filtered.zip", "w") as archive:
+        for path in sorted((tmp_path / "src").rglob("*.png")):
+            archive.write(path, path.relative_to(tmp_path / "src"))
+    extracted = download_dogs_vs_cats(tmp_path / "data", url=url + "cats_and_dogs_filtered.zip")
+    assert extracted == tmp_path / "data" / "cats_and_dogs_filtered"
+    train, validation = dogs_vs_cats(tmp_path / "data", image_size=12)
+    assert train.class_counts() == {"cat": 2, "dog": 2} and len(validation) == 2
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "cats_and_dogs_filtered.zip").write_bytes(b"PK not really")
+    with pytest.raises(CorruptDataError, match="not a valid zip"):
+        download_dogs_vs_cats(tmp_path / "bad", url=url + "missing.zip")
+
+
+# ----------------------------------------------------------------------------- loader and augmentation
+
+
+def _toy(n: int = 64, channels: int = 3, size: int = 32) -> ImageData:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=generator)
+    return ImageData(images, torch.arange(n) % 4, ("a", "b", "c", "d"), (0.5,) * channels, (0.25,) * channels)
+
+
+def test_loader_normalises_with_the_data_constants() -> None:
+    data = _toy()
+    images, labels = next(iter(BatchLoader(data, 16)))
+    expected = (data.images[:16].float() / 255 - 0.5) / 0.25
+    assert torch.allclose(images, expected, atol=1e-5)
+    assert labels.tolist() == data.labels[:16].tolist()
+
+
+def test_loader_shuffles_reproducibly_and_covers_every_image() -> None:
+    data = _toy()
+    first = torch.cat([labels for _, labels in BatchLoader(data, 10, shuffle=True, seed=1)])
+    second = torch.cat([labels for _, labels in BatchLoader(data, 10, shuffle=True, seed=1)])
+    assert torch.equal(first, second)
+    assert sorted(first.tolist()) == sorted(data.labels.tolist())
+    assert len(BatchLoader(data, 10, drop_last=True)) == 6 and len(BatchLoader(data, 10)) == 7
+
+
+@pytest.mark.parametrize("augmentation", [CropFlip(4), ShearZoomFlip(0.2, 0.2), Cutout(8)])
+def test_augmentations_keep_shapes_and_change_pixels(augmentation) -> None:
+    batch = torch.randn(32, 3, 32, 32)
+    augmented = augmentation(batch, torch.Generator().manual_seed(0))
+    assert augmented.shape == batch.shape
+    changed = (augmented - batch).abs().flatten(1).amax(1) > 1e-4
+    assert changed.float().mean() > 0.4
+
+
+def test_crop_flip_moves_content_without_distorting_it() -> None:
+    image = torch.zeros(1, 1, 8, 8)
+    image[0, 0, 3, 3] = 1.0
+    shifted = CropFlip(padding=2, flip=False)(image.repeat(50, 1, 1, 1), torch.Generator().manual_seed(0))
+    assert torch.all(shifted.flatten(1).sum(1) <= 1.0) and shifted.max() == 1.0
+    positions = {tuple(torch.nonzero(sample[0])[0].tolist()) for sample in shifted if sample.sum() == 1}
+    assert len(positions) > 5 and all(1 <= r <= 5 and 1 <= c <= 5 for r, c in positions)
+
+
+def test_loader_resizes_batches_for_transfer_models() -> None:
+    images, _ = next(iter(BatchLoader(_toy(8), 8, image_size=150, channels_last=True)))
+    assert images.shape == (8, 3, 150, 150)
+    assert images.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_image_data_rejects_inconsistent_input() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        ImageData(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), ("a",), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="labels must lie"):
+        ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 3]), ("a", "b"), (0.5,), (0.5,))

