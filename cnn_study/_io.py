@@ -21,11 +21,18 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private; give it normal permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

@@ -7,7 +7,7 @@ Examples::
     cnn-study run mnist_cnn --recipe improved
     cnn-study run lenet5 --quick --device cpu
     cnn-study evaluate runs/lenet5/improved/checkpoint.pt
-    cnn-study results --dir docs/results
+    cnn-study results                  # the published full runs (--dir runs for your own)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .datasets import DATASETS, BatchLoader, DataNotFoundError
-from .experiments import RECIPES, get_recipe, list_experiments, load_results, run
+from .experiments import PUBLISHED_RESULTS, RECIPES, export_weights, get_recipe, list_experiments, load_results, run
 from .models import create_model, get_model_info, list_models, summary
 from .training import evaluate, load_checkpoint, load_model_state, select_device
 
@@ -92,6 +92,11 @@ def command_results(args: argparse.Namespace) -> None:
     print(_table(rows, ["#", "experiment", "study reported", "ours (test)", "recipe", "epochs", "device"]))
 
 
+def command_export_weights(args: argparse.Namespace) -> None:
+    path = export_weights(args.run_dir, args.name, **({"out_dir": args.out} if args.out else {}))
+    print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cnn-study`` (exposed for the docs and tests)."""
     parser = argparse.ArgumentParser(prog="cnn-study", description=__doc__.split("\n")[0])
@@ -133,8 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.set_defaults(handler=command_evaluate)
 
     results = commands.add_parser("results", help="table of finished runs: study's number vs ours")
-    results.add_argument("--dir", type=Path, default=Path("runs"), help="results folder (default runs/)")
+    results.add_argument("--dir", type=Path, default=PUBLISHED_RESULTS,
+                         help="results folder, e.g. runs/ (default: the published full runs)")  # fmt: skip
     results.set_defaults(handler=command_results)
+
+    exporting = commands.add_parser("export-weights", help="turn a finished run into shippable named weights")
+    exporting.add_argument("run_dir", type=Path, help="e.g. runs/lenet5/improved")
+    exporting.add_argument("--name", required=True, help="weights name, usually the dataset (mnist, cifar10)")
+    exporting.add_argument("--out", type=Path, help="destination folder (default: the package's models/weights)")
+    exporting.set_defaults(handler=command_export_weights)
     return parser
 
 

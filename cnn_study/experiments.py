@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from . import __version__, visualize
-from ._io import atomic_json_dump
+from ._io import atomic_json_dump, atomic_torch_save
 from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, ShearZoomFlip
 from .datasets.loader import Augmentation
 from .models import create_model
+from .models._registry import WEIGHTS_DIR
 from .training import (
     History,
     TensorBatches,
@@ -43,6 +44,7 @@ from .training import (
     evaluate,
     extract_features,
     fit,
+    load_checkpoint,
     seed_everything,
     select_device,
 )
@@ -459,11 +461,64 @@ def _save_figures(history: History, evaluation: Any, classes: tuple[str, ...], o
         visualize.save_figure(figure, out_dir / name)
 
 
-def load_results(folder: str | Path) -> list[dict[str, Any]]:
+#: Results of the full runs behind the documentation, shipped with the package
+#: (``docs/results`` in the repository points here).
+PUBLISHED_RESULTS = Path(__file__).parent / "results"
+
+
+def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]:
     """Read every ``metrics.json`` below ``folder`` (as written by :func:`run`), in experiment order.
 
     Args:
-        folder: A results folder, e.g. ``runs`` or ``docs/results``.
+        folder: A results folder such as ``runs``; defaults to the published full runs.
     """
     results = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*/*/metrics.json"))]
     return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"]))
+
+
+def load_history(experiment: str, recipe: str = "improved", folder: str | Path = PUBLISHED_RESULTS) -> History:
+    """Read the ``history.json`` of one run (by default a published full run).
+
+    Args:
+        experiment: Experiment key, e.g. ``"lenet5"``.
+        recipe: ``"seed"`` or ``"improved"``.
+        folder: Results folder.
+
+    Raises:
+        FileNotFoundError: That run has no results in ``folder``.
+    """
+    path = Path(folder) / experiment / recipe / "history.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No results for {experiment} ({recipe}) in {folder}; run: cnn-study run {experiment} "
+                                f"--recipe {recipe}")  # fmt: skip
+    return History.from_dict(json.loads(path.read_text()))
+
+
+def export_weights(run_dir: str | Path, name: str, out_dir: str | Path = WEIGHTS_DIR) -> Path:
+    """Turn a finished run into shippable weights ``<model>-<name>.pt`` with torchvision-style metadata.
+
+    The file holds ``{"state_dict", "meta"}``; ``meta`` records the classes, the
+    normalisation, the test accuracy and the recipe, so that
+    ``create_model(model, weights=name)`` knows what it loads.
+
+    Args:
+        run_dir: A results folder written by :func:`run` (``metrics.json`` and ``checkpoint.pt``).
+        name: Weights name, usually the dataset (``"mnist"``).
+        out_dir: Destination folder; defaults to the package's ``models/weights``.
+    """
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics["quick"]:
+        raise ValueError(f"{run_dir} is a --quick run; export weights from a full run.")
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    meta = {
+        "num_classes": len(state["meta"]["classes"]),
+        "classes": state["meta"]["classes"],
+        "mean": state["meta"]["mean"],
+        "std": state["meta"]["std"],
+        "dataset": metrics["dataset"],
+        "test_accuracy": metrics["test_accuracy"],
+        "recipe": f"cnn-study run {metrics['name']} --recipe {metrics['recipe']} ({metrics['epochs']} epochs)",
+    }
+    path = Path(out_dir) / f"{metrics['model']}-{name}.pt"
+    return atomic_torch_save({"state_dict": state["model"], "meta": meta}, path)
