@@ -19,16 +19,18 @@ from pathlib import Path
 
 from . import __version__
 from .datasets import DATASETS, BatchLoader, DataNotFoundError
-from .experiments import PUBLISHED_RESULTS, RECIPES, export_weights, get_recipe, list_experiments, load_results, run
+from .experiments import (
+    PUBLISHED_RESULTS,
+    RECIPES,
+    export_weights,
+    format_results,
+    get_recipe,
+    list_experiments,
+    load_results,
+    run,
+)
 from .models import create_model, get_model_info, list_models, summary
 from .training import evaluate, load_checkpoint, load_model_state, select_device
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def _percent(value: float | None) -> str:
@@ -36,12 +38,12 @@ def _percent(value: float | None) -> str:
 
 
 def command_list(args: argparse.Namespace) -> None:
-    rows = []
+    print(f"{'model':<29}{'input':<11}{'classes':<9}{'experiments':<13}reference")
     for name in list_models(args.pattern):
         info = get_model_info(name)
-        rows.append([name, "x".join(map(str, info.input_size)), str(info.num_classes),
-                     ",".join(map(str, info.experiments)), f"{info.paper} ({info.year})"])  # fmt: skip
-    print(_table(rows, ["model", "input", "classes", "experiments", "reference"]))
+        size = "x".join(map(str, info.input_size))
+        experiments = ",".join(map(str, info.experiments))
+        print(f"{name:<29}{size:<11}{info.num_classes:<9}{experiments:<13}{info.paper} ({info.year})")
     print("\nExperiments (cnn-study run NAME):")
     for recipe in list_experiments():
         print(f"  {recipe.experiment}  {recipe.name:<26} {recipe.title}  [{', '.join(RECIPES[recipe.name])}]")
@@ -87,9 +89,7 @@ def command_results(args: argparse.Namespace) -> None:
     results = load_results(args.dir)
     if not results:
         raise FileNotFoundError(f"No metrics.json files under {args.dir}; run an experiment first (cnn-study run ...).")
-    rows = [[str(m["experiment"]), m["name"], m["seed_reported"], _percent(m["test_accuracy"]), m["recipe"]
-             + (" (quick)" if m["quick"] else ""), str(m["epochs"]), m["device"]] for m in results]  # fmt: skip
-    print(_table(rows, ["#", "experiment", "study reported", "ours (test)", "recipe", "epochs", "device"]))
+    print(format_results(results))
 
 
 def command_export_weights(args: argparse.Namespace) -> None:

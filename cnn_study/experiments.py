@@ -476,6 +476,33 @@ def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]
     return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"]))
 
 
+def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str:
+    """A table of runs: experiment, the study's number, ours, recipe, epochs, device.
+
+    Args:
+        results: Metrics dicts, as returned by :func:`load_results`.
+        markdown: Return a Markdown table instead of aligned plain text.
+
+    Examples:
+        >>> print(format_results([{"experiment": 3, "name": "lenet5", "seed_reported": "99.03% test",
+        ...     "test_accuracy": 0.9949, "recipe": "improved", "quick": False, "epochs": 20, "device": "cpu"}]))
+        #  experiment  study reported  ours (test)  recipe    epochs  device
+        -  ----------  --------------  -----------  --------  ------  ------
+        3  lenet5      99.03% test     99.49%       improved  20      cpu
+    """
+    header = ["#", "experiment", "study reported", "ours (test)", "recipe", "epochs", "device"]
+    rows = [[str(m["experiment"]), m["name"], m["seed_reported"], f"{m['test_accuracy']:.2%}",
+             m["recipe"] + (" (quick)" if m["quick"] else ""), str(m["epochs"]), m["device"]]
+            for m in results]  # fmt: skip
+    if markdown:
+        lines = [header, ["---"] * len(header), *rows]
+        return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
 def load_history(experiment: str, recipe: str = "improved", folder: str | Path = PUBLISHED_RESULTS) -> History:
     """Read the ``history.json`` of one run (by default a published full run).
 
@@ -492,6 +519,19 @@ def load_history(experiment: str, recipe: str = "improved", folder: str | Path =
         raise FileNotFoundError(f"No results for {experiment} ({recipe}) in {folder}; run: cnn-study run {experiment} "
                                 f"--recipe {recipe}")  # fmt: skip
     return History.from_dict(json.loads(path.read_text()))
+
+
+def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, History]:
+    """Histories of the published full runs of one experiment, by recipe (empty if none was run).
+
+    Args:
+        experiment: Experiment key, e.g. ``"lenet5"``.
+        folder: Results folder.
+    """
+    return {
+        path.parent.name: History.from_dict(json.loads(path.read_text()))
+        for path in sorted(Path(folder).glob(f"{experiment}/*/history.json"))
+    }
 
 
 def export_weights(run_dir: str | Path, name: str, out_dir: str | Path = WEIGHTS_DIR) -> Path:

@@ -227,7 +227,7 @@ def image_grid(
         title: Figure title.
     """
     labels = _numpy(labels)
-    rows = math.ceil(len(images) / columns)
+    rows = max(1, math.ceil(len(images) / columns))
     figure = Figure(figsize=(1.5 * columns, 1.7 * rows), layout="constrained")
     for index, axes in enumerate(np.atleast_1d(figure.subplots(rows, columns)).ravel()):
         axes.axis("off")

@@ -1,0 +1,105 @@
+"""Training throughput benchmark: images/s and the share of the machine's peak FLOP/s a model reaches.
+
+For each model it measures, in this one run:
+
+* FLOPs per training image (forward + backward) with ``torch.utils.flop_counter``;
+* training images/s in the NCHW and channels-last memory formats;
+* achieved GFLOP/s as a fraction of this machine's fp32 matmul GFLOP/s
+  (2048 x 2048 ``torch.mm``), measured at the start of the run.
+
+Usage::
+
+    python benchmarks/train_throughput.py [--steps 10] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnn_study.models import create_model
+from cnn_study.training import device_name, select_device
+
+MODELS = {  # name: (create_model kwargs, batch size)
+    "mnist_cnn": ({}, 128),
+    "resnet20": ({}, 128),
+    "alexnet_cifar": ({}, 128),
+    "vgg16": ({"num_classes": 2}, 16),  # at 150 x 150, as in the transfer experiments
+}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 20) -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    torch.mm(a, b)
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def flops_per_image(name: str, kwargs: dict, shape: tuple[int, ...]) -> float:
+    model = create_model(name, **kwargs)
+    x, y = torch.randn(2, *shape), torch.zeros(2, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+    return counter.get_total_flops() / 2
+
+
+def images_per_second(name: str, kwargs: dict, batch: int, shape: tuple[int, ...], device: torch.device,
+                      channels_last: bool, steps: int) -> float:  # fmt: skip
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs).to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, *shape, device=device).contiguous(memory_format=memory_format)
+    y = torch.randint(0, model.num_classes, (batch,), device=device)
+    training_step(model, optimizer, x, y)  # warm-up
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        training_step(model, optimizer, x, y)
+    synchronize(device)
+    return batch * steps / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = select_device(args.device)
+    peak = matmul_gflops(device)
+    print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 fp32 matmul {peak:,.0f} GFLOP/s\n")
+    print(f"{'model':<15}{'input':>12}{'GFLOP/img':>11}{'img/s NCHW':>12}{'img/s NHWC':>12}{'GFLOP/s':>9}"
+          f"{'of peak':>9}")  # fmt: skip
+    for name, (kwargs, batch) in MODELS.items():
+        shape = (3, 150, 150) if name == "vgg16" else create_model(name, **kwargs).input_size
+        flops = flops_per_image(name, kwargs, shape)
+        nchw, nhwc = (images_per_second(name, kwargs, batch, shape, device, layout, args.steps) for layout in (False, True))
+        best = max(nchw, nhwc)
+        achieved = best * flops / 1e9
+        print(f"{name:<15}{'x'.join(map(str, shape)):>12}{flops / 1e9:>11.3f}{nchw:>12,.0f}{nhwc:>12,.0f}"
+              f"{achieved:>9,.0f}{achieved / peak:>9.0%}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

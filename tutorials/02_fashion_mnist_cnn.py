@@ -1,0 +1,83 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. A CNN on Fashion-MNIST
+#
+# Fashion-MNIST has the shape of MNIST (60,000 + 10,000 greyscale images, 28x28, ten classes) but shows
+# clothes: shirts, pullovers and coats look alike, so it is much harder. The original study's CNN reached
+# **80.57%**. Three changes from the decade after AlexNet lift the same small architecture past 93%:
+#
+# * **batch normalisation** after every convolution keeps activations in a good range, so training is stable
+#   at higher learning rates;
+# * **augmentation** (random shifts and mirror images) shows the network a slightly different image every epoch;
+# * **label smoothing** stops the network from becoming over-confident.
+#
+# > **Quick mode.** While the site is built, training uses a small subset for two epochs; set
+# > `CNN_STUDY_QUICK=0` to train the full recipe. The full runs' numbers are shown below.
+
+# %%
+# %matplotlib inline
+import os
+import tempfile
+from pathlib import Path
+
+from cnn_study import datasets, experiments, models, visualize
+from cnn_study.training import evaluate
+
+QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+
+# %%
+train, test = datasets.fashion_mnist(download=True)
+sample = train.sample(2, seed=0)
+visualize.image_grid(sample.images, sample.labels, train.classes, columns=10, title="Two images of each class")
+
+# %% [markdown]
+# ## The model: two VGG-style stages with batch normalisation
+
+# %%
+print(models.summary("fashion_cnn"))
+
+# %% [markdown]
+# ## Seed recipe vs improved recipe
+#
+# The two recipes differ only in training: same data, same architecture.
+
+# %%
+seed, improved = experiments.get_recipe("fashion_cnn", "seed"), experiments.get_recipe("fashion_cnn", "improved")
+for field in ("optimizer", "lr", "weight_decay", "schedule", "epochs", "augment", "label_smoothing"):
+    print(f"{field:>16}: {getattr(seed, field)!s:<12} -> {getattr(improved, field)}")
+
+# %%
+result = experiments.run(improved, out=OUT, quick=QUICK, quiet=True)
+print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
+
+# %% [markdown]
+# ## Full runs
+
+# %%
+print(experiments.format_results([m for m in experiments.load_results() if m["name"] == "fashion_cnn"]))
+histories = experiments.published_histories("fashion_cnn")
+if histories:
+    display(visualize.training_curves(histories, title="Full runs: seed vs improved recipe"))
+
+# %% [markdown]
+# ## Which clothes get confused?
+#
+# Even a good model mixes up shirts, T-shirts, pullovers and coats; trousers, bags and sneakers are easy.
+
+# %%
+quick_test = datasets.BatchLoader(test.sample(100, seed=0), 500)
+evaluation = evaluate(result.model, quick_test)
+visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.classes, normalize=True)
+
+# %%
+visualize.misclassified(result.model, quick_test, count=8)

@@ -1,0 +1,91 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7. ResNet on CIFAR-10
+#
+# Stacking more plain layers should never hurt: a deeper network could copy a shallower one and set the extra
+# layers to the identity. Yet He et al. (2016) found that deeper plain networks train *worse*. Their fix:
+# let each block learn only a **residual**, `output = relu(x + F(x))`. If the identity is best, `F` only has
+# to go to zero, which is easy; gradients also flow straight through the `+ x` shortcuts to early layers.
+#
+# For CIFAR-10 the paper uses a 3x3 stem with 16 channels and three stages of `n` basic blocks with 16, 32
+# and 64 channels: `6n + 2` layers. When a stage halves the resolution, the shortcut subsamples `x` and pads
+# the new channels with zeros ("option A"), so shortcuts add no parameters.
+#
+# The study trained it with SGD (learning rate 0.1, momentum 0.9, weight decay 1e-4), a learning-rate
+# schedule, 50 epochs and batches of 128; that is the `seed` recipe here.
+
+# %%
+# %matplotlib inline
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from cnn_study import datasets, experiments, models, visualize
+from cnn_study.training import evaluate
+
+QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+
+# %% [markdown]
+# ## The family: depth for almost no parameters
+
+# %%
+for name in models.list_models("resnet*"):
+    parameters = sum(p.numel() for p in models.create_model(name).parameters())
+    print(f"{name:>9}: {parameters / 1e6:.2f}M parameters")
+
+# %%
+print(models.summary("resnet20", depth=2))
+
+# %% [markdown]
+# ## The learning-rate schedule
+#
+# The seed recipe anneals the learning rate from 0.1 to zero along a cosine, batch by batch; the improved
+# recipe warms up first (one-cycle).
+
+# %%
+figure = Figure(figsize=(7, 3), layout="constrained")
+axes = figure.subplots()
+steps_per_epoch = 50_000 // 128
+for recipe_name in ("seed", "improved"):
+    recipe = experiments.get_recipe("resnet", recipe_name)
+    optimizer = experiments.make_optimizer(recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr)
+    scheduler = experiments.make_scheduler(recipe.schedule, optimizer, recipe.epochs * steps_per_epoch)
+    rates = []
+    for _ in range(recipe.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    axes.plot([step / steps_per_epoch for step in range(len(rates))], rates, label=f"{recipe_name} ({recipe.schedule})")
+axes.set(xlabel="epoch", ylabel="learning rate", title="Learning-rate schedules")
+axes.legend()
+figure
+
+# %% [markdown]
+# ## Training
+#
+# > **Quick mode:** 50 images per class for one epoch. The full 50-epoch run is `cnn-study run resnet --recipe seed`.
+
+# %%
+result = experiments.run(experiments.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True)
+print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
+full = [m for m in experiments.load_results() if m["name"] == "resnet"]
+print(experiments.format_results(full) if full else "No full ResNet run is published yet (it needs a GPU or "
+      "about 1.5 hours of CPU).")
+
+# %%
+_, test = datasets.cifar10(download=True)
+image = datasets.BatchLoader(test, 1).transform(test.images[:1])[0]
+visualize.feature_maps(result.model, image, layers=["stem.0", "stage1.2.conv2", "stage3.2.conv2"], max_channels=8)

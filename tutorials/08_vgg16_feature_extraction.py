@@ -1,0 +1,79 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 8. Feature extraction on CIFAR-10 cats vs dogs
+#
+# The study took the cat and dog images of CIFAR-10, upsampled them to 150x150, and trained a new head on
+# a frozen VGG16 base with shear, zoom and flip augmentation, Adam and binary cross-entropy for 10 epochs:
+# **93.98%** training and **91.94%** validation accuracy.
+#
+# Two ways to train a head on a frozen base:
+#
+# * **with augmentation** (the seed recipe): every epoch sends every augmented image through the whole base;
+# * **on cached features** (the improved recipe): the base runs once per image; the head then trains on the
+#   stored features, which is dozens of times faster but rules out augmentation.
+
+# %%
+# %matplotlib inline
+import os
+import tempfile
+from pathlib import Path
+
+from cnn_study import datasets, experiments, models, visualize
+from cnn_study.training import evaluate
+
+QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", "vgg16")
+print(f"pretrained base: {BACKBONE}")
+
+# %%
+train, test = datasets.cifar10_cats_dogs(download=True)
+print(train.class_counts(), test.class_counts())
+sample = train.sample(6, seed=1)
+visualize.image_grid(sample.images, sample.labels, train.classes, columns=6, title="32x32 originals")
+
+# %% [markdown]
+# The seed recipe's shear, zoom and flip, applied to a whole batch at once:
+
+# %%
+loader = datasets.BatchLoader(sample, 12, augment=[datasets.ShearZoomFlip(0.2, 0.2)], image_size=150, seed=3)
+augmented, labels = next(iter(loader))
+visualize.image_grid(augmented, labels, train.classes, columns=6, mean=train.mean, std=train.std,
+                     title="Upsampled to 150x150, sheared, zoomed and flipped")
+
+# %% [markdown]
+# ## Both recipes, timed
+#
+# > **Quick mode:** 40 images per class for one epoch.
+
+# %%
+runs = {}
+for recipe_name in ("seed", "improved"):
+    recipe = experiments.get_recipe("vgg16_feature_extraction", recipe_name)
+    runs[recipe_name] = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True)
+    m = runs[recipe_name].metrics
+    print(f"{recipe_name:>9}: test {m['test_accuracy']:.2%}, {m['epochs']} epoch(s) in {m['wall_seconds']:.0f} s "
+          f"({m['model']})")
+
+# %%
+full = [m for m in experiments.load_results() if m["name"] == "vgg16_feature_extraction"]
+print(experiments.format_results(full))
+histories = experiments.published_histories("vgg16_feature_extraction")
+if histories:
+    display(visualize.training_curves(histories, title="Full runs"))
+
+# %%
+model = runs["improved"].model
+test_loader = datasets.BatchLoader(test.sample(100, seed=0), 100, image_size=model.input_size[-1],
+                                   mean=model.mean, std=model.std)
+evaluation = evaluate(model, test_loader)
+visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.classes)
