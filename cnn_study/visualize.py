@@ -119,7 +119,8 @@ def confusion_matrix(
     image = axes.imshow(values, cmap="Blues", vmin=0)
     figure.colorbar(image, ax=axes, shrink=0.8, label="fraction of class" if normalize else "images")
     ticks = np.arange(len(classes))
-    axes.set_xticks(ticks, classes, rotation=45, ha="right")
+    long_names = max(len(name) for name in classes) > 3
+    axes.set_xticks(ticks, classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     axes.set_yticks(ticks, classes)
     axes.set(xlabel="predicted class", ylabel="true class")
     threshold = values.max() / 2 if values.size else 0
@@ -349,9 +350,10 @@ def feature_maps(
 def filters(model: nn.Module, layer: str | None = None, max_filters: int = 32, max_inputs: int = 8) -> Figure:
     """The kernels of a convolution layer, as images.
 
-    For a layer that sees an RGB image each kernel is shown as one colour
-    image; otherwise each kernel is shown per input channel in greyscale
-    (one row per filter, at most ``max_inputs`` columns).
+    For a layer that sees the image itself (RGB or greyscale) each kernel is
+    shown as one picture, eight to a row; for deeper layers each kernel is
+    shown per input channel (one row per filter, at most ``max_inputs``
+    columns, red positive and blue negative).
 
     Args:
         model: The network.
@@ -364,13 +366,14 @@ def filters(model: nn.Module, layer: str | None = None, max_filters: int = 32, m
     if not isinstance(conv, nn.Conv2d):
         raise ValueError(f"{name} is a {type(conv).__name__}, not a convolution; choose one of {layer_names(model)}.")
     weights = conv.weight.detach().float().cpu()[:max_filters]
-    if weights.shape[1] == 3:
+    if weights.shape[1] in (1, 3):  # one picture per filter: colour for RGB inputs, grey for greyscale
         columns = 8
-        figure = Figure(figsize=(1.3 * columns, 1.4 * math.ceil(len(weights) / columns)), layout="constrained")
+        figure = Figure(figsize=(1.3 * columns, 1.4 * math.ceil(len(weights) / columns) + 0.4), layout="constrained")
         grid = np.atleast_1d(figure.subplots(math.ceil(len(weights) / columns), columns)).ravel()
         for axes, kernel in zip(grid, weights):
             low, high = kernel.min(), kernel.max()
-            axes.imshow(((kernel - low) / (high - low + 1e-8)).permute(1, 2, 0).numpy(), interpolation="nearest")
+            picture = ((kernel - low) / (high - low + 1e-8)).permute(1, 2, 0).squeeze(-1).numpy()
+            axes.imshow(picture, cmap="gray", interpolation="nearest")
         for axes in grid:
             axes.axis("off")
         for axes in grid[len(weights):]:

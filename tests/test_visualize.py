@@ -95,10 +95,13 @@ def test_unknown_layer_lists_the_valid_ones() -> None:
         visualize.feature_maps(create_model("mnist_cnn"), torch.randn(1, 28, 28), layers=["conv9"])
 
 
-def test_filters_colour_for_rgb_and_grey_per_input_channel_otherwise() -> None:
+def test_filters_one_picture_per_kernel_for_the_image_layer_and_per_input_channel_deeper() -> None:
     rgb = visualize.filters(create_model("resnet20"), max_filters=16)
     images = [image for axes in rgb.axes for image in _images(axes)]
     assert len(images) == 16 and images[0].shape == (3, 3, 3)
+    grey = visualize.filters(create_model("mnist_cnn"))
+    grey_images = [image for axes in grey.axes for image in _images(axes)]
+    assert len(grey_images) == 32 and grey_images[0].shape == (3, 3)
     deeper = visualize.filters(create_model("lenet5"), layer="features.3", max_filters=4, max_inputs=6)
     assert len(deeper.axes) == 4 * 6 and _images(deeper.axes[0])[0].shape == (5, 5)
 

@@ -1,0 +1,75 @@
+"""The documentation site builds strictly, with every tutorial executed, and shows what it should."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnn_study.models import list_models
+
+from .test_models import has_offline_extra
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = sorted(path.stem for path in (ROOT / "tutorials").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def site(data_dir, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the site once, with the notebook cache off so every tutorial really runs."""
+    if not os.environ.get("CNN_STUDY_BACKBONE") and not has_offline_extra():
+        pytest.skip("the transfer tutorials need VGG16 weights or the offline extra")
+    folder = tmp_path_factory.mktemp("site")
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    config["docs_dir"] = str(ROOT / "docs")
+    config["hooks"] = [str(ROOT / hook) for hook in config["hooks"]]
+    for plugin in config["plugins"]:
+        if isinstance(plugin, dict) and "mkdocs-jupyter" in plugin:
+            plugin["mkdocs-jupyter"]["cache"] = False
+    config_file = folder / "mkdocs.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    env = dict(os.environ, CNN_STUDY_BACKBONE=os.environ.get("CNN_STUDY_BACKBONE", "efficientnet_lite0"),
+               CNN_STUDY_DATA=str(data_dir))  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config_file),
+         "--site-dir", str(folder / "site")],  # fmt: skip
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
+    )
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    return folder / "site"
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_tutorial_page_shows_figures_and_no_errors(site: Path, tutorial: str) -> None:
+    html = (site / "tutorials" / tutorial / "index.html").read_text()
+    figures = re.findall(r'<img[^>]+src="data:image/png;base64', html)
+    assert len(figures) >= 3, f"{tutorial}: only {len(figures)} figures"
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert "Traceback" not in text and "Error:" not in text
+    assert 'data-mime-type="application/vnd.jupyter.stderr" tabindex' not in html, "a cell wrote to stderr"
+
+
+def test_api_page_documents_create_model(site: Path) -> None:
+    html = (site / "api" / "models" / "index.html").read_text()
+    assert 'id="cnn_study.models.create_model"' in html or 'id="cnn_study.models._registry.create_model"' in html
+    assert "Build a registered model" in html
+
+
+def test_every_architecture_page_has_a_summary_table(site: Path) -> None:
+    for name in list_models():
+        html = (site / "architectures" / name / "index.html").read_text()
+        assert "Total params" in html and "Layer (type:depth-idx)" in html, name
+
+
+def test_results_page_shows_the_published_runs(site: Path) -> None:
+    html = (site / "results" / "index.html").read_text()
+    assert "<table>" in html and "lenet5" in html and "figures/lenet5-improved.png" in html
+    assert (site / "figures" / "lenet5-improved.png").stat().st_size > 10_000
