@@ -33,7 +33,7 @@ from torch import nn
 
 from . import __version__, visualize
 from ._io import atomic_json_dump, atomic_torch_save
-from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, ShearZoomFlip
+from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, Mirror, ShearZoomFlip
 from .datasets.loader import Augmentation
 from .models import create_model
 from .models._registry import WEIGHTS_DIR
@@ -95,6 +95,8 @@ class Recipe:
             ``None`` evaluates on the test set after each epoch (for the curves
             only: no model selection, the last epoch is what is reported).
         feature_cache: Train a frozen base's head on features computed once.
+        cached_views: Fixed extra views of every training image (e.g. :class:`~cnn_study.datasets.Mirror`)
+            whose features are cached too: augmentation that survives feature caching.
         fine_tuning: Second stage for experiment 9.
         seed_reported: What the original notebook reported.
         seed: Seed of initialisation, splitting, shuffling and augmentation.
@@ -122,6 +124,7 @@ class Recipe:
     label_smoothing: float = 0.0
     validation_fraction: float | None = None
     feature_cache: bool = False
+    cached_views: tuple[Augmentation, ...] = ()
     fine_tuning: FineTuning | None = None
     seed: int = 0
     quick_per_class: int = 200
@@ -161,7 +164,8 @@ def _recipes() -> dict[str, dict[str, Recipe]]:
     cifar_improved = dict(improved, optimizer="sgd", lr=0.1, nesterov=True, weight_decay=5e-4,
                           augment=(CropFlip(4), Cutout(8)), validation_fraction=None)  # fmt: skip
     head_on_cached_features = dict(recipe="improved", optimizer="adamw", lr=1e-3, weight_decay=1e-2, epochs=30,
-                                   batch_size=64, augment=(), feature_cache=True, schedule="cosine",
+                                   batch_size=64, augment=(), feature_cache=True, cached_views=(Mirror(),),
+                                   schedule="cosine",
                                    model_kwargs={"pooling": "avg", "dropout": 0.5})  # fmt: skip
     return {
         "mnist_cnn": {
@@ -354,10 +358,11 @@ def run(
     norm = {"mean": model.mean, "std": model.std} if recipe.is_transfer else {}
     channels_last = device.type == "cpu" and not recipe.is_transfer
 
-    def loader(data: ImageData, train: bool) -> BatchLoader:
-        return BatchLoader(data, recipe.batch_size if train else 500, shuffle=train,
-                           augment=recipe.augment if train else (), device=device, seed=recipe.seed,
-                           image_size=image_size, channels_last=channels_last, **norm)  # fmt: skip
+    def loader(data: ImageData, train: bool, augment: tuple[Augmentation, ...] | None = None) -> BatchLoader:
+        augment = augment if augment is not None else recipe.augment if train else ()
+        return BatchLoader(data, recipe.batch_size if train else 500, shuffle=train, augment=augment,
+                           device=device, seed=recipe.seed, image_size=image_size, channels_last=channels_last,
+                           **norm)  # fmt: skip
 
     monitor = loader(val_data if val_data is not None else test_data, train=False)
     meta = {"model": model_name, "model_kwargs": recipe.model_kwargs, "classes": list(train_data.classes),
@@ -366,7 +371,9 @@ def run(
     common = dict(device=device, checkpoint=checkpoint, resume=resume, meta=meta, quiet=quiet)
 
     if recipe.feature_cache:
-        history = _fit_head_on_features(model, recipe, loader(train_data, False), monitor, **common)
+        views = [loader(train_data, False, augment=())]
+        views += [loader(train_data, False, augment=(view,)) for view in recipe.cached_views]
+        history = _fit_head_on_features(model, recipe, views, monitor, **common)
     else:
         history = _fit_stage(model, recipe, recipe.optimizer, recipe.lr, recipe.epochs, loader(train_data, True),
                              monitor, **common)  # fmt: skip
@@ -436,20 +443,22 @@ def _fit_stage(model: nn.Module, recipe: Recipe, optimizer_name: str, lr: float,
     return History(history.epochs + stage.epochs)
 
 
-def _fit_head_on_features(model: nn.Module, recipe: Recipe, train: BatchLoader, monitor: BatchLoader,
+def _fit_head_on_features(model: nn.Module, recipe: Recipe, views: list[BatchLoader], monitor: BatchLoader,
                           **common: Any) -> History:  # fmt: skip
-    """Feature extraction, fast path: run the frozen base once, then train only the head."""
+    """Feature extraction, fast path: run the frozen base once per image and view, then train only the head."""
     device, quiet = common["device"], common["quiet"]
-    train_features = TensorBatches(*extract_features(model.base, train, device, quiet), recipe.batch_size,
-                                   shuffle=True, seed=recipe.seed)  # fmt: skip
+    extracted = [extract_features(model.base, view, device, quiet) for view in views]
+    features, labels = torch.cat([f for f, _ in extracted]), torch.cat([y for _, y in extracted])
+    train_features = TensorBatches(features, labels, recipe.batch_size, shuffle=True, seed=recipe.seed)
     monitor_features = TensorBatches(*extract_features(model.base, monitor, device, quiet), 500)
     return _fit_stage(model.head, recipe, recipe.optimizer, recipe.lr, recipe.epochs, train_features,
                       monitor_features, **common)  # fmt: skip
 
 
 def _recipe_settings(recipe: Recipe) -> dict[str, Any]:
-    settings = asdict(replace(recipe, augment=()))
+    settings = asdict(replace(recipe, augment=(), cached_views=()))
     settings["augment"] = [repr(augmentation) for augmentation in recipe.augment]
+    settings["cached_views"] = [repr(view) for view in recipe.cached_views]
     return settings
 
 

@@ -7,7 +7,7 @@ Examples:
 """
 
 from ._paths import CACHE_ENV, DATA_ENV, cache_dir, data_root
-from .augment import CropFlip, Cutout, ShearZoomFlip, random_flip
+from .augment import CropFlip, Cutout, Mirror, ShearZoomFlip, random_flip
 from .catalog import (
     DataNotFoundError,
     TrainTest,
@@ -42,6 +42,7 @@ __all__ = [
     "Cutout",
     "DataNotFoundError",
     "ImageData",
+    "Mirror",
     "ShearZoomFlip",
     "TrainTest",
     "cache_dir",

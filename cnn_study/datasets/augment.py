@@ -30,6 +30,14 @@ def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """Mirror every image left to right (a fixed view, e.g. for caching features of mirror images)."""
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return batch.flip(3)
+
+
+@dataclass(frozen=True)
 class CropFlip:
     """Random crop after zero padding, then random horizontal flip (the standard CIFAR augmentation).
 
