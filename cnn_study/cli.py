@@ -99,7 +99,9 @@ def command_export_weights(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cnn-study`` (exposed for the docs and tests)."""
-    parser = argparse.ArgumentParser(prog="cnn-study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="cnn-study", description="List and inspect models, run the nine experiments, show their results."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
