@@ -44,3 +44,23 @@ def atomic_json_dump(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
     return _atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def safe_torch_load(path: str | Path, what: str) -> Any:
+    """``torch.load`` onto the CPU with ``weights_only=True`` (no code runs from the file).
+
+    Args:
+        path: The file.
+        what: What the file should be, for the error messages (e.g. ``"checkpoint"``).
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        ValueError: The file cannot be read as a PyTorch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No {what} at {path}.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a corrupt file
+        raise ValueError(f"{path} is not a readable {what} ({error}).") from error

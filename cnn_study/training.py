@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ._io import atomic_torch_save
+from ._io import atomic_torch_save, safe_torch_load
 
 
 class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
@@ -251,13 +251,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         FileNotFoundError: No file at ``path``.
         ValueError: The file is not a cnn-study checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several unrelated types for a corrupt file
-        raise ValueError(f"{path} is not a readable checkpoint ({error}).") from error
+    state = safe_torch_load(path, "checkpoint")
     if not isinstance(state, dict) or not {"model", "optimizer", "history"} <= state.keys():
         raise ValueError(f"{path} is not a cnn-study training checkpoint (no model/optimizer/history).")
     return state

@@ -15,8 +15,10 @@ from torch import nn
 class ImageClassifier(nn.Module):
     """Base class: input checking and the ``forward_features``/``forward_head`` split.
 
-    Subclasses set :attr:`input_size` and :attr:`fixed_input_size` and implement
-    :meth:`forward_features`, :meth:`forward_head` and :meth:`get_classifier`.
+    Subclasses set :attr:`input_size` and :attr:`fixed_input_size`. The default
+    methods fit the common layout of two ``nn.Sequential`` attributes,
+    ``features`` (convolutional body) and ``head`` (ending in the final
+    ``nn.Linear``); architectures laid out differently override them.
 
     Attributes:
         input_size: The ``(channels, height, width)`` the model was designed for.
@@ -29,15 +31,15 @@ class ImageClassifier(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the last convolutional feature map for a batch ``x``."""
-        raise NotImplementedError
+        return self.features(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Map the output of :meth:`forward_features` to class logits."""
-        raise NotImplementedError
+        return self.head(features)
 
-    def get_classifier(self) -> nn.Module:
+    def get_classifier(self) -> nn.Linear:
         """Return the final linear layer, the one that produces the logits."""
-        raise NotImplementedError
+        return self.head[-1]
 
     @property
     def num_classes(self) -> int:

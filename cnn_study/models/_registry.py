@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import safe_torch_load
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
@@ -195,13 +197,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         FileNotFoundError: The file does not exist.
         ValueError: The file is not a readable PyTorch checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No weights file at {path}.")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several unrelated types for a corrupt file
-        raise ValueError(f"{path} is not a readable PyTorch weights file ({error}).") from error
+    content = safe_torch_load(path, "PyTorch weights file")
     for key in ("state_dict", "model"):
         if isinstance(content, dict) and isinstance(content.get(key), dict):
             return content[key]

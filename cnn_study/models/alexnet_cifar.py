@@ -103,7 +103,7 @@ class AlexNetCIFAR(ImageClassifier):
         self.features = make_layers(cfg, batch_norm=batch_norm)
         last_channels = [spec for spec in cfg if spec != "M"][-1][0]
         feature_size = 32 // 2 ** cfg.count("M")
-        self.classifier = nn.Sequential(
+        self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(dropout),
             nn.Linear(last_channels * feature_size**2, hidden),
@@ -113,15 +113,6 @@ class AlexNetCIFAR(ImageClassifier):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
 
 
 @register_model(

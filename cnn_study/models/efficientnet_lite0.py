@@ -114,9 +114,6 @@ class EfficientNetLite0(ImageClassifier):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1280, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.flatten(self.pool(features), 1)))
 

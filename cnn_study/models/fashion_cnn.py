@@ -64,15 +64,6 @@ class FashionCNN(ImageClassifier):
             nn.Linear(256, num_classes),
         )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.head[-1]
-
 
 @register_model(
     "fashion_cnn",

@@ -51,15 +51,6 @@ class MnistCNN(ImageClassifier):
             nn.Linear(128, num_classes),
         )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.head[-1]
-
 
 @register_model(
     "mnist_cnn",

@@ -28,7 +28,7 @@ References:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -95,12 +95,6 @@ class TransferClassifier(ImageClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.head[-1]
-
     def set_trainable(self, trainable: Trainable) -> None:
         """Freeze the base (``"head"``), unfreeze its last block (``"last_block"``) or everything (``"all"``).
 
@@ -130,6 +124,18 @@ class TransferClassifier(ImageClassifier):
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.weight.requires_grad:
                 module.eval()
         return self
+
+
+def _transfer_model(
+    base_name: str,
+    base_weights: str | Path | None,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    **head: Any,
+) -> TransferClassifier:
+    """Build the registered model ``base_name`` with ``base_weights`` and put a new head on its body."""
+    base = create_model(base_name, weights=base_weights)
+    return TransferClassifier(base.features, base.last_block(), mean=mean, std=std, **head)
 
 
 @register_model(
@@ -163,19 +169,9 @@ def vgg16_transfer(
         pooling: ``"flatten"`` or ``"avg"``.
         trainable: ``"head"``, ``"last_block"`` (block 5) or ``"all"``.
     """
-    vgg = create_model("vgg16", weights=base_weights)
-    return TransferClassifier(
-        vgg.features,
-        vgg.last_block(),
-        image_size=image_size,
-        num_classes=num_classes,
-        hidden=hidden,
-        dropout=dropout,
-        pooling=pooling,
-        trainable=trainable,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-    )
+    return _transfer_model("vgg16", base_weights, IMAGENET_MEAN, IMAGENET_STD, image_size=image_size,
+                           num_classes=num_classes, hidden=hidden, dropout=dropout, pooling=pooling,
+                           trainable=trainable)  # fmt: skip
 
 
 @register_model(
@@ -208,16 +204,6 @@ def efficientnet_lite0_transfer(
         pooling: ``"flatten"`` or ``"avg"``.
         trainable: ``"head"``, ``"last_block"`` or ``"all"``.
     """
-    lite = create_model("efficientnet_lite0", weights=base_weights)
-    return TransferClassifier(
-        lite.features,
-        lite.last_block(),
-        image_size=image_size,
-        num_classes=num_classes,
-        hidden=hidden,
-        dropout=dropout,
-        pooling=pooling,
-        trainable=trainable,
-        mean=LITE_MEAN,
-        std=LITE_STD,
-    )
+    return _transfer_model("efficientnet_lite0", base_weights, LITE_MEAN, LITE_STD, image_size=image_size,
+                           num_classes=num_classes, hidden=hidden, dropout=dropout, pooling=pooling,
+                           trainable=trainable)  # fmt: skip

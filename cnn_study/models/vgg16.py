@@ -91,9 +91,6 @@ class VGG16(ImageClassifier):
         self.avgpool = reference.avgpool
         self.classifier = reference.classifier
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(features), 1))
 
