@@ -205,8 +205,8 @@ def _recipes() -> dict[str, dict[str, Recipe]]:
         },
         "vgg16_fine_tuning": {
             "seed": finetune_seed,
-            "improved": replace(finetune_seed, **dict(head_on_cached_features, feature_cache=False, epochs=5,
-                                                          fine_tuning=FineTuning(5, "adamw", 1e-4))),
+            "improved": replace(finetune_seed, **dict(head_on_cached_features, feature_cache=False, cached_views=(),
+                                                          epochs=5, fine_tuning=FineTuning(5, "adamw", 1e-4))),
         },
     }
 

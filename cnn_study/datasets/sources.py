@@ -63,7 +63,7 @@ def read_idx(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array.astype(dtype.newbyteorder("=")).copy())
 
 
-def _decode(path: Path, channels: int, size: int | None) -> np.ndarray:
+def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
@@ -81,15 +81,17 @@ def _decode(path: Path, channels: int, size: int | None) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
-    """Return the class names (sub-folder names, sorted) and ``(file, label)`` pairs of ``folder/<class>/*``."""
-    classes = tuple(sorted(entry.name for entry in folder.iterdir() if entry.is_dir()))
-    files = [
-        (path, label)
-        for label, name in enumerate(classes)
-        for path in sorted((folder / name).iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES
-    ]
+def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[str, int]]]:
+    """Return the class names (sub-folder names, sorted) and ``(file, label)`` pairs of ``folder/<class>/*``.
+
+    Uses ``os.scandir`` and plain strings: listing CIFAR-10's 60,000 files is then a fraction of a second.
+    """
+    classes = tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
+    files = []
+    for label, name in enumerate(classes):
+        class_folder = os.path.join(folder, name)
+        names = sorted(n for n in os.listdir(class_folder) if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES)
+        files += [(os.path.join(class_folder, n), label) for n in names]
     return classes, files
 
 
@@ -122,8 +124,8 @@ def load_image_folder(
         raise FileNotFoundError(f"No images found in {folder}; expected {folder}/<class name>/<image>.jpg.")
     fingerprint = hashlib.sha256(f"{folder}|{channels}|{size}".encode())
     for path, label in files:
-        stat = path.stat()
-        fingerprint.update(f"{path.name}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        stat = os.stat(path)
+        fingerprint.update(f"{os.path.basename(path)}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     cache_file = cache_dir() / "decoded" / f"{folder.name}-{fingerprint.hexdigest()[:20]}.pt"
     if cache_file.is_file():
         cached = torch.load(cache_file, weights_only=True)
