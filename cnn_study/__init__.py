@@ -2,13 +2,13 @@
 
 The package is organised the way the data flows:
 
-* :mod:`cnn_study.datasets` loads a dataset once into in-memory ``uint8`` tensors
+* `cnn_study.datasets` loads a dataset once into in-memory ``uint8`` tensors
   and serves normalised, augmented batches;
-* :mod:`cnn_study.models` builds the architectures from a registry;
-* :mod:`cnn_study.training` fits and evaluates any model on any loader;
-* :mod:`cnn_study.experiments` ties the three together as nine recipes;
-* :mod:`cnn_study.visualize` turns models, data and histories into figures;
-* :mod:`cnn_study.cli` is the ``cnn-study`` command.
+* `cnn_study.models` builds the architectures from a registry;
+* `cnn_study.training` fits and evaluates any model on any loader;
+* `cnn_study.experiments` ties the three together as nine recipes;
+* `cnn_study.visualize` turns models, data and histories into figures;
+* `cnn_study.cli` is the ``cnn-study`` command.
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
-"""The nine experiments of the study as data, and :func:`run` to carry one out.
+"""The nine experiments of the study as data, and `run` to carry one out.
 
-Each experiment has up to two :class:`Recipe` objects:
+Each experiment has up to two `Recipe` objects:
 
 * ``seed``: as close to the original notebook as the study describes it
   (for example AlexNet with Adam at 1e-3 for 100 epochs and no augmentation,
@@ -9,7 +9,7 @@ Each experiment has up to two :class:`Recipe` objects:
   architecture: augmentation, batch normalisation, a learning-rate schedule,
   label smoothing, longer training where it pays.
 
-:func:`run` trains a recipe and writes ``<out>/<experiment>/<recipe>/`` with
+`run` trains a recipe and writes ``<out>/<experiment>/<recipe>/`` with
 ``metrics.json``, ``history.json``, ``checkpoint.pt`` and the figures
 ``training_curves.png`` and ``confusion_matrix.png``.
 
@@ -58,7 +58,7 @@ class FineTuning:
 
     Attributes:
         epochs: Epochs of the second stage.
-        optimizer: Optimizer name (see :func:`make_optimizer`).
+        optimizer: Optimizer name (see `make_optimizer`).
         lr: Its learning rate (small, so the pretrained features are only nudged).
         trainable: What learns in this stage: ``"last_block"`` or ``"all"``.
     """
@@ -78,9 +78,9 @@ class Recipe:
         name: Experiment key, e.g. ``"lenet5"``.
         title: One-line description.
         recipe: ``"seed"`` or ``"improved"``.
-        dataset: Key of :data:`cnn_study.datasets.DATASETS`.
+        dataset: Key of `cnn_study.datasets.DATASETS`.
         model: Registry name of the model.
-        model_kwargs: Extra keyword arguments for :func:`~cnn_study.models.create_model`.
+        model_kwargs: Extra keyword arguments for `cnn_study.models.create_model`.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``.
         lr: Peak learning rate.
         momentum: Momentum for SGD (Nesterov when ``nesterov``).
@@ -89,13 +89,13 @@ class Recipe:
         schedule: ``"constant"``, ``"cosine"`` (annealed to zero) or ``"onecycle"``.
         epochs: Training epochs (of the first stage, for fine-tuning recipes).
         batch_size: Images per batch.
-        augment: Whole-batch augmentations (see :mod:`cnn_study.datasets.augment`).
+        augment: Whole-batch augmentations (see `cnn_study.datasets.augment`).
         label_smoothing: Label smoothing of the training loss.
         validation_fraction: Share of the training set held out for validation;
             ``None`` evaluates on the test set after each epoch (for the curves
             only: no model selection, the last epoch is what is reported).
         feature_cache: Train a frozen base's head on features computed once.
-        cached_views: Fixed extra views of every training image (e.g. :class:`~cnn_study.datasets.Mirror`)
+        cached_views: Fixed extra views of every training image (e.g. `cnn_study.datasets.Mirror`)
             whose features are cached too: augmentation that survives feature caching.
         fine_tuning: Second stage for experiment 9.
         seed_reported: What the original notebook reported.
@@ -287,7 +287,7 @@ def make_scheduler(
 
 @dataclass
 class RunResult:
-    """What :func:`run` returns: the trained model, its history, the metrics and where they were written."""
+    """What `run` returns: the trained model, its history, the metrics and where they were written."""
 
     model: nn.Module
     history: History
@@ -320,7 +320,7 @@ def run(
     """Train and evaluate one recipe, and write its results folder.
 
     Args:
-        recipe: What to run (see :func:`get_recipe`).
+        recipe: What to run (see `get_recipe`).
         out: Parent folder; results go to ``out/<experiment>/<recipe>/``.
         data_root: Dataset folder; defaults to ``$CNN_STUDY_DATA`` or the user cache.
         device: Device override (``"cpu"``, ``"cuda"``, ``"mps"``); chosen automatically by default.
@@ -480,7 +480,7 @@ PUBLISHED_RESULTS = Path(__file__).parent / "results"
 
 
 def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]:
-    """Read every ``metrics.json`` below ``folder`` (as written by :func:`run`), in experiment order.
+    """Read every ``metrics.json`` below ``folder`` (as written by `run`), in experiment order.
 
     Args:
         folder: A results folder such as ``runs``; defaults to the published full runs.
@@ -493,7 +493,7 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
     """A table of runs: experiment, the study's number, ours, recipe, epochs, device.
 
     Args:
-        results: Metrics dicts, as returned by :func:`load_results`.
+        results: Metrics dicts, as returned by `load_results`.
         markdown: Return a Markdown table instead of aligned plain text.
 
     Examples:
@@ -555,7 +555,7 @@ def export_weights(run_dir: str | Path, name: str, out_dir: str | Path = WEIGHTS
     ``create_model(model, weights=name)`` knows what it loads.
 
     Args:
-        run_dir: A results folder written by :func:`run`.
+        run_dir: A results folder written by `run`.
         name: Weights name, usually the dataset (``"mnist"``).
         out_dir: Destination folder; defaults to the package's ``models/weights``.
 
@@ -572,7 +572,7 @@ def export_weights(run_dir: str | Path, name: str, out_dir: str | Path = WEIGHTS
 
 
 def load_trained_model_file(path: str | Path) -> dict[str, Any]:
-    """Read a ``model.pt`` written by :func:`run` (or a shipped weights file): ``{"state_dict", "meta"}``.
+    """Read a ``model.pt`` written by `run` (or a shipped weights file): ``{"state_dict", "meta"}``.
 
     Raises:
         ValueError: The file has no state dict and metadata.

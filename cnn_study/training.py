@@ -104,7 +104,7 @@ class EpochRecord:
 
 @dataclass
 class History:
-    """Per-epoch metrics of a training run, as plotted by :func:`cnn_study.visualize.training_curves`."""
+    """Per-epoch metrics of a training run, as plotted by `cnn_study.visualize.training_curves`."""
 
     epochs: list[EpochRecord] = field(default_factory=list)
 
@@ -121,13 +121,13 @@ class History:
 
     @classmethod
     def from_dict(cls, content: dict[str, list[dict[str, Any]]]) -> History:
-        """Rebuild a history from :meth:`to_dict` output."""
+        """Rebuild a history from `to_dict` output."""
         return cls([EpochRecord(**record) for record in content["epochs"]])
 
 
 @dataclass
 class Evaluation:
-    """Result of :func:`evaluate`.
+    """Result of `evaluate`.
 
     Attributes:
         loss: Mean loss over the data.
@@ -245,7 +245,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (safely: ``weights_only=True``).
+    """Read a checkpoint written by `save_checkpoint` (safely: ``weights_only=True``).
 
     Raises:
         FileNotFoundError: No file at ``path``.
@@ -313,14 +313,14 @@ def fit(
         scheduler: Learning-rate scheduler stepped once per batch.
         val_loader: Batches to evaluate on after each epoch.
         label_smoothing: Label smoothing for the training loss.
-        device: Device override; defaults to :func:`select_device`.
+        device: Device override; defaults to `select_device`.
         checkpoint: File to save to after each epoch (and to resume from).
         resume: Continue from ``checkpoint`` if it exists.
         meta: Extra information stored in the checkpoint.
         quiet: Hide the progress bar.
 
     Returns:
-        The :class:`History` of all epochs (resumed ones included).
+        The `History` of all epochs (resumed ones included).
     """
     device = select_device(device)
     model.to(device)
@@ -429,13 +429,13 @@ def extract_features(
 
     This is the fast path of feature extraction: a frozen base gives the same
     features every epoch, so computing them once and training the head on
-    :class:`TensorBatches` of features saves all but one pass through the base.
+    `TensorBatches` of features saves all but one pass through the base.
     (It rules out augmentation, which changes the input every epoch.)
 
     Args:
         base: The convolutional base (e.g. ``model.base`` of a transfer model).
         loader: Batches of ``(images, labels)``, not shuffled.
-        device: Where to run; defaults to :func:`select_device`.
+        device: Where to run; defaults to `select_device`.
         quiet: Hide the progress bar.
 
     Returns:

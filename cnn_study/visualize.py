@@ -1,7 +1,7 @@
 """Figures from models, data and training histories.
 
-Every function returns a :class:`matplotlib.figure.Figure` and never calls
-``plt.show()``: display it in a notebook, or write it with :func:`save_figure`.
+Every function returns a `matplotlib.figure.Figure` and never calls
+``plt.show()``: display it in a notebook, or write it with `save_figure`.
 Figures are created with the object-oriented API (no global pyplot state),
 so they work headless and in parallel.
 
@@ -138,8 +138,8 @@ def model_confusion_matrix(model: nn.Module, loader: object, normalize: bool = F
 
     Args:
         model: The classifier.
-        loader: A :class:`~cnn_study.datasets.BatchLoader`.
-        normalize: As for :func:`confusion_matrix`.
+        loader: A `cnn_study.datasets.BatchLoader`.
+        normalize: As for `confusion_matrix`.
     """
     result = evaluate(model, loader)
     return confusion_matrix(result.labels, result.predictions, loader.classes, normalize=normalize)
@@ -250,7 +250,7 @@ def misclassified(model: nn.Module, loader: object, count: int = 16, columns: in
 
     Args:
         model: The classifier.
-        loader: A :class:`~cnn_study.datasets.BatchLoader` (not shuffled).
+        loader: A `cnn_study.datasets.BatchLoader` (not shuffled).
         count: How many mistakes to show.
         columns: Images per row.
     """
@@ -275,7 +275,7 @@ def misclassified(model: nn.Module, loader: object, count: int = 16, columns: in
 def layer_names(model: nn.Module, kind: type[nn.Module] = nn.Conv2d) -> list[str]:
     """Names of the model's layers of a given type (convolutions by default), in forward order.
 
-    Use them as ``layers=`` of :func:`feature_maps` or ``layer=`` of :func:`filters` and :func:`grad_cam`.
+    Use them as ``layers=`` of `feature_maps` or ``layer=`` of `filters` and `grad_cam`.
     """
     return [name for name, module in model.named_modules() if isinstance(module, kind)]
 
@@ -317,7 +317,7 @@ def feature_maps(
     Args:
         model: The network.
         image: One normalised image, ``C x H x W``, as the model expects it.
-        layers: Layer names (see :func:`layer_names`); defaults to the first and last convolution.
+        layers: Layer names (see `layer_names`); defaults to the first and last convolution.
         max_channels: Channels shown per layer.
 
     Returns:
@@ -466,7 +466,7 @@ def grad_cam(
         image: One normalised image, ``C x H x W``.
         classes: Class names for the title.
         target: Class to explain; defaults to the prediction.
-        layer: Layer to explain (see :func:`grad_cam_map`).
+        layer: Layer to explain (see `grad_cam_map`).
         mean: Normalisation mean, to show the image as it was.
         std: Normalisation std.
     """

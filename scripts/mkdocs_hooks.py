@@ -55,7 +55,7 @@ def _architecture_page(name: str) -> str:
         "",
         f"{docstring}",
         "",
-        "| | |",
+        "| property | value |",
         "|---|---|",
         f"| reference | {info.paper} ({info.year}) |",
         f"| input | {' x '.join(map(str, model.input_size))} |",
@@ -70,7 +70,9 @@ def _architecture_page(name: str) -> str:
     ]
     if kwargs:
         lines += ["The summary shows the architecture only (`base_weights=None`); the trained base is loaded by default.", ""]
-    lines += ["## torchinfo summary", "", "```text", str(stats), "```", "", f"Source: `cnn_study.models` ({type(model).__module__})."]
+    lines += ["## torchinfo summary", "", "```text", str(stats), "```", "", "## About the architecture", "",
+              f"::: {info.builder.__module__}", "    options:", "      members: false", "      show_root_heading: false",
+              "      show_root_toc_entry: false"]  # fmt: skip
     return "\n".join(lines)
 
 

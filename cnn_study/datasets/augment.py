@@ -123,5 +123,5 @@ class Cutout:
 
 
 def degrees_to_shear(degrees: float) -> float:
-    """Convert a shear angle in degrees (newer Keras) to the shear factor used by :class:`ShearZoomFlip`."""
+    """Convert a shear angle in degrees (newer Keras) to the shear factor used by `ShearZoomFlip`."""
     return math.tan(math.radians(degrees))

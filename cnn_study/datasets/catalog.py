@@ -1,7 +1,7 @@
 """The five datasets of the study, one function each.
 
-Every function returns ``(train, test)`` as :class:`~cnn_study.datasets.ImageData`
-and looks for its files under :func:`~cnn_study.datasets.data_root`
+Every function returns ``(train, test)`` as `cnn_study.datasets.ImageData`
+and looks for its files under `cnn_study.datasets.data_root`
 (``root=``, then ``$CNN_STUDY_DATA``, then the user cache). With
 ``download=True`` a missing dataset is fetched from its real source, with
 checksums: torchvision's MNIST, FashionMNIST and CIFAR10 classes, and the
@@ -94,7 +94,7 @@ def mnist(root: str | Path | None = None, *, download: bool = False) -> TrainTes
     """MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28 greyscale.
 
     Args:
-        root: Folder that contains ``MNIST/raw``; see :func:`~cnn_study.datasets.data_root`.
+        root: Folder that contains ``MNIST/raw``; see `cnn_study.datasets.data_root`.
         download: Fetch the files with torchvision if they are missing.
 
     Examples:
@@ -174,8 +174,8 @@ def cifar10_cats_dogs(root: str | Path | None = None, *, download: bool = False)
     to 150x150 batch by batch.
 
     Args:
-        root: As for :func:`cifar10`.
-        download: As for :func:`cifar10`.
+        root: As for `cifar10`.
+        download: As for `cifar10`.
     """
     full = cifar10(root, download=download)
     cat, dog = full.train.classes.index("cat"), full.train.classes.index("dog")

@@ -15,7 +15,7 @@ class ImageData:
 
     Keeping the whole split as one ``uint8`` tensor (CIFAR-10's 50,000 training
     images take 150 MB) means that batches are produced by indexing, with no
-    per-image Python work (see :class:`cnn_study.datasets.BatchLoader`).
+    per-image Python work (see `cnn_study.datasets.BatchLoader`).
 
     Attributes:
         images: ``uint8`` tensor of shape ``N x C x H x W``.

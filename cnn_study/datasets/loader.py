@@ -2,7 +2,7 @@
 
 The per-sample ``torch.utils.data.DataLoader`` calls Python once per image:
 decode, convert, normalise, augment, collate. For 28x28 or 32x32 images that
-overhead, not the model, dominates training on a CPU. :class:`BatchLoader`
+overhead, not the model, dominates training on a CPU. `BatchLoader`
 instead indexes a ``uint8`` tensor (already on the training device) once per
 batch and normalises and augments the whole batch with tensor operations.
 """
@@ -28,7 +28,7 @@ class BatchLoader:
         batch_size: Images per batch.
         shuffle: Visit the images in a new random order every epoch.
         augment: Augmentations applied in order to each normalised batch
-            (see :mod:`cnn_study.datasets.augment`).
+            (see `cnn_study.datasets.augment`).
         device: Where the images live and batches are produced.
         seed: Seed of the generator behind shuffling and augmentation.
         drop_last: Skip a final batch smaller than ``batch_size``.

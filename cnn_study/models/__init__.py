@@ -35,7 +35,7 @@ def summary(name: str, *, depth: int = 3, **kwargs: Any) -> torchinfo.ModelStati
     Args:
         name: Registry name.
         depth: How many levels of nested modules to show.
-        **kwargs: Passed to :func:`create_model` (e.g. ``num_classes``, ``base_weights=None``).
+        **kwargs: Passed to `create_model` (e.g. ``num_classes``, ``base_weights=None``).
 
     Returns:
         The summary; ``print`` it, or read ``total_params`` and ``summary_list``.

@@ -1,8 +1,8 @@
 """The interface every cnn-study classifier shares.
 
 Following timm, a classifier is split into a convolutional body,
-:meth:`ImageClassifier.forward_features`, and a classification head,
-:meth:`ImageClassifier.forward_head`. Feature extraction, fine-tuning,
+`ImageClassifier.forward_features`, and a classification head,
+`ImageClassifier.forward_head`. Feature extraction, fine-tuning,
 feature-map plots and Grad-CAM all build on that split.
 """
 
@@ -15,7 +15,7 @@ from torch import nn
 class ImageClassifier(nn.Module):
     """Base class: input checking and the ``forward_features``/``forward_head`` split.
 
-    Subclasses set :attr:`input_size` and :attr:`fixed_input_size`. The default
+    Subclasses set `input_size` and `fixed_input_size`. The default
     methods fit the common layout of two ``nn.Sequential`` attributes,
     ``features`` (convolutional body) and ``head`` (ending in the final
     ``nn.Linear``); architectures laid out differently override them.
@@ -34,7 +34,7 @@ class ImageClassifier(nn.Module):
         return self.features(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Map the output of :meth:`forward_features` to class logits."""
+        """Map the output of `forward_features` to class logits."""
         return self.head(features)
 
     def get_classifier(self) -> nn.Linear:

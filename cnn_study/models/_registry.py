@@ -1,9 +1,9 @@
 """The model registry, in the manner of torchvision's ``models/_api.py``.
 
-A registry is a dict plus a handful of functions: :func:`register_model`
-(a decorator that fails loudly on a duplicate name), :func:`list_models`,
-:func:`get_model_info` and :func:`create_model`. Pretrained weights are
-:class:`Weights` objects that carry their metadata (classes, normalisation,
+A registry is a dict plus a handful of functions: `register_model`
+(a decorator that fails loudly on a duplicate name), `list_models`,
+`get_model_info` and `create_model`. Pretrained weights are
+`Weights` objects that carry their metadata (classes, normalisation,
 the accuracy they reached and the recipe that produced them).
 """
 
@@ -141,7 +141,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def get_model_info(name: str) -> ModelInfo:
-    """Return the :class:`ModelInfo` of a registered model.
+    """Return the `ModelInfo` of a registered model.
 
     Args:
         name: Registry name.
@@ -188,7 +188,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from a file written by ``torch.save``, safely.
 
     Accepts a bare state dict, or a checkpoint dict holding one under
-    ``"state_dict"`` or ``"model"`` (what :mod:`cnn_study.training` writes).
+    ``"state_dict"`` or ``"model"`` (what `cnn_study.training` writes).
 
     Args:
         path: The file.
@@ -215,10 +215,10 @@ def create_model(
     """Build a registered model, optionally with pretrained weights.
 
     Args:
-        name: Registry name (see :func:`list_models`).
+        name: Registry name (see `list_models`).
         num_classes: Number of outputs; defaults to the model's or the weights'.
         weights: ``None`` for random initialisation, the name of available
-            weights (see :func:`available_weights`), or a path to a state-dict file.
+            weights (see `available_weights`), or a path to a state-dict file.
         progress: Show a progress bar when weights are downloaded.
         **kwargs: Passed on to the model's builder.
 

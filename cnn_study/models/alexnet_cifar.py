@@ -18,8 +18,8 @@ overlapping pooling and dropout, and shrinks what depends on image size:
 | fc6, fc7 | 4096, 4096, dropout 0.5   | 1024, 1024, dropout 0.5         |
 | fc8   | 1000                         | 10                              |
 
-The architecture is data (:data:`cfgs`), as in torchvision's ``vgg.py``;
-ZFNet (:mod:`cnn_study.models.zfnet_cifar`) is the same network with another table.
+The architecture is data (`cfgs`), as in torchvision's ``vgg.py``;
+ZFNet (`cnn_study.models.zfnet_cifar`) is the same network with another table.
 ``batch_norm=True`` inserts batch normalisation after each convolution, which
 the original lacked (it used local response normalisation) and which the
 improved recipe uses.
@@ -76,7 +76,7 @@ class AlexNetCIFAR(ImageClassifier):
     """Five convolutions and three pools from a table, then three fully connected layers.
 
     Args:
-        cfg: Layer table (see :data:`cfgs`); it must contain three pools.
+        cfg: Layer table (see `cfgs`); it must contain three pools.
         num_classes: Number of output classes.
         hidden: Width of the two hidden fully connected layers.
         dropout: Dropout probability before each hidden layer.

@@ -6,7 +6,7 @@ binary task (cats vs dogs). Two ways of doing it are taught:
 * **Feature extraction** (``trainable="head"``): the base is frozen and only
   the new head learns. Because the base never changes, its output for an
   image never changes either, so the features can be computed once and cached
-  (:func:`cnn_study.training.extract_features`).
+  (`cnn_study.training.extract_features`).
 * **Fine-tuning** (``trainable="last_block"``): after the head has been
   trained, the last convolutional block is unfrozen and trained with a small
   learning rate, so the most task-specific features adapt too.

@@ -5,7 +5,7 @@ saw "dead" and aliased first-layer filters, and fixed them by making the first
 layer smaller and denser: 7x7 filters with stride 2 instead of 11x11 with
 stride 4. They also widened the middle layers (384, 384, 256). ZFNet is
 therefore AlexNet with another layer table; it reuses
-:class:`~cnn_study.models.alexnet_cifar.AlexNetCIFAR`.
+`cnn_study.models.alexnet_cifar.AlexNetCIFAR`.
 
 | layer | ZFNet (ImageNet)           | CIFAR-10 version                |
 |-------|----------------------------|---------------------------------|
