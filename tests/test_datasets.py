@@ -24,6 +24,7 @@ from cnn_study.datasets import (
     Cutout,
     DataNotFoundError,
     ImageData,
+    Mirror,
     ShearZoomFlip,
     cifar10_cats_dogs,
     dogs_vs_cats,
@@ -296,3 +297,18 @@ def test_image_data_rejects_inconsistent_input() -> None:
         ImageData(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), ("a",), (0.5,), (0.5,))
     with pytest.raises(ValueError, match="labels must lie"):
         ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 3]), ("a", "b"), (0.5,), (0.5,))
+
+
+def test_mirror_flips_every_image() -> None:
+    batch = torch.randn(4, 3, 8, 8)
+    assert torch.equal(Mirror()(batch, torch.Generator()), batch.flip(3))
+
+
+def test_resized_keeps_labels_and_resizes_once() -> None:
+    data = _toy(6, size=32)
+    bigger = data.resized(48)
+    assert bigger.images.shape == (6, 3, 48, 48) and bigger.images.dtype == torch.uint8
+    assert torch.equal(bigger.labels, data.labels)
+    assert data.resized(32) is data
+    flat = ImageData(torch.full((2, 1, 8, 8), 77, dtype=torch.uint8), torch.tensor([0, 0]), ("a",), (0.5,), (0.5,))
+    assert torch.all(flat.resized(20).images == 77)

@@ -7,7 +7,16 @@ import json
 import pytest
 import torch
 
-from cnn_study.experiments import RECIPES, get_recipe, list_experiments, load_results, load_trained_model, run
+from cnn_study.experiments import (
+    RECIPES,
+    format_results,
+    get_recipe,
+    list_experiments,
+    load_results,
+    load_trained_model,
+    published_histories,
+    run,
+)
 
 from .test_models import has_offline_extra
 
@@ -76,3 +85,17 @@ def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_p
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(model(images), result.model.eval()(images))
+
+
+def test_published_results_are_real_full_runs() -> None:
+    published = load_results()
+    assert published, "docs/results holds the full runs behind the documentation"
+    for metrics in published:
+        assert metrics["quick"] is False
+        recipe = get_recipe(metrics["name"], metrics["recipe"])
+        expected = recipe.epochs + (recipe.fine_tuning.epochs if recipe.fine_tuning else 0)
+        assert metrics["epochs"] == expected, metrics["name"]
+        history = published_histories(metrics["name"])[metrics["recipe"]]
+        assert len(history) == metrics["epochs"]
+    table = format_results(published, markdown=True).splitlines()
+    assert table[0].startswith("| # | experiment") and len(table) == len(published) + 2
