@@ -490,7 +490,7 @@ def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]
 
 
 def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str:
-    """A table of runs: experiment, the study's number, ours, recipe, epochs, device.
+    """A table of runs: experiment, the study's number, ours, recipe, model, epochs, device.
 
     Args:
         results: Metrics dicts, as returned by `load_results`.
@@ -498,14 +498,15 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
 
     Examples:
         >>> print(format_results([{"experiment": 3, "name": "lenet5", "seed_reported": "99.03% test",
-        ...     "test_accuracy": 0.9949, "recipe": "improved", "quick": False, "epochs": 20, "device": "cpu"}]))
-        #  experiment  study reported  ours (test)  recipe    epochs  device
-        -  ----------  --------------  -----------  --------  ------  ------
-        3  lenet5      99.03% test     99.49%       improved  20      cpu
+        ...     "test_accuracy": 0.9949, "recipe": "improved", "quick": False, "model": "lenet5", "epochs": 20,
+        ...     "device": "cpu"}]))
+        #  experiment  study reported  ours (test)  recipe    model   epochs  device
+        -  ----------  --------------  -----------  --------  ------  ------  ------
+        3  lenet5      99.03% test     99.49%       improved  lenet5  20      cpu
     """
-    header = ["#", "experiment", "study reported", "ours (test)", "recipe", "epochs", "device"]
+    header = ["#", "experiment", "study reported", "ours (test)", "recipe", "model", "epochs", "device"]
     rows = [[str(m["experiment"]), m["name"], m["seed_reported"], f"{m['test_accuracy']:.2%}",
-             m["recipe"] + (" (quick)" if m["quick"] else ""), str(m["epochs"]), m["device"]]
+             m["recipe"] + (" (quick)" if m["quick"] else ""), m["model"], str(m["epochs"]), m["device"]]
             for m in results]  # fmt: skip
     if markdown:
         lines = [header, ["---"] * len(header), *rows]
