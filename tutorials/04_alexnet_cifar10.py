@@ -20,8 +20,6 @@
 # The study trained it with Adam at 1e-3 for 100 epochs without augmentation and saw **91.07%** training
 # accuracy but **53.24%** on validation: a network with 7.5 million parameters memorises 40,000 images.
 #
-# > **Quick mode.** The runs below use 50 images per class for a few epochs, which is enough to see the gap
-# > open; the full runs' numbers come from `cnn-study run alexnet`.
 
 # %%
 # %matplotlib inline
@@ -44,30 +42,40 @@ visualize.image_grid(sample.images, sample.labels, train.classes, columns=10, ti
 print(models.summary("alexnet_cifar", depth=2))
 
 # %% [markdown]
-# ## The seed recipe overfits
+# ## Watching a network memorise
 #
-# Training accuracy climbs while validation accuracy stalls: the gap is overfitting.
+# Overfitting is easiest to see on a small training set. Below, the same network (with batch
+# normalisation, so that it learns within a few epochs) trains for ten epochs on 400 images, once without
+# augmentation, as in the seed recipe, and once with the improved recipe's crops, flips and cutout. Recipes are
+# data, so the variant is one `dataclasses.replace` away.
+#
+# > **Quick mode.** With `CNN_STUDY_QUICK=0` both recipes train on all 40,000 images for their full length.
 
 # %%
-epochs = None if not QUICK else 6
-seed_run = experiments.run(experiments.get_recipe("alexnet", "seed"), out=OUT, quick=QUICK, epochs=epochs, quiet=True)
+from dataclasses import replace
+
+improved = experiments.get_recipe("alexnet", "improved")
+no_augmentation = replace(improved, recipe="no-augmentation", augment=(), label_smoothing=0.0)
+epochs = 10 if QUICK else None
+runs = {
+    "no augmentation": experiments.run(no_augmentation, out=OUT, quick=QUICK, epochs=epochs, quiet=True),
+    "augmentation": experiments.run(improved, out=OUT, quick=QUICK, epochs=epochs, quiet=True),
+}
+visualize.training_curves({name: run.history for name, run in runs.items()}, title="Memorising vs generalising")
+
+# %%
+for name, run in runs.items():
+    m = run.metrics
+    print(f"{name:>16}: train {m['train_accuracy']:.2%}  test {m['test_accuracy']:.2%}  "
+          f"gap {m['train_accuracy'] - m['test_accuracy']:+.2%}")
 
 # %% [markdown]
-# ## The fix
-#
-# The improved recipe changes the training, not the layers' shapes: batch normalisation, random crops and
-# flips, cutout, SGD with Nesterov momentum and weight decay, a one-cycle schedule and label smoothing.
-
-# %%
-improved_run = experiments.run(experiments.get_recipe("alexnet", "improved"), out=OUT, quick=QUICK,
-                               epochs=epochs, quiet=True)
-visualize.training_curves({"seed": seed_run.history, "improved": improved_run.history},
-                          title="Seed vs improved recipe (this run)")
-
-# %%
-for run in (seed_run, improved_run):
-    m = run.metrics
-    print(f"{m['recipe']:>9}: train {m['train_accuracy']:.2%}  test {m['test_accuracy']:.2%}")
+# Without augmentation, training accuracy runs ahead of test accuracy and the gap keeps opening: the network
+# is learning its 500 training images rather than what makes a cat a cat. Augmentation shows it a new variant
+# of every image in every epoch, so memorising stops paying and the gap stays small. The study's seed recipe (Adam at 1e-3, 100 epochs, no
+# augmentation, no batch normalisation) shows the same gap at full scale: 91% training, 53% validation.
+# The improved recipe adds batch normalisation, crops, flips and cutout, SGD with Nesterov momentum and
+# weight decay, a one-cycle schedule and label smoothing.
 
 # %% [markdown]
 # ## Full runs
@@ -82,9 +90,10 @@ print(experiments.format_results(full) if full else "No full AlexNet run is publ
 
 # %%
 loader = datasets.BatchLoader(test.sample(20, seed=0), 200)
-evaluation = evaluate(improved_run.model, loader)
+improved_model = runs["augmentation"].model
+evaluation = evaluate(improved_model, loader)
 visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.classes)
 
 # %%
 image = loader.transform(loader.data.images[:1])[0]
-visualize.grad_cam(improved_run.model, image, classes=test.classes, mean=test.mean, std=test.std)
+visualize.grad_cam(improved_model, image, classes=test.classes, mean=test.mean, std=test.std)
