@@ -162,3 +162,12 @@ def test_misclassified_shows_the_most_confident_mistakes() -> None:
     titled = [axes for axes in figure.axes if axes.get_title()]
     assert len(titled) == 6
     assert all("→" in axes.get_title() and "%" in axes.get_title() for axes in titled)
+
+
+def test_confusion_matrix_from_a_model_and_a_loader() -> None:
+    data = _toy_data(40)
+    model = create_model("resnet20", num_classes=4)
+    figure = visualize.model_confusion_matrix(model, BatchLoader(data, 16))
+    counts = _images(figure.axes[0])[0]
+    assert counts.shape == (4, 4) and counts.sum() == 40
+    assert counts.sum(1).tolist() == [10, 10, 10, 10]
