@@ -85,6 +85,15 @@ full = [m for m in experiments.load_results() if m["name"] == "resnet"]
 print(experiments.format_results(full) if full else "No full ResNet run is published yet (it needs a GPU or "
       "about 1.5 hours of CPU).")
 
+# %% [markdown]
+# ## Inside the network
+#
+# The stem's 16 colour filters, and what the stem, the end of the first stage and the end of the last stage
+# make of one test image: as the resolution halves from 32 to 16 to 8, the maps get coarser and more abstract.
+
+# %%
+visualize.filters(result.model, "stem.0")
+
 # %%
 _, test = datasets.cifar10(download=True)
 image = datasets.BatchLoader(test, 1).transform(test.images[:1])[0]
