@@ -38,6 +38,7 @@ from .datasets.loader import Augmentation
 from .models import create_model
 from .models._registry import WEIGHTS_DIR
 from .training import (
+    Evaluation,
     History,
     TensorBatches,
     device_name,
@@ -466,7 +467,8 @@ def _recipe_settings(recipe: Recipe) -> dict[str, Any]:
     return settings
 
 
-def _save_figures(history: History, evaluation: Any, classes: tuple[str, ...], out_dir: Path, title: str) -> None:
+def _save_figures(history: History, evaluation: Evaluation, classes: tuple[str, ...], out_dir: Path,
+                  title: str) -> None:  # fmt: skip
     for name, figure in (
         ("training_curves.png", visualize.training_curves(history, title=title)),
         ("confusion_matrix.png", visualize.confusion_matrix(evaluation.labels, evaluation.predictions, classes)),

@@ -328,9 +328,8 @@ def feature_maps(
     layers = list(layers) if layers is not None else [convolutions[0], convolutions[-1]]
     activations = _activations(model, image, layers)
     columns = 8
-    figure = Figure(figsize=(12, 1.6 * sum(math.ceil(min(activations[n].shape[1], max_channels) / columns) + 0.4
-                                           for n in layers)), layout="constrained")  # fmt: skip
     heights = [math.ceil(min(activations[name].shape[1], max_channels) / columns) + 0.4 for name in layers]
+    figure = Figure(figsize=(12, 1.6 * sum(heights)), layout="constrained")
     subfigures = np.atleast_1d(figure.subfigures(len(layers), 1, height_ratios=heights))
     for subfigure, name in zip(subfigures, layers):
         maps = activations[name][0]
