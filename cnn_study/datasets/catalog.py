@@ -126,15 +126,21 @@ def fashion_mnist(root: str | Path | None = None, *, download: bool = False) -> 
     )
 
 
-def _folder_pair(name: str, base: Path, parts: tuple[str, str], channels: int, size: int | None) -> TrainTest:
-    loaded = [load_image_folder(base / part, channels=channels, size=size) for part in parts]
+def _folder_pair(
+    name: str,
+    base: Path,
+    parts: tuple[str, str],
+    size: int | None,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> TrainTest:
+    loaded = [load_image_folder(base / part, channels=3, size=size) for part in parts]
     (train_x, train_y, train_classes), (test_x, test_y, test_classes) = loaded
     if train_classes != test_classes:
         raise CorruptDataError(
             f"The class folders of {base / parts[0]} {train_classes} and {base / parts[1]} {test_classes} differ; "
             "both parts need the same class sub-folders."
         )
-    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if name == "CIFAR-10" else (IMAGENET_MEAN, IMAGENET_STD)
     return TrainTest(
         ImageData(train_x, train_y, train_classes, mean, std, f"{name} {parts[0]}"),
         ImageData(test_x, test_y, test_classes, mean, std, f"{name} {parts[1]}"),
@@ -154,7 +160,7 @@ def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainT
     root = data_root(root)
     folders = [root / name for name in ("cifar10", "cifar10-jpeg") if (root / name / "train").is_dir()]
     if folders and not (root / "cifar-10-batches-py").is_dir():
-        return _folder_pair("CIFAR-10", folders[0], ("train", "test"), channels=3, size=None)
+        return _folder_pair("CIFAR-10", folders[0], ("train", "test"), None, CIFAR10_MEAN, CIFAR10_STD)
     if not (root / "cifar-10-batches-py").is_dir() and not download:
         raise _missing("CIFAR-10", root, f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png")
     parts = [torchvision.datasets.CIFAR10(root, train=train, download=download) for train in (True, False)]
@@ -238,7 +244,9 @@ def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, downl
         candidates = [download_dogs_vs_cats(root)]
     if not candidates:
         raise _missing("Dogs vs Cats", root, f"{root}/dogs-vs-cats/{{train,validation}}/{{cats,dogs}}/*.jpg")
-    train, validation = _folder_pair("Dogs vs Cats", candidates[0], ("train", "validation"), 3, image_size)
+    train, validation = _folder_pair(
+        "Dogs vs Cats", candidates[0], ("train", "validation"), image_size, IMAGENET_MEAN, IMAGENET_STD
+    )
     classes = ("cat", "dog")  # the folder names are plural
     return TrainTest(
         ImageData(train.images, train.labels, classes, train.mean, train.std, train.name),
