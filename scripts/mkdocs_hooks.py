@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
 
+from matplotlib.figure import Figure
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
@@ -76,9 +76,9 @@ def _architecture_page(name: str) -> str:
     return "\n".join(lines)
 
 
-def _png(figure_factory: Callable[[], object]) -> bytes:
+def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
-    figure_factory().savefig(buffer, format="png", dpi=100)
+    figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
@@ -96,7 +96,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for metrics in load_results():
         history = load_history(metrics["name"], metrics["recipe"])
         title = f"{metrics['title']} ({metrics['recipe']})"
-        content = _png(lambda: visualize.training_curves(history, title=title))
+        content = _png(visualize.training_curves(history, title=title))
         files.append(File.generated(config, f"figures/{metrics['name']}-{metrics['recipe']}.png", content=content))
     return files
 

@@ -9,7 +9,6 @@ import threading
 import time
 import zipfile
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest

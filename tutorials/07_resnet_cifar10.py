@@ -33,7 +33,6 @@ import torch
 from matplotlib.figure import Figure
 
 from cnn_study import datasets, experiments, models, visualize
-from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"

@@ -27,7 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from cnn_study import datasets, experiments, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"

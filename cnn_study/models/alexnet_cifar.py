@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from ._base import ImageClassifier

@@ -11,7 +11,6 @@ References:
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ._base import ImageClassifier
