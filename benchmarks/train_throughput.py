@@ -4,8 +4,12 @@ For each model it measures, in this one run:
 
 * FLOPs per training image (forward + backward) with ``torch.utils.flop_counter``;
 * training images/s in the NCHW and channels-last memory formats;
-* achieved GFLOP/s as a fraction of this machine's fp32 matmul GFLOP/s
+* achieved GFLOP/s as a fraction of this machine's matmul GFLOP/s
   (2048 x 2048 ``torch.mm``), measured at the start of the run.
+
+Training steps run in the precision the trainer uses
+(`cnn_study.training.mixed_precision`: float32 on a CPU, bfloat16 autocast
+on CUDA), and the matmul peak is measured in that precision too.
 
 Usage::
 
@@ -21,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.models import create_model
-from cnn_study.training import device_name, select_device
+from cnn_study.training import device_name, mixed_precision, select_device
 
 MODELS = {  # name: (create_model kwargs, batch size)
     "mnist_cnn": ({}, 128),
@@ -36,8 +40,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def matmul_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
 def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 20) -> float:
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a, b = (torch.randn(size, size, device=device, dtype=matmul_dtype(device)) for _ in range(2))
     torch.mm(a, b)
     synchronize(device)
     started = time.perf_counter()
@@ -48,7 +56,9 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 20) -> 
 
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    loss = torch.nn.functional.cross_entropy(model(x), y)
+    with mixed_precision(x.device):
+        logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -88,7 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     device = select_device(args.device)
     peak = matmul_gflops(device)
-    print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 fp32 matmul {peak:,.0f} GFLOP/s\n")
+    dtype = str(matmul_dtype(device)).removeprefix("torch.")
+    print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 {dtype} matmul {peak:,.0f} GFLOP/s\n")
     print(f"{'model':<15}{'input':>12}{'GFLOP/img':>11}{'img/s NCHW':>12}{'img/s NHWC':>12}{'GFLOP/s':>9}"
           f"{'of peak':>9}")  # fmt: skip
     for name, (kwargs, batch) in MODELS.items():

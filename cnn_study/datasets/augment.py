@@ -2,9 +2,10 @@
 
 Each augmentation takes a float batch ``N x C x H x W`` and a
 ``torch.Generator`` and returns a new batch of the same shape. Random numbers
-come from the generator (on the CPU, so that runs are reproducible on every
-device) and are applied to the whole batch at once with tensor operations:
-no per-image Python loop, which is what makes augmentation cheap on a CPU.
+come from the generator, on the generator's device (`BatchLoader` keeps it on
+the batch's device, so a GPU never waits for random numbers copied from the
+host), and are applied to the whole batch at once with tensor operations: no
+per-image Python loop, which is what makes augmentation cheap on a CPU.
 
 Batches are already normalised, so zero is the mean colour: padding and
 cutout fill with the dataset mean, not with black.
@@ -20,12 +21,16 @@ import torch.nn.functional as F
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    return (torch.rand(n, generator=generator) * (high - low) + low).to(device)
+    return (torch.rand(n, generator=generator, device=generator.device) * (high - low) + low).to(device)
+
+
+def _randint(high: int, size: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randint(0, high, size, generator=generator, device=generator.device).to(device)
 
 
 def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror a random half of the images left to right."""
-    flip = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
+    flip = _uniform(len(batch), 0, 1, generator, batch.device) < 0.5
     return torch.where(flip[:, None, None, None], batch.flip(3), batch)
 
 
@@ -58,7 +63,7 @@ class CropFlip:
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, height, width = batch.shape
         padded = F.pad(batch, (self.padding,) * 4)
-        offsets = torch.randint(0, 2 * self.padding + 1, (2, n), generator=generator).to(batch.device)
+        offsets = _randint(2 * self.padding + 1, (2, n), generator, batch.device)
         rows = offsets[0, :, None] + torch.arange(height, device=batch.device)  # N x H
         cols = offsets[1, :, None] + torch.arange(width, device=batch.device)  # N x W
         batch_index = torch.arange(n, device=batch.device)[:, None, None]
@@ -92,7 +97,7 @@ class ShearZoomFlip:
         scale = _uniform(n, 1 - self.zoom, 1 + self.zoom, generator, batch.device)
         mirror = torch.ones(n, device=batch.device)
         if self.flip:
-            mirror = torch.where((torch.rand(n, generator=generator) < 0.5).to(batch.device), -1.0, 1.0)
+            mirror = torch.where(_uniform(n, 0, 1, generator, batch.device) < 0.5, -1.0, 1.0)
         theta = torch.zeros(n, 2, 3, device=batch.device, dtype=batch.dtype)
         theta[:, 0, 0] = scale * mirror
         theta[:, 0, 1] = scale * shear
@@ -113,8 +118,8 @@ class Cutout:
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, height, width = batch.shape
-        centre_y = torch.randint(0, height, (n, 1, 1), generator=generator).to(batch.device)
-        centre_x = torch.randint(0, width, (n, 1, 1), generator=generator).to(batch.device)
+        centre_y = _randint(height, (n, 1, 1), generator, batch.device)
+        centre_x = _randint(width, (n, 1, 1), generator, batch.device)
         ys = torch.arange(height, device=batch.device)[None, :, None]
         xs = torch.arange(width, device=batch.device)[None, None, :]
         half = self.size / 2

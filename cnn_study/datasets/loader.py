@@ -30,7 +30,7 @@ class BatchLoader:
         augment: Augmentations applied in order to each normalised batch
             (see `cnn_study.datasets.augment`).
         device: Where the images live and batches are produced.
-        seed: Seed of the generator behind shuffling and augmentation.
+        seed: Seed of the generator behind shuffling and augmentation (it lives on ``device``).
         drop_last: Skip a final batch smaller than ``batch_size``.
         image_size: Resize every batch to ``image_size x image_size`` (bilinear).
         mean: Normalisation mean; defaults to the data's (a pretrained model may need its own).
@@ -69,7 +69,7 @@ class BatchLoader:
         self.drop_last = drop_last
         self.image_size = image_size
         self.channels_last = channels_last
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
         shape = (1, -1, 1, 1)
@@ -87,8 +87,10 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.data)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.transform(self.images[index]), self.labels[index]
