@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     running = commands.add_parser("run", help="train and evaluate one experiment recipe")
     running.add_argument("experiment", help=f"one of {', '.join(RECIPES)} (or 1-9)")
-    running.add_argument("--recipe", default="improved", choices=("seed", "improved"))
+    running.add_argument("--recipe", default="improved", choices=sorted({name for r in RECIPES.values() for name in r}))
     running.add_argument("--epochs", type=int, help="override the recipe's epochs")
     running.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     running.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 or mps")

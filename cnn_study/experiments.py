@@ -78,7 +78,8 @@ class Recipe:
         experiment: Number of the experiment in the study (1-9).
         name: Experiment key, e.g. ``"lenet5"``.
         title: One-line description.
-        recipe: ``"seed"`` or ``"improved"``.
+        recipe: ``"seed"``, ``"improved"``, or a variant of ``improved`` named after
+            what it changes (``"resnet56"``: the same recipe for a deeper ResNet).
         dataset: Key of `cnn_study.datasets.DATASETS`.
         model: Registry name of the model.
         model_kwargs: Extra keyword arguments for `cnn_study.models.create_model`.
@@ -96,8 +97,10 @@ class Recipe:
             ``None`` evaluates on the test set after each epoch (for the curves
             only: no model selection, the last epoch is what is reported).
         feature_cache: Train a frozen base's head on features computed once.
-        cached_views: Fixed extra views of every training image (e.g. `cnn_study.datasets.Mirror`)
-            whose features are cached too: augmentation that survives feature caching.
+        cached_views: Extra views of every training image whose features are cached too, each
+            computed once: a fixed one (`cnn_study.datasets.Mirror`) or one random draw of an
+            augmentation (`cnn_study.datasets.ShearZoomFlip`) per view. Augmentation that survives
+            feature caching.
         fine_tuning: Second stage for experiment 9.
         seed_reported: What the original notebook reported.
         seed: Seed of initialisation, splitting, shuffling and augmentation.
@@ -199,6 +202,8 @@ def _recipes() -> dict[str, dict[str, Recipe]]:
         "resnet": {
             "seed": resnet_seed,
             "improved": replace(resnet_seed, **cifar_improved, epochs=100),
+            "resnet56": replace(resnet_seed, **dict(cifar_improved, recipe="resnet56", lr=0.2), model="resnet56",
+                                title="ResNet-56 on CIFAR-10", epochs=80, batch_size=256, quick_per_class=120),
         },
         "vgg16_feature_extraction": {
             "seed": features_seed,
@@ -357,23 +362,26 @@ def run(
 
     image_size = model.input_size[-1] if recipe.is_transfer else None
     norm = {"mean": model.mean, "std": model.std} if recipe.is_transfer else {}
-    channels_last = device.type == "cpu" and not recipe.is_transfer
+    channels_last = device.type in ("cpu", "cuda") and not recipe.is_transfer
 
-    def loader(data: ImageData, train: bool, augment: tuple[Augmentation, ...] | None = None) -> BatchLoader:
+    def loader(data: ImageData, train: bool, augment: tuple[Augmentation, ...] | None = None,
+               seed: int = recipe.seed) -> BatchLoader:  # fmt: skip
         augment = augment if augment is not None else recipe.augment if train else ()
         return BatchLoader(data, recipe.batch_size if train else 500, shuffle=train, augment=augment,
-                           device=device, seed=recipe.seed, image_size=image_size, channels_last=channels_last,
+                           device=device, seed=seed, image_size=image_size, channels_last=channels_last,
                            **norm)  # fmt: skip
 
     monitor = loader(val_data if val_data is not None else test_data, train=False)
     meta = {"model": model_name, "model_kwargs": recipe.model_kwargs, "classes": list(train_data.classes),
-            "mean": list(norm.get("mean", train_data.mean)), "std": list(norm.get("std", train_data.std))}  # fmt: skip
+            "mean": list(norm.get("mean", train_data.mean)), "std": list(norm.get("std", train_data.std)),
+            "device": device_name(device)}  # fmt: skip
     checkpoint = out_dir / "checkpoint.pt"
     common = dict(device=device, checkpoint=checkpoint, resume=resume, meta=meta, quiet=quiet)
 
     if recipe.feature_cache:
         views = [loader(train_data, False, augment=())]
-        views += [loader(train_data, False, augment=(view,)) for view in recipe.cached_views]
+        views += [loader(train_data, False, augment=(view,), seed=recipe.seed + number)  # random views differ
+                  for number, view in enumerate(recipe.cached_views, start=1)]
         history = _fit_head_on_features(model, recipe, views, monitor, **common)
     else:
         history = _fit_stage(model, recipe, recipe.optimizer, recipe.lr, recipe.epochs, loader(train_data, True),
@@ -450,13 +458,19 @@ def _fit_stage(model: nn.Module, recipe: Recipe, optimizer_name: str, lr: float,
 
 def _fit_head_on_features(model: nn.Module, recipe: Recipe, views: list[BatchLoader], monitor: BatchLoader,
                           **common: Any) -> History:  # fmt: skip
-    """Feature extraction, fast path: run the frozen base once per image and view, then train only the head."""
+    """Feature extraction, fast path: run the frozen base once per image and view, then train only the head.
+
+    The head's first layer (global average pooling, or the identity before a
+    flatten) has no parameters, so its output is cached instead of the base's:
+    for a 7x7 feature map, average pooling makes the cache 49 times smaller.
+    """
     device, quiet = common["device"], common["quiet"]
-    extracted = [extract_features(model.base, view, device, quiet) for view in views]
+    extractor, trainable_head = nn.Sequential(model.base, model.head[0]), model.head[1:]
+    extracted = [extract_features(extractor, view, device, quiet) for view in views]
     features, labels = torch.cat([f for f, _ in extracted]), torch.cat([y for _, y in extracted])
     train_features = TensorBatches(features, labels, recipe.batch_size, shuffle=True, seed=recipe.seed)
-    monitor_features = TensorBatches(*extract_features(model.base, monitor, device, quiet), 500)
-    return _fit_stage(model.head, recipe, recipe.optimizer, recipe.lr, recipe.epochs, train_features,
+    monitor_features = TensorBatches(*extract_features(extractor, monitor, device, quiet), 500)
+    return _fit_stage(trainable_head, recipe, recipe.optimizer, recipe.lr, recipe.epochs, train_features,
                       monitor_features, **common)  # fmt: skip
 
 
@@ -482,13 +496,30 @@ PUBLISHED_RESULTS = Path(__file__).parent / "results"
 
 
 def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]:
-    """Read every ``metrics.json`` below ``folder`` (as written by `run`), in experiment order.
+    """Read every run below ``folder``, in experiment order.
+
+    A finished run contributes its ``metrics.json`` (as written by `run`). A
+    run stopped before its last epoch has no metrics; if its folder holds an
+    ``unfinished.json`` (see ``scripts/partial_histories.py``) it contributes a
+    row with ``test_accuracy=None`` and the epochs it reached, so that it is
+    reported as unfinished rather than left out.
 
     Args:
         folder: A results folder such as ``runs``; defaults to the published full runs.
     """
     results = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*/*/metrics.json"))]
+    for path in sorted(Path(folder).glob("*/*/unfinished.json")):
+        if not path.with_name("metrics.json").exists():
+            results.append(_unfinished_row(json.loads(path.read_text())))
     return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"]))
+
+
+def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
+    recipe = get_recipe(record["experiment"], record["recipe"])
+    return {"experiment": recipe.experiment, "name": recipe.name, "title": recipe.title, "recipe": recipe.recipe,
+            "quick": False, "model": recipe.model, "seed_reported": recipe.seed_reported, "test_accuracy": None,
+            "epochs": record["epochs_reached"], "epochs_planned": record["epochs_planned"],
+            "device": record["device"]}  # fmt: skip
 
 
 def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str:
@@ -501,14 +532,17 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
     Examples:
         >>> print(format_results([{"experiment": 3, "name": "lenet5", "seed_reported": "99.03% test",
         ...     "test_accuracy": 0.9949, "recipe": "improved", "quick": False, "model": "lenet5", "epochs": 20,
-        ...     "device": "cpu"}]))
-        #  experiment  study reported  ours (test)  recipe    model   epochs  device
-        -  ----------  --------------  -----------  --------  ------  ------  ------
-        3  lenet5      99.03% test     99.49%       improved  lenet5  20      cpu
+        ...     "device": "cpu"}, {"experiment": 7, "name": "resnet", "seed_reported": "not reported",
+        ...     "test_accuracy": None, "recipe": "improved", "quick": False, "model": "resnet20", "epochs": 66,
+        ...     "epochs_planned": 100, "device": "cuda"}]))
+        #  experiment  study reported  ours (test)  recipe    model     epochs     device
+        -  ----------  --------------  -----------  --------  --------  ---------  ------
+        3  lenet5      99.03% test     99.49%       improved  lenet5    20         cpu
+        7  resnet      not reported    unfinished   improved  resnet20  66 of 100  cuda
     """
     header = ["#", "experiment", "study reported", "ours (test)", "recipe", "model", "epochs", "device"]
-    rows = [[str(m["experiment"]), m["name"], m["seed_reported"], f"{m['test_accuracy']:.2%}",
-             m["recipe"] + (" (quick)" if m["quick"] else ""), m["model"], str(m["epochs"]), m["device"]]
+    rows = [[str(m["experiment"]), m["name"], m["seed_reported"], _accuracy_cell(m),
+             m["recipe"] + (" (quick)" if m["quick"] else ""), m["model"], _epochs_cell(m), m["device"]]
             for m in results]  # fmt: skip
     if markdown:
         lines = [header, ["---"] * len(header), *rows]
@@ -517,6 +551,15 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def _accuracy_cell(metrics: dict[str, Any]) -> str:
+    return "unfinished" if metrics["test_accuracy"] is None else f"{metrics['test_accuracy']:.2%}"
+
+
+def _epochs_cell(metrics: dict[str, Any]) -> str:
+    planned = metrics.get("epochs_planned")
+    return f"{metrics['epochs']} of {planned}" if planned else str(metrics["epochs"])
 
 
 def load_history(experiment: str, recipe: str = "improved", folder: str | Path = PUBLISHED_RESULTS) -> History:

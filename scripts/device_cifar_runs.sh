@@ -1,16 +1,48 @@
 #!/usr/bin/env bash
-# The CIFAR-10 full runs on a lent GPU machine, in one prepared command.
+# The CIFAR-10 full runs and the GPU training benchmark, on a lent GPU machine, in one prepared command.
 #
-# Here (no GPU):  python scripts/pack_image_folder.py pack "$CNN_STUDY_DATA/cifar10-jpeg" data/cifar10-jpeg.pack
-# Device tool:    run command="bash scripts/device_cifar_runs.sh resnet:seed resnet:improved" carry=["data"]
-# metrics.json and history.json of every run come back in $OUT/results.tar (the device returns few, shallow files).
-set -euo pipefail
-python -m pip install --quiet -e .
-python scripts/pack_image_folder.py unpack data/cifar10-jpeg.pack data/cifar10-jpeg
-export CNN_STUDY_DATA="$PWD/data" CNN_STUDY_CACHE="$PWD/data/cache"
-out="${OUT:-runs}"
-python benchmarks/train_throughput.py --device cuda | tee "$out/train_throughput.txt"
+# Here (no GPU), once, into the ignored folder data/:
+#   python scripts/pack_image_folder.py pack "$CNN_STUDY_DATA/cifar10-jpeg" data/cifar10-jpeg.pack
+#   pip download --no-deps -d data/wheels torchinfo   # the only dependency the GPU image lacks
+# Device tool:
+#   run command="bash scripts/device_cifar_runs.sh 520 resnet:seed alexnet:improved ..." carry=["data"]
+#
+# The first argument is the time budget in seconds. All runs start together after the benchmark (small
+# CIFAR models leave most of an H100 idle, so several processes share it well); a run still going when
+# the budget is spent is stopped, and the history of its finished epochs is kept from its checkpoint as
+# partial.json. Everything comes back in $OUT/results.tar (the device returns few, shallow files).
+# DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU.
+set -uo pipefail
+budget=$1
+shift
+export PYTHONPATH="$PWD:/tmp/site" CNN_STUDY_DATA="$PWD/data" CNN_STUDY_CACHE="$PWD/data/cache" PYTHONUNBUFFERED=1
+out="${OUT:-runs-device}"
+device="${DEVICE:-cuda}"
+mkdir -p "$out" runs
+python -m pip install --quiet --no-index --no-deps --target /tmp/site data/wheels/*.whl
+[ -d data/cifar10-jpeg ] || python scripts/pack_image_folder.py unpack data/cifar10-jpeg.pack data/cifar10-jpeg
+python -c "from cnn_study.datasets import cifar10; cifar10()" # decode the JPEGs once; every run reads the cache
+python benchmarks/train_throughput.py --device "$device" --steps 50 | tee "$out/train_throughput.txt"
+
+collect() {  # snapshot every run into $OUT/results.tar; a run not finished yet keeps its epochs as partial.json
+  python scripts/partial_histories.py runs
+  find runs -name '*.log' -o -name '*.json' -o -name '*.png' -o -path '*resnet/*/model.pt' |
+    tar -cf "$out/results.tar.tmp" -T - && mv "$out/results.tar.tmp" "$out/results.tar"
+}
+
+deadline=$((SECONDS + budget))
+runs=()
 for run in "$@"; do
-  cnn-study run "${run%%:*}" --recipe "${run##*:}" --device cuda --quiet --out runs
-  tar -cf "$out/results.tar" $(find runs -name metrics.json -o -name history.json)
+  experiment=${run%%:*} recipe=${run##*:}
+  OMP_NUM_THREADS=2 timeout -s INT $((deadline - SECONDS)) python -m cnn_study run "$experiment" \
+    --recipe "$recipe" --device "$device" --quiet --out runs ${RUN_ARGS:-} >"runs/$experiment-$recipe.log" 2>&1 &
+  runs+=($!)
 done
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 >runs/gpu-utilisation.log &
+fi
+while sleep 60; do collect; done &  # if the call's own limit cuts the script short, the last snapshot still returns
+wait "${runs[@]}"
+kill $(jobs -p)
+collect
+grep -h "test accuracy\|Error" runs/*.log

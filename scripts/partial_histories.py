@@ -1,0 +1,42 @@
+"""Keep the finished epochs of every run in a folder that stopped before its last epoch.
+
+A run stopped early (out of time on a lent GPU, say) writes no ``metrics.json``, but its checkpoint
+holds the history of every finished epoch. For each such run this writes that history as
+``history.json`` and an ``unfinished.json`` (epochs reached and planned, device), which
+`cnn_study.experiments.load_results` reports as an unfinished row. A run that has finished loses any
+stale ``unfinished.json``.
+
+Usage::
+
+    python scripts/partial_histories.py runs
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnn_study._io import atomic_json_dump
+from cnn_study.experiments import get_recipe
+from cnn_study.training import load_checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", type=Path, help="results folder written by cnn-study run --out")
+    args = parser.parse_args()
+    for checkpoint in sorted(args.runs.glob("*/*/checkpoint.pt")):
+        folder = checkpoint.parent
+        if (folder / "metrics.json").exists():
+            (folder / "unfinished.json").unlink(missing_ok=True)
+            continue
+        state = load_checkpoint(checkpoint)
+        recipe = get_recipe(folder.parent.name, folder.name)
+        record = {"experiment": recipe.name, "recipe": recipe.recipe, "epochs_reached": len(state["history"]["epochs"]),
+                  "epochs_planned": recipe.epochs, "device": state["meta"].get("device", "unknown")}  # fmt: skip
+        atomic_json_dump(state["history"], folder / "history.json")
+        atomic_json_dump(record, folder / "unfinished.json")
+
+
+if __name__ == "__main__":
+    main()
