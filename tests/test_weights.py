@@ -13,7 +13,7 @@ SHIPPED = [(path.stem.split("-")[0], path.stem.split("-", 1)[1]) for path in sor
 
 
 def test_the_small_models_ship_trained_weights() -> None:
-    assert {"mnist_cnn", "lenet5", "fashion_cnn"} <= {model for model, _ in SHIPPED}
+    assert {"mnist_cnn", "lenet5", "fashion_cnn", "resnet20"} <= {model for model, _ in SHIPPED}
     assert sum(path.stat().st_size for path in WEIGHTS_DIR.glob("*.pt")) < 15e6
 
 

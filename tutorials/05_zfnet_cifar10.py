@@ -57,7 +57,7 @@ print(models.summary("zfnet_cifar", depth=2))
 result = experiments.run(experiments.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
 full = [m for m in experiments.load_results() if m["name"] == "zfnet"]
-print(experiments.format_results(full) if full else "No full ZFNet run is published yet (it needs a GPU).")
+print(experiments.format_results(full))
 
 # %% [markdown]
 # ## The first layer

@@ -33,6 +33,7 @@ import torch
 from matplotlib.figure import Figure
 
 from cnn_study import datasets, experiments, models, visualize
+from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
@@ -81,19 +82,31 @@ figure
 result = experiments.run(experiments.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
 full = [m for m in experiments.load_results() if m["name"] == "resnet"]
-print(experiments.format_results(full) if full else "No full ResNet run is published yet (it needs a GPU or "
-      "about 1.5 hours of CPU).")
+print(experiments.format_results(full))
 
 # %% [markdown]
-# ## Inside the network
+# ## Inside a trained network
 #
+# The package ships the weights of the full seed run above, with their metadata in the torchvision manner,
+# so the trained network is one line away and needs no training here.
+
+# %%
+trained = models.create_model("resnet20", weights="cifar10").eval()
+meta = models.available_weights("resnet20")["cifar10"].meta
+print(f"{meta['recipe']}: test accuracy {meta['test_accuracy']:.2%}")
+_, test = datasets.cifar10(download=True)
+sample = test.sample(100, seed=0)
+evaluation = evaluate(trained, datasets.BatchLoader(sample, 500, mean=meta["mean"], std=meta["std"]))
+print(f"on 1,000 test images here: {evaluation.accuracy:.2%}")
+visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.classes)
+
+# %% [markdown]
 # The stem's 16 colour filters, and what the stem, the end of the first stage and the end of the last stage
 # make of one test image: as the resolution halves from 32 to 16 to 8, the maps get coarser and more abstract.
 
 # %%
-visualize.filters(result.model, "stem.0")
+visualize.filters(trained, "stem.0")
 
 # %%
-_, test = datasets.cifar10(download=True)
 image = datasets.BatchLoader(test, 1).transform(test.images[:1])[0]
-visualize.feature_maps(result.model, image, layers=["stem.0", "stage1.2.conv2", "stage3.2.conv2"], max_channels=8)
+visualize.feature_maps(trained, image, layers=["stem.0", "stage1.2.conv2", "stage3.2.conv2"], max_channels=8)
