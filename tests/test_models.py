@@ -218,3 +218,16 @@ def test_frozen_efficientnet_base_keeps_batch_norm_statistics() -> None:
     before = batch_norms[0].running_mean.clone()
     model(torch.randn(2, 3, 224, 224))
     assert torch.equal(before, batch_norms[0].running_mean)
+
+
+@needs_offline
+def test_fine_tuning_trains_the_last_block_with_its_imagenet_statistics() -> None:
+    model = create_model("efficientnet_lite0_transfer")
+    model.set_trainable("last_block")
+    model.train()
+    last = model.base._bn1  # the batch norm after the 1x1 head convolution, in the last block
+    before = last.running_var.clone()
+    model(torch.randn(4, 3, 224, 224)).sum().backward()
+    assert not last.training and torch.equal(before, last.running_var)
+    assert last.weight.grad is not None and model.base._conv_head.weight.grad is not None
+    assert model.base._conv_stem.weight.grad is None

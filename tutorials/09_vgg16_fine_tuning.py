@@ -43,7 +43,9 @@ for stage in ("head", "last_block"):
 # ## Two stages
 #
 # `run` trains the head first, evaluates, then calls `model.set_trainable("last_block")` and trains on
-# (`recipe.fine_tuning`).
+# (`recipe.fine_tuning`). In both stages the base's batch-norm layers keep normalising with their ImageNet
+# statistics: re-estimating them from batches of 32 images would shift every feature the base computes at
+# once (their scale and shift still learn once unfrozen).
 #
 # > **Quick mode:** 40 images per class, one epoch per stage.
 

@@ -114,14 +114,17 @@ class TransferClassifier(ImageClassifier):
         self.train(self.training)
 
     def train(self, mode: bool = True) -> TransferClassifier:
-        """Set training mode; frozen batch-norm layers of the base stay in eval mode.
+        """Set training mode; the base's batch-norm layers always stay in eval mode.
 
-        A frozen base must behave exactly as it did on ImageNet, so its
-        batch-norm statistics are never updated.
+        They keep normalising with their ImageNet statistics, also while
+        fine-tuning: statistics re-estimated from small batches of a small
+        dataset would shift every feature the base computes at once and undo
+        what it learned (Keras' transfer-learning guide gives the same advice).
+        Their scale and shift still learn when their block is unfrozen.
         """
         super().train(mode)
         for module in self.base.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.weight.requires_grad:
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
         return self
 
