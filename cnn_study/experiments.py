@@ -91,7 +91,8 @@ class Recipe:
         schedule: ``"constant"``, ``"cosine"`` (annealed to zero) or ``"onecycle"``.
         epochs: Training epochs (of the first stage, for fine-tuning recipes).
         batch_size: Images per batch.
-        augment: Whole-batch augmentations (see `cnn_study.datasets.augment`).
+        augment: Whole-batch augmentations (see `cnn_study.datasets.augment`); with
+            ``feature_cache`` they apply to the fine-tuning stage only (cached features use ``cached_views``).
         label_smoothing: Label smoothing of the training loss.
         validation_fraction: Share of the training set held out for validation;
             ``None`` evaluates on the test set after each epoch (for the curves
@@ -207,12 +208,14 @@ def _recipes() -> dict[str, dict[str, Recipe]]:
         },
         "vgg16_feature_extraction": {
             "seed": features_seed,
-            "improved": replace(features_seed, **dict(head_on_cached_features, validation_fraction=None)),
+            "improved": replace(features_seed, **dict(head_on_cached_features, validation_fraction=None,
+                                                      cached_views=(Mirror(), ShearZoomFlip(), ShearZoomFlip()))),
         },
         "vgg16_fine_tuning": {
             "seed": finetune_seed,
-            "improved": replace(finetune_seed, **dict(head_on_cached_features, feature_cache=False, cached_views=(),
-                                                          epochs=5, fine_tuning=FineTuning(5, "adamw", 1e-4))),
+            # the head as in experiment 6 (cached features), then the last block with augmentation
+            "improved": replace(finetune_seed, **dict(head_on_cached_features, augment=(ShearZoomFlip(),),
+                                                          fine_tuning=FineTuning(5, "adamw", 3e-5))),
         },
     }
 

@@ -50,7 +50,8 @@ def test_unknown_experiment_and_recipe() -> None:
         get_recipe("lenet5", "best")
 
 
-QUICK = [(recipe.name, "improved") for recipe in list_experiments()] + [("alexnet", "seed"), ("lenet5", "seed"), ("resnet", "resnet56")]
+QUICK = [(recipe.name, "improved") for recipe in list_experiments()]
+QUICK += [("alexnet", "seed"), ("lenet5", "seed"), ("resnet", "resnet56")]
 
 
 @pytest.mark.parametrize(("experiment", "recipe"), QUICK)

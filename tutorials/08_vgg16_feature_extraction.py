@@ -18,8 +18,11 @@
 # Two ways to train a head on a frozen base:
 #
 # * **with augmentation** (the seed recipe): every epoch sends every augmented image through the whole base;
-# * **on cached features** (the improved recipe): the base runs once per image; the head then trains on the
-#   stored features, which is dozens of times faster but rules out augmentation.
+# * **on cached features** (the improved recipe): the base runs once per image and view; the head then
+#   trains on the stored features, which is dozens of times faster. Augmentation survives only as a few
+#   views computed once (`recipe.cached_views`: here the mirror image and two random shear/zoom/flip draws
+#   of every image), and the features are average-pooled before they are stored, so 10,000 images in four
+#   views take 200 MB instead of 10 GB of 7x7 feature maps.
 
 # %%
 # %matplotlib inline
