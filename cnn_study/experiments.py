@@ -204,7 +204,8 @@ def _recipes() -> dict[str, dict[str, Recipe]]:
             "seed": resnet_seed,
             "improved": replace(resnet_seed, **cifar_improved, epochs=100),
             "resnet56": replace(resnet_seed, **dict(cifar_improved, recipe="resnet56", lr=0.2), model="resnet56",
-                                title="ResNet-56 on CIFAR-10", epochs=80, batch_size=256, quick_per_class=120),
+                                title="ResNet-56 on CIFAR-10", epochs=80, batch_size=256,
+                                quick_per_class=120),  # quick mode: 4+ one-cycle steps at batch 256
         },
         "vgg16_feature_extraction": {
             "seed": features_seed,
