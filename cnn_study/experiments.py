@@ -136,6 +136,11 @@ class Recipe:
     quick_epochs: int = 2
 
     @property
+    def total_epochs(self) -> int:
+        """Epochs of both stages together (what a finished run's history holds)."""
+        return self.epochs + (self.fine_tuning.epochs if self.fine_tuning else 0)
+
+    @property
     def is_transfer(self) -> bool:
         """Whether the model is a pretrained base with a new head."""
         return self.model.endswith("_transfer")
@@ -395,7 +400,7 @@ def run(
         model.set_trainable(recipe.fine_tuning.trainable)
         stage = recipe.fine_tuning
         history = _fit_stage(model, replace(recipe, schedule="constant"), stage.optimizer, stage.lr,
-                             recipe.epochs + stage.epochs, loader(train_data, True), monitor, history=history,
+                             recipe.total_epochs, loader(train_data, True), monitor, history=history,
                              **dict(common, checkpoint=out_dir / "checkpoint_fine_tuning.pt"))  # fmt: skip
     final = evaluate(model, loader(test_data, False), device) if recipe.fine_tuning else first_stage
 

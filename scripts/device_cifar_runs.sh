@@ -9,8 +9,8 @@
 #
 # The first argument is the time budget in seconds. All runs start together after the benchmark (small
 # CIFAR models leave most of an H100 idle, so several processes share it well); a run still going when
-# the budget is spent is stopped, and the history of its finished epochs is kept from its checkpoint as
-# partial.json. Everything comes back in $OUT/results.tar (the device returns few, shallow files).
+# the budget is spent is stopped, and its finished epochs are kept from its checkpoint
+# (scripts/partial_histories.py: history.json + unfinished.json). Everything comes back in $OUT/results.tar (the device returns few, shallow files).
 # DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU.
 set -uo pipefail
 budget=$1
@@ -24,7 +24,7 @@ python -m pip install --quiet --no-index --no-deps --target /tmp/site data/wheel
 python -c "from cnn_study.datasets import cifar10; cifar10()" # decode the JPEGs once; every run reads the cache
 python benchmarks/train_throughput.py --device "$device" --steps 50 | tee "$out/train_throughput.txt"
 
-collect() {  # snapshot every run into $OUT/results.tar; a run not finished yet keeps its epochs as partial.json
+collect() {  # snapshot every run into $OUT/results.tar; a run not finished yet keeps its finished epochs
   python scripts/partial_histories.py runs
   find runs -name '*.log' -o -name '*.json' -o -name '*.png' -o -path '*resnet/*/model.pt' |
     tar -cf "$out/results.tar.tmp" -T - && mv "$out/results.tar.tmp" "$out/results.tar"

@@ -33,7 +33,7 @@ def main() -> None:
         state = load_checkpoint(checkpoint)
         recipe = get_recipe(folder.parent.name, folder.name)
         record = {"experiment": recipe.name, "recipe": recipe.recipe, "epochs_reached": len(state["history"]["epochs"]),
-                  "epochs_planned": recipe.epochs, "device": state["meta"].get("device", "unknown")}  # fmt: skip
+                  "epochs_planned": recipe.total_epochs, "device": state["meta"].get("device", "unknown")}  # fmt: skip
         atomic_json_dump(state["history"], folder / "history.json")
         atomic_json_dump(record, folder / "unfinished.json")
 
