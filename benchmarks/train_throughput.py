@@ -41,7 +41,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def matmul_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+    """The dtype the trainer computes in on ``device``: its autocast dtype, or float32 without autocast."""
+    return getattr(mixed_precision(device), "fast_dtype", torch.float32)
 
 
 def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 20) -> float:
