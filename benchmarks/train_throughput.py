@@ -4,6 +4,8 @@ For each model it measures, in this one run:
 
 * FLOPs per training image (forward + backward) with ``torch.utils.flop_counter``;
 * training images/s in the NCHW and channels-last memory formats;
+* with ``--compile``, training images/s of the faster layout under `torch.compile`
+  (`cnn_study.training.compile_for_training`, compile time excluded);
 * achieved GFLOP/s as a fraction of this machine's matmul GFLOP/s
   (2048 x 2048 ``torch.mm``), measured at the start of the run.
 
@@ -13,7 +15,7 @@ on CUDA), and the matmul peak is measured in that precision too.
 
 Usage::
 
-    python benchmarks/train_throughput.py [--steps 10] [--device cpu]
+    python benchmarks/train_throughput.py [--steps 10] [--device cpu] [--compile]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.models import create_model
-from cnn_study.training import device_name, mixed_precision, select_device
+from cnn_study.training import compile_for_training, device_name, mixed_precision, select_device
 
 MODELS = {  # name: (create_model kwargs, batch size)
     "mnist_cnn": ({}, 128),
@@ -75,19 +77,21 @@ def flops_per_image(name: str, kwargs: dict, shape: tuple[int, ...]) -> float:
 
 
 def images_per_second(name: str, kwargs: dict, batch: int, shape: tuple[int, ...], device: torch.device,
-                      channels_last: bool, steps: int) -> float:  # fmt: skip
+                      channels_last: bool, steps: int, compiled: bool = False) -> float:  # fmt: skip
     torch.manual_seed(0)
     model = create_model(name, **kwargs).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step_model = compile_for_training(model, device) if compiled else model
     x = torch.randn(batch, *shape, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, model.num_classes, (batch,), device=device)
-    training_step(model, optimizer, x, y)  # warm-up
+    for _ in range(3 if compiled else 1):  # warm-up (compiling, recording CUDA graphs)
+        training_step(step_model, optimizer, x, y)
     synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
-        training_step(model, optimizer, x, y)
+        training_step(step_model, optimizer, x, y)
     synchronize(device)
     return batch * steps / (time.perf_counter() - started)
 
@@ -96,21 +100,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="also measure the faster layout under torch.compile")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="default: all")
     args = parser.parse_args()
     device = select_device(args.device)
     peak = matmul_gflops(device)
     dtype = str(matmul_dtype(device)).removeprefix("torch.")
     print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 {dtype} matmul {peak:,.0f} GFLOP/s\n")
-    print(f"{'model':<15}{'input':>12}{'GFLOP/img':>11}{'img/s NCHW':>12}{'img/s NHWC':>12}{'GFLOP/s':>9}"
-          f"{'of peak':>9}")  # fmt: skip
-    for name, (kwargs, batch) in MODELS.items():
+    compiled_header = f"{'compiled':>10}" if args.compile else ""
+    print(f"{'model':<15}{'input':>12}{'GFLOP/img':>11}{'img/s NCHW':>12}{'img/s NHWC':>12}{compiled_header}"
+          f"{'GFLOP/s':>9}{'of peak':>9}")  # fmt: skip
+    for name in args.models:
+        kwargs, batch = MODELS[name]
         shape = (3, 150, 150) if name == "vgg16" else create_model(name, **kwargs).input_size
         flops = flops_per_image(name, kwargs, shape)
         nchw, nhwc = (images_per_second(name, kwargs, batch, shape, device, layout, args.steps) for layout in (False, True))
-        best = max(nchw, nhwc)
+        best, compiled_column = max(nchw, nhwc), ""
+        if args.compile:
+            compiled = images_per_second(name, kwargs, batch, shape, device, nhwc > nchw, args.steps, compiled=True)
+            best, compiled_column = max(best, compiled), f"{compiled:>10,.0f}"
         achieved = best * flops / 1e9
         print(f"{name:<15}{'x'.join(map(str, shape)):>12}{flops / 1e9:>11.3f}{nchw:>12,.0f}{nhwc:>12,.0f}"
-              f"{achieved:>9,.0f}{achieved / peak:>9.0%}")  # fmt: skip
+              f"{compiled_column}{achieved:>9,.0f}{achieved / peak:>9.0%}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def command_run(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.experiment, args.recipe)
     result = run(recipe, out=args.out, data_root=args.data, device=args.device, epochs=args.epochs,
                  batch_size=args.batch_size, backbone=args.backbone, quick=args.quick, resume=args.resume,
-                 download=args.download, quiet=args.quiet)  # fmt: skip
+                 download=args.download, quiet=args.quiet, compile_model=args.compile)  # fmt: skip
     metrics = result.metrics
     print(f"\n{recipe.title} ({recipe.recipe}{', quick' if args.quick else ''}): {metrics['model']} on {metrics['device']}")
     print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (study reported {recipe.seed_reported})")
@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
     running.add_argument("--resume", action="store_true", help="continue from the results folder's checkpoint")
     running.add_argument("--quiet", action="store_true", help="no progress bars")
+    running.add_argument("--compile", action="store_true",
+                         help="train through torch.compile (CUDA graphs on a GPU; slow first steps)")
     running.set_defaults(handler=command_run)
 
     evaluating = commands.add_parser("evaluate", help="evaluate a trained model file on a dataset's test split")

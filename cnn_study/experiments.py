@@ -331,6 +331,7 @@ def run(
     resume: bool = False,
     download: bool = False,
     quiet: bool = False,
+    compile_model: bool = False,
 ) -> RunResult:
     """Train and evaluate one recipe, and write its results folder.
 
@@ -349,6 +350,7 @@ def run(
         resume: Continue from the checkpoint in the results folder.
         download: Download the dataset if it is not on disk.
         quiet: Hide progress bars.
+        compile_model: Train through `torch.compile` (see `cnn_study.training.compile_for_training`).
 
     Returns:
         The trained model, history, metrics and the results folder.
@@ -385,7 +387,8 @@ def run(
             "mean": list(norm.get("mean", train_data.mean)), "std": list(norm.get("std", train_data.std)),
             "device": device_name(device)}  # fmt: skip
     checkpoint = out_dir / "checkpoint.pt"
-    common = dict(device=device, checkpoint=checkpoint, resume=resume, meta=meta, quiet=quiet)
+    common = dict(device=device, checkpoint=checkpoint, resume=resume, meta=meta, quiet=quiet,
+                  compile_model=compile_model)  # fmt: skip
 
     if recipe.feature_cache:
         views = [loader(train_data, False, augment=())]
@@ -423,6 +426,7 @@ def run(
         "seed_reported": recipe.seed_reported,
         "seed": recipe.seed,
         "device": device_name(device),
+        "compiled": compile_model,
         "torch": torch.__version__,
         "cnn_study": __version__,
         "python": platform.python_version(),

@@ -11,7 +11,8 @@
 # CIFAR models leave most of an H100 idle, so several processes share it well); a run still going when
 # the budget is spent is stopped, and its finished epochs are kept from its checkpoint
 # (scripts/partial_histories.py: history.json + unfinished.json). Everything comes back in $OUT/results.tar (the device returns few, shallow files).
-# DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU.
+# DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU;
+# RUN_ARGS=--compile trains through torch.compile (CUDA graphs), which the benchmark's "compiled" column measures.
 set -uo pipefail
 budget=$1
 shift
@@ -22,7 +23,7 @@ mkdir -p "$out" runs
 python -m pip install --quiet --no-index --no-deps --target /tmp/site data/wheels/*.whl
 [ -d data/cifar10-jpeg ] || python scripts/pack_image_folder.py unpack data/cifar10-jpeg.pack data/cifar10-jpeg
 python -c "from cnn_study.datasets import cifar10; cifar10()" # decode the JPEGs once; every run reads the cache
-python benchmarks/train_throughput.py --device "$device" --steps 50 | tee "$out/train_throughput.txt"
+python benchmarks/train_throughput.py --device "$device" --steps 50 --compile | tee "$out/train_throughput.txt"
 
 collect() {  # snapshot every run into $OUT/results.tar; a run not finished yet keeps its finished epochs
   python scripts/partial_histories.py runs

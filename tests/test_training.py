@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cnn_study import training
 from cnn_study.datasets import BatchLoader, ImageData
 from cnn_study.models import create_model
 from cnn_study.training import (
     History,
     TensorBatches,
+    compile_for_training,
     evaluate,
     extract_features,
     fit,
@@ -80,6 +82,22 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(small_mn
     for name, tensor in uninterrupted.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
     assert resumed_history.column("train_loss") == pytest.approx(full_history.column("train_loss"))
+
+
+def test_compiled_training_follows_the_eager_run(small_mnist, tmp_path, monkeypatch) -> None:
+    train, _ = small_mnist
+    eager, eager_history = _train_lenet(train, 1)
+    compiled_modules = []
+
+    def compile_and_record(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        compiled_modules.append(compile_for_training(model, device))
+        return compiled_modules[-1]
+
+    monkeypatch.setattr(training, "compile_for_training", compile_and_record)
+    _, compiled_history = _train_lenet(train, 1, compile_model=True, checkpoint=tmp_path / "c.pt")
+    assert len(compiled_modules) == 1  # fit trained through torch.compile
+    assert compiled_history.column("train_loss") == pytest.approx(eager_history.column("train_loss"), rel=1e-3)
+    assert load_checkpoint(tmp_path / "c.pt")["model"].keys() == eager.state_dict().keys()  # the plain model's names
 
 
 def test_checkpoint_reloads_to_identical_outputs(small_mnist, tmp_path) -> None:
