@@ -33,8 +33,9 @@ def main() -> None:
             continue
         state = load_checkpoint(checkpoint)
         history = History.from_dict(state["history"])
-        if (folder / "checkpoint_fine_tuning.pt").exists():
-            history = history.followed_by(History.from_dict(load_checkpoint(folder / "checkpoint_fine_tuning.pt")["history"]))
+        fine_tuning = folder / "checkpoint_fine_tuning.pt"
+        if fine_tuning.exists():
+            history = history.followed_by(History.from_dict(load_checkpoint(fine_tuning)["history"]))
         recipe = get_recipe(folder.parent.name, folder.name)
         record = {"experiment": recipe.name, "recipe": recipe.recipe, "epochs_reached": len(history),
                   "epochs_planned": recipe.total_epochs, "device": state["meta"].get("device", "unknown")}  # fmt: skip

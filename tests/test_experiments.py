@@ -67,6 +67,12 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
     history = json.loads((folder / "history.json").read_text())
     expected_epochs = chosen.quick_epochs * (2 if chosen.fine_tuning else 1)
     assert metrics["epochs"] == len(history["epochs"]) == expected_epochs
+    last_stage = chosen.fine_tuning or chosen  # the last stage follows its own schedule: constant, or annealed
+    final_lr = history["epochs"][-1]["learning_rate"]
+    if last_stage.schedule == "constant":
+        assert final_lr == pytest.approx(last_stage.lr)
+    else:
+        assert final_lr < last_stage.lr
     assert metrics["quick"] is True and metrics["device"].startswith("cpu")
     assert 0 <= metrics["test_accuracy"] <= 1
     assert {"checkpoint.pt", "model.pt", "training_curves.png", "confusion_matrix.png"} <= {p.name for p in folder.iterdir()}
