@@ -377,7 +377,7 @@ def run(
 
     image_size = model.input_size[-1] if recipe.is_transfer else None
     norm = {"mean": model.mean, "std": model.std} if recipe.is_transfer else {}
-    channels_last = device.type in ("cpu", "cuda") and not recipe.is_transfer
+    channels_last = device.type in ("cpu", "cuda")
 
     def loader(data: ImageData, train: bool, augment: tuple[Augmentation, ...] | None = None,
                seed: int = recipe.seed) -> BatchLoader:  # fmt: skip

@@ -466,6 +466,8 @@ def extract_features(
     """
     device = select_device(device)
     base.to(device).eval()
+    if getattr(loader, "channels_last", False):
+        base.to(memory_format=torch.channels_last)
     features, labels = [], []
     for images, batch_labels in tqdm(loader, desc="extracting features", leave=False, disable=quiet):
         with mixed_precision(device):

@@ -169,6 +169,16 @@ def test_extract_features_matches_the_base_output() -> None:
     assert labels.tolist() == list(range(10))
 
 
+def test_extract_features_follows_a_channels_last_loader() -> None:
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    data = ImageData(images, torch.arange(6) % 2, ("a", "b"), (0.5,) * 3, (0.25,) * 3)
+    model = create_model("zfnet_cifar", num_classes=2).eval()
+    plain, _ = extract_features(model.features, BatchLoader(data, 3), "cpu", quiet=True)
+    fast, _ = extract_features(model.features, BatchLoader(data, 3, channels_last=True), "cpu", quiet=True)
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(fast, plain, atol=1e-5)
+
+
 def test_device_override() -> None:
     assert select_device("cpu") == torch.device("cpu")
     assert select_device(None).type in {"cpu", "cuda", "mps"}
