@@ -188,13 +188,17 @@ def compile_for_training(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Batches, device: str | torch.device | None = None) -> Evaluation:
+def evaluate(
+    model: nn.Module, loader: Batches, device: str | torch.device | None = None, average_mirror: bool = False
+) -> Evaluation:
     """Compute loss, accuracy and predictions of ``model`` over ``loader``, in eval mode.
 
     Args:
         model: The classifier.
         loader: Batches of ``(images, labels)``.
         device: Where to run; defaults to where the model's parameters are.
+        average_mirror: Test-time augmentation: classify every image and its mirror
+            image, and average the two outputs (logits) before the loss and prediction.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -204,6 +208,8 @@ def evaluate(model: nn.Module, loader: Batches, device: str | torch.device | Non
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with mixed_precision(device):
             logits = model(images)
+            if average_mirror:
+                logits = (logits + model(images.flip(3))) / 2
         loss, _ = loss_and_predictions(logits.float(), labels)
         total_loss += loss.item() * len(labels)
         outputs.append(logits.float().cpu())

@@ -12,6 +12,7 @@ import torch
 
 from cnn_study.experiments import (
     RECIPES,
+    _recipe_settings,
     format_results,
     get_recipe,
     list_experiments,
@@ -108,12 +109,21 @@ def test_published_results_are_real_full_runs() -> None:
             assert metrics["epochs"] < metrics["epochs_planned"] == recipe.total_epochs, metrics["name"]
         else:
             assert metrics["epochs"] == recipe.total_epochs, metrics["name"]
+            # a recipe changed after its run must be run again (settings added since are absent from older files)
+            assert _recorded_part(_recipe_settings(recipe), metrics["recipe_settings"]) == metrics["recipe_settings"]
         history = published_histories(metrics["name"])[metrics["recipe"]]
         assert len(history) == metrics["epochs"]
     table = format_results(published, markdown=True).splitlines()
     assert table[0].startswith("| # | experiment") and len(table) == len(published) + 2
     unfinished = [line for line in table if "unfinished" in line]
     assert all(" of " in line for line in unfinished)
+
+
+def _recorded_part(current: object, recorded: object) -> object:
+    """``current`` cut down to the keys that ``recorded`` has, at every level."""
+    if isinstance(current, dict) and isinstance(recorded, dict):
+        return {key: _recorded_part(current.get(key), value) for key, value in recorded.items()}
+    return current
 
 
 @pytest.mark.parametrize("experiment", ["lenet5", "vgg16_fine_tuning"])

@@ -160,6 +160,18 @@ def test_binary_head_uses_one_logit_and_bce() -> None:
     assert result.probabilities.shape == (400, 2)
 
 
+def test_evaluate_can_average_every_image_with_its_mirror_image() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 8, 3))  # not mirror-symmetric
+    images, labels = torch.randn(8, 1, 8, 8), torch.arange(8) % 3
+    with torch.no_grad():
+        expected = ((model(images) + model(images.flip(3))) / 2).softmax(1)
+    averaged = evaluate(model, TensorBatches(images, labels, 4), average_mirror=True)
+    single_view = evaluate(model, TensorBatches(images, labels, 4))
+    assert torch.allclose(averaged.probabilities, expected, atol=1e-6)
+    assert not torch.allclose(single_view.probabilities, expected, atol=1e-2)
+
+
 def test_extract_features_matches_the_base_output() -> None:
     base = create_model("lenet5").features.eval()
     images = torch.randn(10, 1, 28, 28)
