@@ -43,7 +43,10 @@ def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str,
     recipe = get_recipe(args.experiment)
     model = create_model(f"{args.backbone}_transfer", **recipe.model_kwargs)
     extractor = nn.Sequential(model.base, model.head[0])
-    fitting, validation = DATASETS[recipe.dataset](None)[0].split(0.2, seed=recipe.seed)
+    training = DATASETS[recipe.dataset](None)[0]
+    if args.per_class:
+        training = training.sample(args.per_class, seed=recipe.seed)
+    fitting, validation = training.split(0.2, seed=recipe.seed)
     views = [(), *((view,) for view in recipe.cached_views), *[recipe.cached_views[-1:]] * args.more_views]
 
     def features(data: ImageData, augment: tuple[Augmentation, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +56,9 @@ def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str,
 
     cache = dict(zip(("val_features", "val_labels"), features(validation, (), recipe.seed)))
     cache["val_mirror_features"], _ = features(validation, (Mirror(),), recipe.seed)
-    for number, augment in enumerate(views):
-        cache[f"view{number}_features"], cache[f"view{number}_labels"] = features(fitting, augment, recipe.seed + number)
+    for number, augment in enumerate(views):  # seeded as `run` seeds its views
+        features_and_labels = features(fitting, augment, recipe.seed + number)
+        cache[f"view{number}_features"], cache[f"view{number}_labels"] = features_and_labels
     torch.save(cache, args.cache)
     return cache
 
@@ -65,6 +69,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="vgg16", help="vgg16 or efficientnet_lite0")
     parser.add_argument("--more-views", type=int, default=0, help="extra copies of the recipe's last random view")
     parser.add_argument("--cache", type=Path, required=True, help="file for the extracted features")
+    parser.add_argument("--per-class", type=int, help="use this many training images per class (a quick check)")
     parser.add_argument("--views", type=int, nargs="+", help="numbers of cached views to compare (default: all)")
     parser.add_argument("--weight-decay", type=float, nargs="+", default=[None])
     parser.add_argument("--label-smoothing", type=float, nargs="+", default=[None])

