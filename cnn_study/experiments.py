@@ -442,7 +442,8 @@ def run(
         "torch": torch.__version__,
         "cnn_study": __version__,
         "python": platform.python_version(),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),  # of this call: a resumed run's last part
+        "epoch_seconds": round(sum(epoch.seconds for epoch in history.epochs), 1),  # every epoch, resumed ones too
         "recipe_settings": _recipe_settings(recipe),
     }
     model_meta = dict(meta, num_classes=model.num_classes, dataset=recipe.dataset, test_accuracy=final.accuracy,

@@ -83,6 +83,12 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
 def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
     result = run(get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
     assert result.metrics["test_accuracy"] > 0.9  # 2,000 training images, 2 epochs
+    assert result.metrics["epoch_seconds"] == pytest.approx(sum(result.history.column("seconds")), abs=0.1)
+
+    resumed = run(get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
+                  resume=True)  # fmt: skip
+    assert resumed.metrics["test_accuracy"] == result.metrics["test_accuracy"]  # every epoch restored, none trained
+    assert resumed.metrics["epoch_seconds"] == result.metrics["epoch_seconds"]  # and counted
 
 
 def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_path) -> None:
