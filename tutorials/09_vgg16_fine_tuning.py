@@ -75,6 +75,14 @@ if histories:
     display(visualize.training_curves(histories, title="Full runs: accuracy per epoch"))
 
 # %% [markdown]
+# With the EfficientNet-Lite0 base (the runs above; VGG16 has not been run where they were made), the head
+# stage alone already classifies 98.6-98.7% of the 1,000 validation images correctly, and fine-tuning the
+# last block leaves it about where it was: 98.2% at the seed recipe's constant rate, 98.4% with the improved
+# recipe's one-cycle warm-up (AdamW, 5 epochs). Those are differences of 2-5 images, within the noise of a
+# 1,000-image test (one standard error is about 0.4 points). Fine-tuning pays when the frozen features fit
+# the new task poorly; ImageNet's many dog breeds and cat classes make cats vs dogs a task they already fit.
+
+# %% [markdown]
 # ## After fine-tuning
 
 # %%
