@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import itertools
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from cnn_study._io import atomic_torch_save
 from cnn_study.datasets import DATASETS, Augmentation, BatchLoader, ImageData, Mirror
 from cnn_study.experiments import get_recipe, make_optimizer, make_scheduler
 from cnn_study.models import create_model
@@ -36,10 +38,16 @@ from cnn_study.training import (
 )
 
 
-def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str, torch.Tensor]:
+def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Features of every view of the fitting part, of the validation part and its mirror image (cached)."""
+    settings = {"experiment": args.experiment, "backbone": args.backbone, "more_views": args.more_views,
+                "per_class": args.per_class}  # fmt: skip
     if args.cache.exists():
-        return torch.load(args.cache, weights_only=True)
+        cache = torch.load(args.cache, weights_only=True)
+        if cache["settings"] != settings:
+            raise SystemExit(f"{args.cache} holds the features for {cache['settings']}, not {settings}: "
+                             "pass another --cache file or delete this one.")  # fmt: skip
+        return cache
     recipe = get_recipe(args.experiment)
     model = create_model(f"{args.backbone}_transfer", **recipe.model_kwargs)
     extractor = nn.Sequential(model.base, model.head[0])
@@ -54,12 +62,12 @@ def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str,
                              mean=model.mean, std=model.std, channels_last=True)  # fmt: skip
         return extract_features(extractor, loader, device)
 
-    cache = dict(zip(("val_features", "val_labels"), features(validation, (), recipe.seed)))
+    cache = {"settings": settings, **dict(zip(("val_features", "val_labels"), features(validation, (), recipe.seed)))}
     cache["val_mirror_features"], _ = features(validation, (Mirror(),), recipe.seed)
     for number, augment in enumerate(views):  # seeded as `run` seeds its views
         features_and_labels = features(fitting, augment, recipe.seed + number)
         cache[f"view{number}_features"], cache[f"view{number}_labels"] = features_and_labels
-    torch.save(cache, args.cache)
+    atomic_torch_save(cache, args.cache)
     return cache
 
 

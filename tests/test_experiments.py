@@ -165,3 +165,5 @@ def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path) ->
     assert [row.split()[0] for row in first[1:]] == ["1", "6"] and all(row.endswith("%") for row in first[1:])
     again = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
     assert again == first  # the second call reads the cached features and trains the same heads
+    other = subprocess.run([*command, "--per-class", "20"], capture_output=True, text=True)
+    assert other.returncode != 0 and "holds the features for" in other.stderr and "--cache" in other.stderr
