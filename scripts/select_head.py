@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,11 @@ from torch import nn
 
 from cnn_study._io import atomic_torch_save
 from cnn_study.datasets import DATASETS, Augmentation, BatchLoader, ImageData, Mirror
-from cnn_study.experiments import get_recipe, make_optimizer, make_scheduler
+from cnn_study.experiments import _fit_stage, get_recipe
 from cnn_study.models import create_model
 from cnn_study.training import (
     TensorBatches,
     extract_features,
-    fit,
     loss_and_predictions,
     seed_everything,
     select_device,
@@ -103,10 +103,9 @@ def main() -> None:
         training = TensorBatches(torch.cat([cache[f"view{n}_features"] for n in range(views)]),
                                  torch.cat([cache[f"view{n}_labels"] for n in range(views)]),
                                  recipe.batch_size, shuffle=True, seed=recipe.seed)  # fmt: skip
-        optimizer = make_optimizer(recipe.optimizer, head.parameters(), recipe.lr, weight_decay=decay)
-        scheduler = make_scheduler(recipe.schedule, optimizer, epochs * len(training))
-        history = fit(head, training, epochs=epochs, optimizer=optimizer, scheduler=scheduler, val_loader=validation,
-                      label_smoothing=smoothing, device=device, quiet=True)  # fmt: skip
+        setting = replace(recipe, weight_decay=decay, label_smoothing=smoothing)  # trained as `run` trains its head
+        history = _fit_stage(head, setting, recipe.optimizer, recipe.lr, epochs, training, validation, device=device,
+                             quiet=True)  # fmt: skip
         last = history.epochs[-1]
         head.eval()
         with torch.no_grad():  # test-time augmentation (Recipe.test_mirror): average with the mirror image's logits
