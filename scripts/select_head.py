@@ -6,7 +6,7 @@ training image are cached. This script holds out a stratified 20% of the *traini
 features of the rest under the recipe's views (plus ``--more-views`` further copies of its last random
 view), and trains one head per combination of the settings given, printing validation accuracy and loss,
 and the accuracy when each image's output is averaged with its mirror image's (``Recipe.test_mirror``).
-The test split is never loaded. The features are cached in ``--cache``, so a second call only trains heads.
+The test split is never used. The features are cached in ``--cache``, so a second call only trains heads.
 
 Usage::
 
