@@ -182,9 +182,11 @@ def compile_for_training(model: nn.Module, device: torch.device) -> nn.Module:
     On CUDA the mode is ``"reduce-overhead"``: a step replays recorded CUDA graphs instead of
     launching every kernel from Python, the limit of small CIFAR models on a GPU. Elsewhere
     inductor's default mode fuses the element-wise work (batch norm, ReLU) around the
-    convolutions. The first steps are slow while it compiles.
+    convolutions. Shapes are compiled static (``dynamic=False``): a smaller last batch gets a
+    graph of its own rather than turning every step into a dynamic-shape graph. The first
+    steps are slow while it compiles.
     """
-    return torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
+    return torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
 
 
 @torch.no_grad()

@@ -12,7 +12,8 @@
 # the budget is spent is stopped, and its finished epochs are kept from its checkpoint
 # (scripts/partial_histories.py: history.json + unfinished.json). Everything comes back in $OUT/results.tar (the device returns few, shallow files).
 # DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU;
-# RUN_ARGS=--compile trains through torch.compile (CUDA graphs), which the benchmark's "compiled" column measures.
+# RUN_ARGS=--compile trains through torch.compile (CUDA graphs), which the benchmark's "compiled" column measures;
+# BENCHMARK=0 skips the benchmark (e.g. for a second call that runs more experiments after the first).
 set -uo pipefail
 budget=$1
 shift
@@ -23,7 +24,9 @@ mkdir -p "$out" runs
 python -m pip install --quiet --no-index --no-deps --target /tmp/site data/wheels/*.whl
 [ -d data/cifar10-jpeg ] || python scripts/pack_image_folder.py unpack data/cifar10-jpeg.pack data/cifar10-jpeg
 python -c "from cnn_study.datasets import cifar10; cifar10()" # decode the JPEGs once; every run reads the cache
-python benchmarks/train_throughput.py --device "$device" --steps 50 --compile | tee "$out/train_throughput.txt"
+if [ "${BENCHMARK:-1}" = 1 ]; then
+  python benchmarks/train_throughput.py --device "$device" --steps 50 --compile | tee "$out/train_throughput.txt"
+fi
 
 collect() {  # snapshot every run into $OUT/results.tar; a run not finished yet keeps its finished epochs
   python scripts/partial_histories.py runs
