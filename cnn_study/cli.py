@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
     running.add_argument("--resume", action="store_true", help="continue from the results folder's checkpoint")
     running.add_argument("--quiet", action="store_true", help="no progress bars")
-    running.add_argument("--compile", action="store_true",
-                         help="train through torch.compile (CUDA graphs on a GPU; slow first steps)")
+    running.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                         help="train through torch.compile (CUDA graphs on a GPU; slow first steps); default: on "
+                              "CUDA for full runs of models trained from scratch")
     running.set_defaults(handler=command_run)
 
     evaluating = commands.add_parser("evaluate", help="evaluate a trained model file on a dataset's test split")

@@ -13,6 +13,7 @@ import torch
 from cnn_study.experiments import (
     RECIPES,
     _recipe_settings,
+    compiles_by_default,
     format_results,
     get_recipe,
     list_experiments,
@@ -49,6 +50,18 @@ def test_unknown_experiment_and_recipe() -> None:
         get_recipe("lenet")
     with pytest.raises(ValueError, match="no recipe 'best'"):
         get_recipe("lenet5", "best")
+
+
+def test_full_cuda_runs_of_models_trained_from_scratch_compile_by_default(monkeypatch) -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object() if name == "triton" else None)
+    resnet, transfer = get_recipe("resnet"), get_recipe("vgg16_fine_tuning")
+    assert compiles_by_default(resnet, cuda)
+    assert not compiles_by_default(resnet, cuda, quick=True)  # compiling costs more than a quick run
+    assert not compiles_by_default(transfer, cuda)  # its head trains on cached features in seconds
+    assert not compiles_by_default(resnet, cpu)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert not compiles_by_default(resnet, cuda)  # no Triton: inductor cannot compile for CUDA
 
 
 QUICK = [(recipe.name, "improved") for recipe in list_experiments()]
