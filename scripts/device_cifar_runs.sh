@@ -10,9 +10,11 @@
 # The first argument is the time budget in seconds. All runs start together after the benchmark (small
 # CIFAR models leave most of an H100 idle, so several processes share it well); a run still going when
 # the budget is spent is stopped, and its finished epochs are kept from its checkpoint
-# (scripts/partial_histories.py: history.json + unfinished.json). Everything comes back in $OUT/results.tar (the device returns few, shallow files).
-# DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU;
-# RUN_ARGS=--compile trains through torch.compile (CUDA graphs), which the benchmark's "compiled" column measures;
+# (scripts/partial_histories.py: history.json + unfinished.json). Everything comes back in $OUT/results.tar
+# (the device returns few, shallow files).
+# DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU.
+# On CUDA the recipes train through torch.compile (CUDA graphs) by default, as the benchmark's "compiled" column
+# shows to be fastest; RUN_ARGS=--no-compile trains eagerly (--compile is needed to compile with DEVICE=cpu);
 # BENCHMARK=0 skips the benchmark (e.g. for a second call that runs more experiments after the first).
 set -uo pipefail
 budget=$1
