@@ -217,8 +217,9 @@ def _recipes() -> dict[str, dict[str, Recipe]]:
         "resnet": {
             "seed": resnet_seed,
             "improved": replace(resnet_seed, **cifar_improved, epochs=100),
+            # 160 epochs: about the paper's training length (64k iterations of 128 images, ~164 epochs of 50k)
             "resnet56": replace(resnet_seed, **dict(cifar_improved, recipe="resnet56", lr=0.2), model="resnet56",
-                                title="ResNet-56 on CIFAR-10", epochs=80, batch_size=256,
+                                title="ResNet-56 on CIFAR-10", epochs=160, batch_size=256,
                                 quick_per_class=120),  # quick mode: 4+ one-cycle steps at batch 256
         },
         "vgg16_feature_extraction": {
