@@ -61,14 +61,18 @@ def command_run(args: argparse.Namespace) -> None:
                  batch_size=args.batch_size, backbone=args.backbone, quick=args.quick, resume=args.resume,
                  download=args.download, quiet=args.quiet, compile_model=args.compile)  # fmt: skip
     metrics = result.metrics
-    print(f"\n{recipe.title} ({recipe.recipe}{', quick' if args.quick else ''}): {metrics['model']} on {metrics['device']}")
+    quick = ", quick" if args.quick else ""
+    print(f"\n{recipe.title} ({recipe.recipe}{quick}): {metrics['model']} on {metrics['device']}")
     print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (study reported {recipe.seed_reported})")
     print(f"  train accuracy  {_percent(metrics['train_accuracy'])}")
     if metrics["val_accuracy"] is not None:
         print(f"  val accuracy    {_percent(metrics['val_accuracy'])}")
     if metrics["accuracy_before_fine_tuning"] is not None:
         print(f"  before fine-tuning {_percent(metrics['accuracy_before_fine_tuning'])}")
-    print(f"  {metrics['epochs']} epochs in {metrics['wall_seconds']:.0f} s; results in {result.out_dir}")
+    took = f"{metrics['wall_seconds']:.0f} s"
+    if args.resume:  # the call's wall time covers only the epochs after the checkpoint
+        took = f"{metrics['epoch_seconds']:.0f} s of epochs in all, {took} in this resumed call"
+    print(f"  {metrics['epochs']} epochs in {took}; results in {result.out_dir}")
 
 
 def command_evaluate(args: argparse.Namespace) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
 from cnn_study.cli import main
+from cnn_study.experiments import get_recipe
 
 
 def test_list_prints_models_and_experiments(capsys) -> None:
@@ -45,6 +47,11 @@ def test_run_then_results_then_evaluate(data_dir, tmp_path, capsys) -> None:
                  "--data", str(data_dir)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "99.03% test" in printed
+    assert main(["run", "lenet5", "--quick", "--quiet", "--device", "cpu", "--out", str(out), "--data", str(data_dir),
+                 "--resume"]) == 0  # fmt: skip
+    resumed = capsys.readouterr().out  # a finished run resumes to its end and says what its wall time covers
+    epochs = get_recipe("lenet5").quick_epochs
+    assert re.search(rf"{epochs} epochs in \d+ s of epochs in all, \d+ s in this resumed call", resumed)
     assert main(["results", "--dir", str(out)]) == 0
     table = capsys.readouterr().out
     assert "lenet5" in table and "improved (quick)" in table
