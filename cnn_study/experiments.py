@@ -35,7 +35,7 @@ from torch import nn
 
 from . import __version__, visualize
 from ._io import atomic_json_dump, atomic_torch_save, safe_torch_load
-from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, Mirror, ShearZoomFlip
+from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, Mirror, ShearZoomFlip, TrainTest
 from .datasets.loader import Augmentation
 from .models import create_model
 from .models._registry import WEIGHTS_DIR
@@ -351,6 +351,7 @@ def run(
     *,
     out: str | Path = "runs",
     data_root: str | Path | None = None,
+    data: TrainTest | None = None,
     device: str | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
@@ -367,6 +368,8 @@ def run(
         recipe: What to run (see `get_recipe`).
         out: Parent folder; results go to ``out/<experiment>/<recipe>/``.
         data_root: Dataset folder; defaults to ``$CNN_STUDY_DATA`` or the user cache.
+        data: Train on ``data.train`` and report on ``data.test`` instead of the recipe's dataset
+            (a cross-validation fold, for example: ``ImageData.folds``); ``quick`` then only shortens training.
         device: Device override (``"cpu"``, ``"cuda"``, ``"mps"``); chosen automatically by default.
         epochs: Override the recipe's epochs.
         batch_size: Override the recipe's batch size.
@@ -397,7 +400,7 @@ def run(
 
     model_name = _transfer_model_name(recipe, backbone)
     model = create_model(model_name, **recipe.model_kwargs)
-    train_data, test_data = _load_data(recipe, data_root, quick, download)
+    train_data, test_data = data or _load_data(recipe, data_root, quick, download)
     val_data = None
     if recipe.validation_fraction is not None:
         train_data, val_data = train_data.split(recipe.validation_fraction, seed=recipe.seed)

@@ -115,6 +115,42 @@ class ImageData:
             self.subset(val_indices, f"{self.name} (validation part)"),
         )
 
+    def folds(self, count: int = 5, seed: int = 0) -> list[tuple[ImageData, ImageData]]:
+        """Split into ``count`` stratified folds for cross-validation, reproducibly.
+
+        Every image is held out exactly once: fold ``k`` holds out every ``count``-th
+        image of each class (from position ``k`` of a seeded permutation) and trains
+        on the rest, so each class is spread evenly over the held-out parts.
+
+        Args:
+            count: Number of folds (at least 2).
+            seed: Seed of the random permutation.
+
+        Returns:
+            ``count`` pairs of ``(train, held_out)``.
+
+        Examples:
+            >>> import torch
+            >>> data = ImageData(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10) % 2,
+            ...                  ("a", "b"), (0.5,), (0.5,))
+            >>> [(len(train), held_out.class_counts()) for train, held_out in data.folds(5)][0]
+            (8, {'a': 1, 'b': 1})
+        """
+        if count < 2:
+            raise ValueError(f"Cross-validation needs at least 2 folds, got {count}.")
+        generator = torch.Generator().manual_seed(seed)
+        fold_of = torch.empty_like(self.labels)
+        for label in range(len(self.classes)):
+            members = torch.nonzero(self.labels == label).flatten()
+            fold_of[members[torch.randperm(len(members), generator=generator)]] = torch.arange(len(members)) % count
+        return [
+            (
+                self.subset(torch.nonzero(fold_of != fold).flatten(), f"{self.name} (fold {fold + 1} training part)"),
+                self.subset(torch.nonzero(fold_of == fold).flatten(), f"{self.name} (fold {fold + 1} held out)"),
+            )
+            for fold in range(count)
+        ]
+
     def sample(self, per_class: int, seed: int = 0) -> ImageData:
         """Return a stratified random subset with at most ``per_class`` images of each class.
 
