@@ -9,9 +9,9 @@ with one view and averaged with the mirror image (``Recipe.test_mirror``). Each 
 to ``--results`` at once, so an interrupted call keeps what it measured.
 
 The rule that picks the winner is fixed before anything is measured: the highest mean held-out accuracy
-over all folds; ties go to the recipe's own settings, then to the order of the grid. ``--final-out``
-then runs the winner once on the whole training set and reports it on the test set, with nothing else
-chosen after seeing a test number.
+over all folds; ties go to the candidate closest to the recipe's own settings, then to the order of the
+grid, and to the one-view test before the mirror-averaged one. ``--final-out`` then runs the winner once
+on the whole training set and reports it on the test set, with nothing else chosen after seeing a test number.
 
 Usage::
 
@@ -36,7 +36,7 @@ from cnn_study.training import evaluate, select_device
 
 
 def candidates(recipe: Recipe, args: argparse.Namespace) -> list[Recipe]:
-    """Every combination of the fine-tuning settings given; the recipe's own settings come first."""
+    """Every combination of the fine-tuning settings given, the closest to the recipe's own settings first."""
     own = recipe.fine_tuning
     grid = [
         replace(recipe, fine_tuning=replace(own, trainable=trainable, lr=lr, epochs=epochs), test_mirror=False)
@@ -44,7 +44,12 @@ def candidates(recipe: Recipe, args: argparse.Namespace) -> list[Recipe]:
             args.trainable or [own.trainable], args.lr or [own.lr], args.epochs or [own.epochs]
         )
     ]
-    return sorted(grid, key=lambda candidate: candidate.fine_tuning != own)  # stable: grid order otherwise
+
+    def settings_changed(candidate: Recipe) -> int:
+        stage = candidate.fine_tuning
+        return (stage.trainable != own.trainable) + (stage.lr != own.lr) + (stage.epochs != own.epochs)
+
+    return sorted(grid, key=settings_changed)  # stable: in grid order among equally close ones
 
 
 def describe(recipe: Recipe) -> str:
@@ -60,7 +65,7 @@ def held_out_accuracies(recipe: Recipe, fold: TrainTest, args: argparse.Namespac
                      epochs=args.head_epochs, quiet=True)  # fmt: skip
     model, device = result.model, select_device(args.device)
     held_out = BatchLoader(fold.test, 500, device=device, image_size=model.input_size[-1], mean=model.mean,
-                           std=model.std, channels_last=device.type in ("cpu", "cuda"))  # as `run` evaluates  # fmt: skip
+                           std=model.std, channels_last=device.type in ("cpu", "cuda"))  # as `run` evaluates it
     return {
         "before_fine_tuning": result.metrics["accuracy_before_fine_tuning"],
         "accuracy": result.metrics["test_accuracy"],
@@ -114,7 +119,7 @@ def main() -> None:
             print(f"  {describe(candidate):<30}  {'mirror-averaged' if test_mirror else 'one view':<15}  {mean:.2%}")
     head = sum(row["before_fine_tuning"] for row in rows) / len(rows)
     print(f"  {'head only (no fine-tuning)':<30}  {'one view':<15}  {head:.2%}")
-    best_score, best = max(scores, key=lambda scored: scored[0])  # the first of equals: the recipe's own settings
+    best_score, best = max(scores, key=lambda scored: scored[0])  # the first of equals: closest to the recipe
     print(f"\nwinner: {describe(best)}{', mirror-averaged test' if best.test_mirror else ''} ({best_score:.2%})")
     if args.final_out:
         final = run(best, out=args.final_out, backbone=args.backbone, device=args.device, quiet=True,

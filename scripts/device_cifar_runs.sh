@@ -5,7 +5,8 @@
 #   python scripts/pack_image_folder.py pack "$CNN_STUDY_DATA/cifar10-jpeg" data/cifar10-jpeg.pack
 #   pip download --no-deps -d data/wheels torchinfo   # the only dependency the GPU image lacks
 # Device tool:
-#   run command="bash scripts/device_cifar_runs.sh 520 resnet:seed alexnet:improved ..." carry=["data"]
+#   run command="bash scripts/device_cifar_runs.sh 520 resnet:seed alexnet:improved ..."
+#       carry=["data/cifar10-jpeg.pack", "data/cifar10-jpeg.json.gz", "data/wheels"]
 #
 # The first argument is the time budget in seconds. All runs start together after the benchmark (small
 # CIFAR models leave most of an H100 idle, so several processes share it well); a run still going when

