@@ -318,12 +318,17 @@ def make_scheduler(
 
 @dataclass
 class RunResult:
-    """What `run` returns: the trained model, its history, the metrics and where they were written."""
+    """What `run` returns: the trained model, its history, the metrics and where they were written.
+
+    ``test_loader`` holds the test batches the metrics were measured on, prepared as the model expects
+    them, so that the model can be evaluated on them again (with test-time augmentation, for example).
+    """
 
     model: nn.Module
     history: History
     metrics: dict[str, Any]
     out_dir: Path
+    test_loader: BatchLoader
 
 
 def compiles_by_default(recipe: Recipe, device: torch.device, quick: bool = False) -> bool:
@@ -435,7 +440,8 @@ def run(
     else:
         history = _fit_stage(model, recipe, recipe.optimizer, recipe.lr, recipe.epochs, loader(train_data, True),
                              monitor, **common)  # fmt: skip
-    evaluate_on_test = partial(evaluate, model, loader(test_data, False), device, average_mirror=recipe.test_mirror)
+    test_loader = loader(test_data, False)
+    evaluate_on_test = partial(evaluate, model, test_loader, device, average_mirror=recipe.test_mirror)
     first_stage = evaluate_on_test()
     if recipe.fine_tuning is not None:
         model.set_trainable(recipe.fine_tuning.trainable)
@@ -479,7 +485,7 @@ def run(
     atomic_json_dump(metrics, out_dir / "metrics.json")
     atomic_json_dump(history.to_dict(), out_dir / "history.json")
     _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})")
-    return RunResult(model, history, metrics, out_dir)
+    return RunResult(model, history, metrics, out_dir, test_loader)
 
 
 def _load_data(

@@ -30,9 +30,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from cnn_study._io import atomic_json_dump
-from cnn_study.datasets import DATASETS, BatchLoader, TrainTest
+from cnn_study.datasets import DATASETS, TrainTest
 from cnn_study.experiments import Recipe, get_recipe, run
-from cnn_study.training import evaluate, select_device
+from cnn_study.training import evaluate
 
 
 def candidates(recipe: Recipe, args: argparse.Namespace) -> list[Recipe]:
@@ -63,13 +63,10 @@ def held_out_accuracies(recipe: Recipe, fold: TrainTest, args: argparse.Namespac
     with tempfile.TemporaryDirectory() as scratch:
         result = run(recipe, data=fold, out=scratch, backbone=args.backbone, device=args.device,
                      epochs=args.head_epochs, quiet=True)  # fmt: skip
-    model, device = result.model, select_device(args.device)
-    held_out = BatchLoader(fold.test, 500, device=device, image_size=model.input_size[-1], mean=model.mean,
-                           std=model.std, channels_last=device.type in ("cpu", "cuda"))  # as `run` evaluates it
     return {
         "before_fine_tuning": result.metrics["accuracy_before_fine_tuning"],
         "accuracy": result.metrics["test_accuracy"],
-        "mirror_averaged": evaluate(model, held_out, device, average_mirror=True).accuracy,
+        "mirror_averaged": evaluate(result.model, result.test_loader, average_mirror=True).accuracy,
     }
 
 

@@ -23,6 +23,7 @@ from cnn_study.experiments import (
     published_histories,
     run,
 )
+from cnn_study.training import evaluate
 
 from .test_models import has_offline_extra
 
@@ -208,3 +209,5 @@ def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) ->
     fold = TrainTest(train.sample(100, seed=0), test.sample(30, seed=0))
     result = run(get_recipe("mnist_cnn"), out=tmp_path, data=fold, device="cpu", epochs=1, quiet=True)
     assert (result.metrics["train_size"], result.metrics["test_size"]) == (1_000, 300)
+    again = evaluate(result.model, result.test_loader)  # the batches the metrics were measured on
+    assert (len(again.predictions), again.accuracy) == (300, result.metrics["test_accuracy"])
