@@ -24,7 +24,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ._io import _atomic_write
+from ._io import atomic_write
 from .datasets import ImageData
 from .training import History, evaluate
 
@@ -41,7 +41,7 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
     """
     buffer = io.BytesIO()
     figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
-    return _atomic_write(path, lambda file: file.write(buffer.getvalue()))
+    return atomic_write(path, lambda file: file.write(buffer.getvalue()))
 
 
 def _numpy(values: ArrayLike) -> np.ndarray:
@@ -92,8 +92,20 @@ def training_curves(histories: History | Mapping[str, History], title: str | Non
 
 
 def confusion_counts(labels: ArrayLike, predictions: ArrayLike, num_classes: int) -> np.ndarray:
-    """Count matrix: entry ``[i, j]`` is the number of images of class ``i`` predicted as ``j``."""
+    """Count matrix: entry ``[i, j]`` is the number of images of class ``i`` predicted as ``j``.
+
+    Raises:
+        ValueError: ``labels`` and ``predictions`` differ in length, or hold a class outside ``range(num_classes)``.
+    """
     labels, predictions = _numpy(labels).astype(int), _numpy(predictions).astype(int)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels has {labels.size} entries, predictions {predictions.size}: one each per image.")
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and not 0 <= values.min() <= values.max() < num_classes:
+            raise ValueError(
+                f"{name} holds classes {values.min()}..{values.max()}, outside the {num_classes} classes "
+                f"0..{num_classes - 1}; pass one class name per class."
+            )
     return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, -1)
 
 
@@ -165,6 +177,8 @@ def class_distribution(
         raise ValueError(f"kind must be 'bar' or 'pie', not {kind!r}.")
     if isinstance(parts, ImageData):
         parts = {parts.name or "data": parts}
+    if not parts:
+        raise ValueError("parts is empty: pass an ImageData, or a mapping of names to ImageData.")
     counts = {name: part.class_counts() for name, part in parts.items()}
     classes = list(next(iter(counts.values())))
     if kind == "bar":
@@ -415,6 +429,13 @@ def grad_cam_map(
     Returns:
         ``(heat map H x W in [0, 1], target class)``.
     """
+    if image.dim() != 3:
+        raise ValueError(
+            f"image must be one image of shape C x H x W, got shape {tuple(image.shape)}"
+            + (": pass images[i], not a batch." if image.dim() == 4 else ".")
+        )
+    if hasattr(model, "check_input"):
+        model.check_input(image.unsqueeze(0))
     device = next(model.parameters()).device
     # The input requires a gradient so that the graph reaches the layer even through a frozen base.
     batch = image.unsqueeze(0).to(device).requires_grad_(True)
