@@ -61,6 +61,23 @@ def write_image_folder(root: Path, classes: dict[str, int], size: int = 12, mode
     return root
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """``array`` (``uint8``) in the IDX format of the MNIST files."""
+    return bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape) + array.tobytes()
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> Path:
+    """A data folder with MNIST-shaped IDX files: 80 training and 20 test images of random pixels."""
+    raw = tmp_path / "tiny-data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 80), ("t10k", 20)):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (count, 28, 28), np.uint8)))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(count, dtype=np.uint8) % 10))
+    return raw.parents[1]
+
+
 @pytest.fixture
 def make_image_folder():
     """The :func:`write_image_folder` helper, for tests that build their own folders."""

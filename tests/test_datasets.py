@@ -22,6 +22,7 @@ from cnn_study.datasets import (
     CropFlip,
     Cutout,
     DataNotFoundError,
+    DownloadError,
     ImageData,
     Mirror,
     ShearZoomFlip,
@@ -33,6 +34,8 @@ from cnn_study.datasets import (
     mnist,
     read_idx,
 )
+
+from .conftest import idx_bytes
 
 # ----------------------------------------------------------------------------- the real data
 
@@ -216,20 +219,16 @@ def file_server(tmp_path):
     server.shutdown()
 
 
-def _idx_bytes(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-
 def test_mnist_download_goes_through_torchvision_with_checksums(tmp_path, file_server, monkeypatch) -> None:
     import torchvision
 
     folder, url = file_server
     rng = np.random.default_rng(0)
     files = {
-        "train-images-idx3-ubyte.gz": _idx_bytes(rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)),
-        "train-labels-idx1-ubyte.gz": _idx_bytes(np.arange(20, dtype=np.uint8) % 10),
-        "t10k-images-idx3-ubyte.gz": _idx_bytes(rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)),
-        "t10k-labels-idx1-ubyte.gz": _idx_bytes(np.arange(10, dtype=np.uint8)),
+        "train-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)),
+        "train-labels-idx1-ubyte.gz": idx_bytes(np.arange(20, dtype=np.uint8) % 10),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(np.arange(10, dtype=np.uint8)),
     }
     resources = []
     for name, content in files.items():
@@ -243,7 +242,7 @@ def test_mnist_download_goes_through_torchvision_with_checksums(tmp_path, file_s
     assert train.labels[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
-    with pytest.raises(RuntimeError, match="not found or corrupted"):
+    with pytest.raises(DownloadError, match="not found or corrupted"):
         mnist(tmp_path / "other", download=True)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnn_study.datasets import DownloadError
 from cnn_study.models import (
     ImageClassifier,
     available_weights,
@@ -188,7 +189,7 @@ def test_pretrained_vgg16_without_internet_explains_how_to_work_offline(monkeypa
         raise OSError("network unreachable")
 
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match=r"(?s)Could not download the VGG16 IMAGENET1K_FEATURES.*offline"):
+    with pytest.raises(DownloadError, match=r"(?s)Could not download the VGG16 IMAGENET1K_FEATURES.*offline"):
         create_model("vgg16_transfer")
 
 

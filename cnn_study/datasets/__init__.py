@@ -6,6 +6,7 @@ Examples:
     >>> loader = BatchLoader(train, batch_size=128, shuffle=True, augment=[CropFlip(2, flip=False)])  # doctest: +SKIP
 """
 
+from .._io import DownloadError
 from ._paths import CACHE_ENV, DATA_ENV, cache_dir, data_root
 from .augment import CropFlip, Cutout, Mirror, ShearZoomFlip, random_flip
 from .catalog import (
@@ -41,6 +42,7 @@ __all__ = [
     "CropFlip",
     "Cutout",
     "DataNotFoundError",
+    "DownloadError",
     "ImageData",
     "Mirror",
     "ShearZoomFlip",

@@ -26,8 +26,18 @@ def data_root(root: str | Path | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """Return the folder for decoded-tensor caches: ``$CNN_STUDY_CACHE`` or ``<user cache>/cnn_study``."""
+    """Return the folder for decoded-tensor caches: ``$CNN_STUDY_CACHE`` or ``<user cache>/cnn_study``.
+
+    Raises:
+        NotADirectoryError: ``$CNN_STUDY_CACHE`` names a file.
+    """
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
+        folder = Path(os.environ[CACHE_ENV]).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(
+                f"{CACHE_ENV}={os.environ[CACHE_ENV]} is a file, not a folder; point {CACHE_ENV} at a folder "
+                "(it is created if missing) or unset it to use the user cache."
+            )
+        return folder
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "cnn_study"

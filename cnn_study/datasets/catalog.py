@@ -32,6 +32,8 @@ import torch
 import torchvision
 from torchvision.datasets.utils import download_url
 
+from .._io import downloading
+from .._messages import option
 from ._paths import DATA_ENV, data_root
 from .image_data import ImageData
 from .sources import CorruptDataError, load_image_folder, read_idx
@@ -53,7 +55,7 @@ DOGS_VS_CATS_BYTES = 68_606_236
 
 
 class DataNotFoundError(FileNotFoundError):
-    """A dataset is not on disk; the message names the layout, the variable and ``download=True``."""
+    """A dataset is not on disk; the message names the layout, the variable and how to download it."""
 
 
 class TrainTest(NamedTuple):
@@ -65,9 +67,13 @@ class TrainTest(NamedTuple):
 
 def _missing(name: str, root: Path, layout: str) -> DataNotFoundError:
     return DataNotFoundError(
-        f"{name} was not found under {root}. Expected {layout}. Point {DATA_ENV} (or root=...) at the folder "
-        f"that holds it, or pass download=True to fetch it."
+        f"{name} was not found under {root}. Expected {layout}. Point {DATA_ENV} (or {option('root')}) at the "
+        f"folder that holds it, or pass {option('download')} to fetch it."
     )
+
+
+def _offline_advice(folder: Path) -> str:
+    return f"Check the connection and try again, or copy the files into {folder} on a machine with internet."
 
 
 def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
@@ -78,7 +84,8 @@ def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[to
 
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     if download and not all(find(stem) for stem in stems):
-        getattr(torchvision.datasets, folder)(root, train=True, download=True)  # fetches and md5-checks all four
+        with downloading(name, _offline_advice(raw)):
+            getattr(torchvision.datasets, folder)(root, train=True, download=True)  # fetches and md5-checks all four
     paths = [find(stem) for stem in stems]
     if not all(paths):
         missing = ", ".join(stem for stem, path in zip(stems, paths) if path is None)
@@ -163,7 +170,8 @@ def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainT
         return _folder_pair("CIFAR-10", folders[0], ("train", "test"), None, CIFAR10_MEAN, CIFAR10_STD)
     if not (root / "cifar-10-batches-py").is_dir() and not download:
         raise _missing("CIFAR-10", root, f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png")
-    parts = [torchvision.datasets.CIFAR10(root, train=train, download=download) for train in (True, False)]
+    with downloading("CIFAR-10", _offline_advice(root / "cifar-10-batches-py")):
+        parts = [torchvision.datasets.CIFAR10(root, train=train, download=download) for train in (True, False)]
     train_x, test_x = (torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous() for part in parts)
     train_y, test_y = (torch.tensor(part.targets, dtype=torch.int64) for part in parts)
     classes = tuple(parts[0].classes)
@@ -206,7 +214,8 @@ def download_dogs_vs_cats(root: Path, url: str = DOGS_VS_CATS_URL) -> Path:
     """
     archive = root / "cats_and_dogs_filtered.zip"
     if not archive.is_file():
-        download_url(url, str(root), filename=archive.name)
+        with downloading("Dogs vs Cats", _offline_advice(root / "dogs-vs-cats")):
+            download_url(url, str(root), filename=archive.name)
     if url == DOGS_VS_CATS_URL and archive.stat().st_size != DOGS_VS_CATS_BYTES:
         archive.unlink()
         raise CorruptDataError(f"{url} gave {archive.stat().st_size} bytes, not {DOGS_VS_CATS_BYTES}; try again.")

@@ -160,7 +160,12 @@ class ImageData:
         Args:
             per_class: Images to keep from each class.
             seed: Seed of the random choice.
+
+        Raises:
+            ValueError: ``per_class`` is not a positive number.
         """
+        if per_class < 1:
+            raise ValueError(f"per_class must be a positive number of images per class, got {per_class}.")
         generator = torch.Generator().manual_seed(seed)
         keep = []
         for label in range(len(self.classes)):

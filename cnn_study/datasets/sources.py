@@ -6,9 +6,12 @@ in parallel and cached as one tensor file, so the second load is a single read.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import os
+import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .._io import atomic_torch_save
+from .._messages import option
 from ._paths import cache_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -46,9 +50,17 @@ def read_idx(path: str | Path) -> torch.Tensor:
             not match the header (a truncated download).
     """
     path = Path(path)
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise CorruptDataError(
+            f"{path} is not a complete gzip file ({error}): the download was cut short or the file is damaged. "
+            f"Delete it and download it again ({option('download')})."
+        ) from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise CorruptDataError(f"{path} is not an IDX file (bad magic number). Delete it and download it again.")
+        raise CorruptDataError(
+            f"{path} is not an IDX file (bad magic number). Delete it and download it again ({option('download')})."
+        )
     dims = raw[3]
     header = 4 + 4 * dims
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
@@ -57,7 +69,7 @@ def read_idx(path: str | Path) -> torch.Tensor:
     if len(raw) != expected:
         raise CorruptDataError(
             f"{path} is {len(raw):,} bytes but its header describes {expected:,} (shape {shape}): the file is "
-            "truncated or corrupt. Delete it and download it again (download=True)."
+            f"truncated or corrupt. Delete it and download it again ({option('download')})."
         )
     array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return torch.from_numpy(array.astype(dtype.newbyteorder("=")).copy())
@@ -81,16 +93,36 @@ def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
+def _is_hidden(name: str) -> bool:
+    """Files and folders that are not data: ``.ipynb_checkpoints``, ``.DS_Store``, macOS ``._*`` forks, ``__MACOSX``."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not _is_hidden(name)
+
+
 def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[str, int]]]:
     """Return the class names (sub-folder names, sorted) and ``(file, label)`` pairs of ``folder/<class>/*``.
 
+    Hidden entries are skipped: folders and files whose names start with ``.`` (Jupyter's
+    ``.ipynb_checkpoints``, macOS ``._*`` resource forks) and macOS's ``__MACOSX`` folder.
     Uses ``os.scandir`` and plain strings: listing CIFAR-10's 60,000 files is then a fraction of a second.
+
+    Raises:
+        CorruptDataError: A class folder holds no images (an empty class would still get a label).
     """
-    classes = tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
+    entries = [entry for entry in os.scandir(folder) if not _is_hidden(entry.name)]
+    classes = tuple(sorted(entry.name for entry in entries if entry.is_dir()))
     files = []
     for label, name in enumerate(classes):
         class_folder = os.path.join(folder, name)
-        names = sorted(n for n in os.listdir(class_folder) if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES)
+        names = sorted(n for n in os.listdir(class_folder) if _is_image_name(n))
+        if not names:
+            raise CorruptDataError(
+                f"The class folder {class_folder} holds no images, so it would be a class with no examples. "
+                "Remove the folder or put its images in it."
+            )
         files += [(os.path.join(class_folder, n), label) for n in names]
     return classes, files
 
@@ -100,9 +132,10 @@ def load_image_folder(
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Decode ``folder/<class>/<image>`` into tensors, using a cache after the first time.
 
-    The cache file is keyed by the folder's absolute path, the requested
-    size and channels, and every file's name, size and modification time, so a
-    changed folder is decoded again. It is written atomically.
+    The cache holds one file per folder (named after the folder's path), which records the requested
+    size and channels and every file's name, size and modification time: a changed folder is decoded
+    again and its cache file replaced, atomically. The cache is only an optimisation: a cache file that
+    cannot be read or written gives a warning that names it, and the images are decoded.
 
     Args:
         folder: Folder with one sub-folder per class.
@@ -122,14 +155,15 @@ def load_image_folder(
     classes, files = list_image_folder(folder) if folder.is_dir() else ((), [])
     if not files:
         raise FileNotFoundError(f"No images found in {folder}; expected {folder}/<class name>/<image>.jpg.")
-    fingerprint = hashlib.sha256(f"{folder}|{channels}|{size}".encode())
+    slot = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    fingerprint = hashlib.sha256(f"{channels}|{size}".encode())
     for path, label in files:
         stat = os.stat(path)
         fingerprint.update(f"{os.path.basename(path)}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    cache_file = cache_dir() / "decoded" / f"{folder.name}-{fingerprint.hexdigest()[:20]}.pt"
-    if cache_file.is_file():
-        cached = torch.load(cache_file, weights_only=True)
-        return cached["images"], cached["labels"], tuple(cached["classes"])
+    cache_file = cache_dir() / "decoded" / f"{folder.name}-{slot}-{fingerprint.hexdigest()[:20]}.pt"
+    cached = _read_cache(cache_file)
+    if cached is not None:
+        return cached
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         arrays = list(pool.map(lambda item: _decode(item[0], channels, size), files, chunksize=64))
@@ -140,5 +174,29 @@ def load_image_folder(
         )
     images = torch.from_numpy(np.stack(arrays))
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    atomic_torch_save({"images": images, "labels": labels, "classes": list(classes)}, cache_file)
+    _write_cache(cache_file, images, labels, classes)
     return images, labels, classes
+
+
+def _read_cache(cache_file: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]] | None:
+    if not cache_file.is_file():
+        return None
+    try:
+        cached = torch.load(cache_file, weights_only=True)
+        return cached["images"], cached["labels"], tuple(cached["classes"])
+    except Exception as error:  # a damaged cache is decoded again, never a failed load
+        warnings.warn(f"Ignoring the unreadable image cache {cache_file} ({error}); decoding the images.", stacklevel=3)
+        return None
+
+
+def _write_cache(cache_file: Path, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]) -> None:
+    """Store the decoded folder as ``cache_file`` and remove the older versions of the same folder."""
+    try:
+        atomic_torch_save({"images": images, "labels": labels, "classes": list(classes)}, cache_file)
+        folder_slot = cache_file.name.rsplit("-", 1)[0]
+        for older in cache_file.parent.glob(f"{glob.escape(folder_slot)}-*.pt"):
+            if older != cache_file:
+                older.unlink(missing_ok=True)
+    except OSError as error:
+        message = f"Could not write the image cache {cache_file} ({error}); the next load decodes again."
+        warnings.warn(message, stacklevel=3)

@@ -226,7 +226,7 @@ def create_model(
         The model, in training mode.
 
     Raises:
-        ValueError: Unknown model or weights, or ``num_classes`` disagrees with the weights.
+        ValueError: Unknown model or weights, ``num_classes`` is not positive, or it disagrees with the weights.
 
     Examples:
         >>> import torch
@@ -236,6 +236,10 @@ def create_model(
         torch.Size([2, 10])
     """
     info = get_model_info(name)
+    if num_classes is not None and (type(num_classes) is not int or num_classes < 1):
+        raise ValueError(
+            f"num_classes must be a positive whole number (1 for a binary model with one logit), got {num_classes!r}."
+        )
     if weights is None:
         return info.builder(num_classes=num_classes or info.num_classes, **kwargs)
 

