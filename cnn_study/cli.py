@@ -13,12 +13,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .datasets import DATASETS, BatchLoader, DataNotFoundError
+from ._messages import command_line_messages
+from .datasets import DATASETS, BatchLoader
 from .experiments import (
     PUBLISHED_RESULTS,
     RECIPES,
@@ -26,9 +30,10 @@ from .experiments import (
     format_results,
     get_recipe,
     list_experiments,
-    load_results,
     load_trained_model,
+    results_folder,
     run,
+    scan_results,
 )
 from .models import get_model_info, list_models, summary
 from .training import evaluate, select_device
@@ -59,7 +64,8 @@ def command_run(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.experiment, args.recipe)
     result = run(recipe, out=args.out, data_root=args.data, device=args.device, epochs=args.epochs,
                  batch_size=args.batch_size, backbone=args.backbone, quick=args.quick, resume=args.resume,
-                 download=args.download, quiet=args.quiet, compile_model=args.compile)  # fmt: skip
+                 overwrite=args.overwrite, download=args.download, quiet=args.quiet,
+                 compile_model=args.compile)  # fmt: skip
     metrics = result.metrics
     quick = ", quick" if args.quick else ""
     print(f"\n{recipe.title} ({recipe.recipe}{quick}): {metrics['model']} on {metrics['device']}")
@@ -86,9 +92,13 @@ def command_evaluate(args: argparse.Namespace) -> None:
 
 
 def command_results(args: argparse.Namespace) -> None:
-    results = load_results(args.dir)
+    results, skipped = scan_results(args.dir)
+    if skipped:
+        print(f"cnn-study: skipped {len(skipped)} incomplete run folder(s):", file=sys.stderr)
+        for reason in skipped:
+            print(f"  {reason}", file=sys.stderr)
     if not results:
-        raise FileNotFoundError(f"No metrics.json files under {args.dir}; run an experiment first (cnn-study run ...).")
+        raise FileNotFoundError(f"No metrics.json of a finished run under {args.dir}; run an experiment first.")
     print(format_results(results))
 
 
@@ -103,23 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cnn-study", description="List and inspect models, run the nine experiments, show their results."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    debugging = argparse.ArgumentParser(add_help=False)
+    debugging.add_argument("--debug", action="store_true",
+                           help=f"show the traceback of an error, too (or set {DEBUG_ENV}=1)")  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
 
-    listing = commands.add_parser("list", help="list the registered models and the nine experiments")
+    listing = commands.add_parser("list", parents=[debugging], help="list the models and the nine experiments")
     listing.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'resnet*'")
     listing.set_defaults(handler=command_list)
 
-    summarise = commands.add_parser("summary", help="print a model's torchinfo summary")
+    summarise = commands.add_parser("summary", parents=[debugging], help="print a model's torchinfo summary")
     summarise.add_argument("name", help="registered model name (see 'cnn-study list')")
     summarise.add_argument("--depth", type=int, default=3, help="nesting depth shown (default 3)")
     summarise.add_argument("--pretrained", action="store_true", help="transfer models: load the ImageNet base")
     summarise.set_defaults(handler=command_summary)
 
-    running = commands.add_parser("run", help="train and evaluate one experiment recipe")
+    running = commands.add_parser("run", parents=[debugging], help="train and evaluate one experiment recipe")
     running.add_argument("experiment", help=f"one of {', '.join(RECIPES)} (or 1-9)")
     running.add_argument("--recipe", default="improved", choices=sorted({name for r in RECIPES.values() for name in r}))
-    running.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    running.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    running.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
+    running.add_argument("--batch-size", type=positive_int, help="override the recipe's batch size")
     running.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 or mps")
     running.add_argument("--backbone", choices=("vgg16", "efficientnet_lite0"),
                          help="transfer experiments: pretrained base (default vgg16)")  # fmt: skip
@@ -127,14 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--out", type=Path, default=Path("runs"), help="results parent folder (default runs/)")
     running.add_argument("--data", type=Path, help="dataset folder (default $CNN_STUDY_DATA or the user cache)")
     running.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
-    running.add_argument("--resume", action="store_true", help="continue from the results folder's checkpoint")
+    replacing = running.add_mutually_exclusive_group()
+    replacing.add_argument("--resume", action="store_true", help="continue the run in the results folder")
+    replacing.add_argument("--overwrite", action="store_true", help="replace the run in the results folder")
     running.add_argument("--quiet", action="store_true", help="no progress bars")
     running.add_argument("--compile", action=argparse.BooleanOptionalAction,
                          help="train through torch.compile (CUDA graphs on a GPU; slow first steps); default: on "
                               "CUDA for full runs of models trained from scratch")
     running.set_defaults(handler=command_run)
 
-    evaluating = commands.add_parser("evaluate", help="evaluate a trained model file on a dataset's test split")
+    evaluating = commands.add_parser("evaluate", parents=[debugging], help="evaluate a model file on a test split")
     evaluating.add_argument("model_file", type=Path, help="model.pt of a run, or a shipped weights file")
     evaluating.add_argument("--dataset", choices=sorted(DATASETS), help="default: the dataset it was trained on")
     evaluating.add_argument("--data", type=Path, help="dataset folder")
@@ -142,12 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.add_argument("--device", default="auto")
     evaluating.set_defaults(handler=command_evaluate)
 
-    results = commands.add_parser("results", help="table of finished runs: study's number vs ours")
+    results = commands.add_parser("results", parents=[debugging], help="table of finished runs: study's number vs ours")
     results.add_argument("--dir", type=Path, default=PUBLISHED_RESULTS,
                          help="results folder, e.g. runs/ (default: the published full runs)")  # fmt: skip
     results.set_defaults(handler=command_results)
 
-    exporting = commands.add_parser("export-weights", help="turn a finished run into shippable named weights")
+    exporting = commands.add_parser("export-weights", parents=[debugging], help="turn a run into shippable weights")
     exporting.add_argument("run_dir", type=Path, help="e.g. runs/lenet5/improved")
     exporting.add_argument("--name", required=True, help="weights name, usually the dataset (mnist, cifar10)")
     exporting.add_argument("--out", type=Path, help="destination folder (default: the package's models/weights)")
@@ -155,15 +170,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+#: Environment variable that makes every error show its traceback (like ``--debug``).
+DEBUG_ENV = "CNN_STUDY_DEBUG"
+
+#: Failures the package foresees and explains in its message: bad input, missing or corrupt files,
+#: a full or read-only disk, a missing optional extra. Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, ImportError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 a user error with a message, 2 bad usage)."""
+    """Run the command line; return the exit status.
+
+    0 ok; 1 an expected failure, explained in one line ``cnn-study: error: ...``; 2 bad usage;
+    130 interrupted (Ctrl-C). ``--debug`` shows the traceback of an expected failure too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
-    except (ValueError, FileNotFoundError, DataNotFoundError, ImportError, RuntimeError) as error:
-        print(f"cnn-study: error: {error}", file=sys.stderr)
+        with command_line_messages():
+            args.handler(args)
+    except KeyboardInterrupt:
+        print(f"\ncnn-study: interrupted. {_how_to_continue(args, argv)}", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as error:
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"cnn-study: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     return 0
+
+
+def _how_to_continue(args: argparse.Namespace, argv: list[str]) -> str:
+    """For an interrupted run: where its last finished epoch is saved and the command that resumes it."""
+    if args.handler is not command_run:
+        return "Nothing was written."
+    recipe = get_recipe(args.experiment, args.recipe)
+    folder = results_folder(recipe, args.out, backbone=args.backbone, quick=args.quick)
+    if not (folder / "checkpoint.pt").is_file():
+        return "No epoch had finished, so nothing was saved."
+    again = [word for word in argv if word not in ("--overwrite", "--resume")]
+    return f"The finished epochs are saved in {folder}; continue with: cnn-study {shlex.join(again)} --resume"
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ Examples:
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -34,7 +36,8 @@ import torch
 from torch import nn
 
 from . import __version__, visualize
-from ._io import atomic_json_dump, atomic_torch_save, safe_torch_load
+from ._io import atomic_json_dump, atomic_torch_save, folder_lock, read_json, safe_torch_load
+from ._messages import option
 from .datasets import DATASETS, BatchLoader, CropFlip, Cutout, ImageData, Mirror, ShearZoomFlip, TrainTest
 from .datasets.loader import Augmentation
 from .models import create_model
@@ -47,6 +50,7 @@ from .training import (
     evaluate,
     extract_features,
     fit,
+    load_checkpoint_meta,
     load_model_state,
     seed_everything,
     select_device,
@@ -264,7 +268,9 @@ def get_recipe(experiment: str, recipe: str = "improved") -> Recipe:
     by_number = {str(r.experiment): r.name for r in list_experiments()}
     key = by_number.get(str(experiment), experiment)
     if key not in RECIPES:
-        raise ValueError(f"Unknown experiment {experiment!r}. Choose one of: {', '.join(RECIPES)} (or 1-9).")
+        close = difflib.get_close_matches(str(experiment).replace("-", "_").lower(), RECIPES, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown experiment {experiment!r}.{hint} Choose one of: {', '.join(RECIPES)} (or 1-9).")
     if recipe not in RECIPES[key]:
         raise ValueError(f"Experiment {key} has no recipe {recipe!r}; it has {', '.join(RECIPES[key])}.")
     return RECIPES[key][recipe]
@@ -354,6 +360,44 @@ def _transfer_model_name(recipe: Recipe, backbone: str | None) -> str:
     return f"{backbone}_transfer"
 
 
+#: What a finished run leaves in its results folder. `run` writes ``metrics.json`` last, so a folder
+#: that has it holds the others too.
+RUN_FILES = ("model.pt", "history.json", "training_curves.png", "confusion_matrix.png", "metrics.json")
+#: The checkpoints of the two training stages, for ``resume``.
+CHECKPOINTS = ("checkpoint.pt", "checkpoint_fine_tuning.pt")
+
+
+def results_folder(recipe: Recipe, out: str | Path = "runs", *, backbone: str | None = None,
+                   quick: bool = False) -> Path:  # fmt: skip
+    """Where `run` writes a recipe's results: ``out/<experiment>/<recipe>[-<backbone>][-quick]``.
+
+    A quick run never writes where the full run lives, and a transfer run on a base other than the
+    recipe's (``backbone``) gets a folder of its own.
+
+    Args:
+        recipe: The recipe.
+        out: Parent folder of all runs.
+        backbone: The transfer base chosen for the run (see `run`).
+        quick: A ``--quick`` run.
+
+    Examples:
+        >>> results_folder(get_recipe("lenet5"), "runs", quick=True).as_posix()
+        'runs/lenet5/improved-quick'
+        >>> results_folder(get_recipe("9", "seed"), "runs", backbone="efficientnet_lite0").as_posix()
+        'runs/vgg16_fine_tuning/seed-efficientnet_lite0'
+    """
+    name = recipe.recipe
+    if _transfer_model_name(recipe, backbone) != recipe.model:
+        name += f"-{backbone}"
+    return Path(out) / recipe.name / (f"{name}-quick" if quick else name)
+
+
+def _check_positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
+
+
 def run(
     recipe: Recipe,
     *,
@@ -366,15 +410,21 @@ def run(
     backbone: str | None = None,
     quick: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     download: bool = False,
     quiet: bool = False,
     compile_model: bool | None = None,
 ) -> RunResult:
     """Train and evaluate one recipe, and write its results folder.
 
+    The results folder (`results_folder`) is locked while the run writes into it. A folder that
+    already holds a run (finished, or a checkpoint) is never replaced silently: ``resume`` continues
+    it, with the settings it was started with, and ``overwrite`` starts it again. ``metrics.json`` is
+    written last, so a folder that has it holds the whole run.
+
     Args:
         recipe: What to run (see `get_recipe`).
-        out: Parent folder; results go to ``out/<experiment>/<recipe>/``.
+        out: Parent folder; results go to ``out/<experiment>/<recipe>/`` (see `results_folder`).
         data_root: Dataset folder; defaults to ``$CNN_STUDY_DATA`` or the user cache.
         data: Train on ``data.train`` and report on ``data.test`` instead of the recipe's dataset
             (a cross-validation fold, for example: ``ImageData.folds``); ``quick`` then only shortens training.
@@ -387,6 +437,7 @@ def run(
             ``recipe.quick_per_class`` training images per class, a quarter of
             that per class for evaluation, and ``recipe.quick_epochs`` epochs.
         resume: Continue from the checkpoint in the results folder.
+        overwrite: Replace the run the results folder holds.
         download: Download the dataset if it is not on disk.
         quiet: Hide progress bars.
         compile_model: Train through `torch.compile` (see `cnn_study.training.compile_for_training`);
@@ -394,21 +445,83 @@ def run(
 
     Returns:
         The trained model, history, metrics and the results folder.
+
+    Raises:
+        ValueError: ``epochs`` or ``batch_size`` is not positive, both ``resume`` and ``overwrite`` are
+            set, or ``resume`` meets a checkpoint made with other settings.
+        FileExistsError: The results folder holds a run and neither ``resume`` nor ``overwrite`` is set.
+        FileNotFoundError: ``resume`` finds no checkpoint, or the dataset is not on disk.
+        OSError: The results folder cannot be written, or another process is writing into it.
     """
     started = time.perf_counter()
+    _check_positive(epochs=epochs, batch_size=batch_size)
+    if resume and overwrite:
+        raise ValueError(f"{option('resume')} continues a run and {option('overwrite')} replaces it; choose one.")
     if quick:
         recipe = replace(recipe, epochs=recipe.quick_epochs,
                          fine_tuning=recipe.fine_tuning and replace(recipe.fine_tuning, epochs=recipe.quick_epochs))  # fmt: skip
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size)
-    out_dir = Path(out) / recipe.name / recipe.recipe
-    device = select_device(device)
-    if compile_model is None:
-        compile_model = compiles_by_default(recipe, device, quick)
-    seed_everything(recipe.seed)
-
     model_name = _transfer_model_name(recipe, backbone)
-    model = create_model(model_name, **recipe.model_kwargs)
-    train_data, test_data = data or _load_data(recipe, data_root, quick, download)
+    out_dir = results_folder(recipe, out, backbone=backbone, quick=quick)
+    settings = {"experiment": recipe.name, "recipe": recipe.recipe, "model": model_name, "quick": quick,
+                "recipe_settings": _recipe_settings(recipe)}  # fmt: skip
+    with folder_lock(out_dir):
+        _prepare_results_folder(out_dir, settings, resume=resume, overwrite=overwrite)
+        device = select_device(device)
+        if compile_model is None:
+            compile_model = compiles_by_default(recipe, device, quick)
+        seed_everything(recipe.seed)
+        model = create_model(model_name, **recipe.model_kwargs)
+        train_data, test_data = data or _load_data(recipe, data_root, quick, download)
+        return _train_and_report(recipe, model, train_data, test_data, out_dir, settings, device=device,
+                                 resume=resume, quiet=quiet, compile_model=compile_model, started=started)  # fmt: skip
+
+
+def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+    """Refuse to replace a run silently, or to resume one with other settings; clear the folder for a new run."""
+    finished = (out_dir / "metrics.json").is_file()
+    checkpoint = out_dir / CHECKPOINTS[0]
+    if resume:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(
+                f"Nothing to resume in {out_dir}: it holds no {checkpoint.name}. "
+                f"Start the run without {option('resume')}."
+            )
+        differences = _settings_differences(load_checkpoint_meta(checkpoint).get("settings", {}), settings)
+        if differences:
+            raise ValueError(
+                f"Cannot resume the run in {out_dir} with other settings than it was started with: "
+                f"{'; '.join(differences)}. Resume with its settings, or start again with {option('overwrite')}."
+            )
+        return
+    if (finished or any((out_dir / name).is_file() for name in CHECKPOINTS)) and not overwrite:
+        held = "a finished run" if finished else "an unfinished run (a checkpoint)"
+        raise FileExistsError(
+            f"{out_dir} already holds {held}. Add {option('resume')} to continue it or {option('overwrite')} "
+            f"to replace it, or choose another {option('out')}."
+        )
+    for name in (*RUN_FILES, *CHECKPOINTS, "unfinished.json"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _settings_differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"key: X in the checkpoint, Y now"`` for every (nested) setting that differs."""
+    recorded, current = json.loads(json.dumps(recorded)), json.loads(json.dumps(current))  # tuples as lists
+    differences = []
+    for key in sorted(recorded.keys() | current.keys()):
+        old, new = recorded.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += _settings_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences.append(f"{prefix}{key} {old!r} in the checkpoint, {new!r} now")
+    return differences
+
+
+def _train_and_report(recipe: Recipe, model: nn.Module, train_data: ImageData, test_data: ImageData, out_dir: Path,
+                      settings: dict[str, Any], *, device: torch.device, resume: bool, quiet: bool,
+                      compile_model: bool, started: float) -> RunResult:  # fmt: skip
+    """Train ``model`` by ``recipe``, evaluate it and write the results folder (metrics last)."""
+    model_name, quick = settings["model"], settings["quick"]
     val_data = None
     if recipe.validation_fraction is not None:
         train_data, val_data = train_data.split(recipe.validation_fraction, seed=recipe.seed)
@@ -427,8 +540,8 @@ def run(
     monitor = loader(val_data if val_data is not None else test_data, train=False)
     meta = {"model": model_name, "model_kwargs": recipe.model_kwargs, "classes": list(train_data.classes),
             "mean": list(norm.get("mean", train_data.mean)), "std": list(norm.get("std", train_data.std)),
-            "device": device_name(device)}  # fmt: skip
-    checkpoint = out_dir / "checkpoint.pt"
+            "device": device_name(device), "settings": settings}  # fmt: skip
+    checkpoint = out_dir / CHECKPOINTS[0]
     common = dict(device=device, checkpoint=checkpoint, resume=resume, meta=meta, quiet=quiet,
                   compile_model=compile_model)  # fmt: skip
 
@@ -448,7 +561,7 @@ def run(
         stage = recipe.fine_tuning
         history = _fit_stage(model, replace(recipe, schedule=stage.schedule), stage.optimizer, stage.lr,
                              recipe.total_epochs, loader(train_data, True), monitor, history=history,
-                             **dict(common, checkpoint=out_dir / "checkpoint_fine_tuning.pt"))  # fmt: skip
+                             **dict(common, checkpoint=out_dir / CHECKPOINTS[1]))  # fmt: skip
     final = evaluate_on_test() if recipe.fine_tuning else first_stage
 
     metrics = {
@@ -482,9 +595,9 @@ def run(
                       recipe=f"cnn-study run {recipe.name} --recipe {recipe.recipe} ({len(history)} epochs"
                       f"{', quick' if quick else ''})")  # fmt: skip
     atomic_torch_save({"state_dict": model.state_dict(), "meta": model_meta}, out_dir / "model.pt")
-    atomic_json_dump(metrics, out_dir / "metrics.json")
     atomic_json_dump(history.to_dict(), out_dir / "history.json")
     _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})")
+    atomic_json_dump(metrics, out_dir / "metrics.json")  # last: a folder with metrics holds the whole run
     return RunResult(model, history, metrics, out_dir, test_loader)
 
 
@@ -550,29 +663,69 @@ PUBLISHED_RESULTS = Path(__file__).parent / "results"
 
 
 def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]:
-    """Read every run below ``folder``, in experiment order.
+    """Read every complete run below ``folder``, in experiment order.
 
     A finished run contributes its ``metrics.json`` (as written by `run`). A
     run stopped before its last epoch has no metrics; if its folder holds an
     ``unfinished.json`` (see ``scripts/partial_histories.py``) it contributes a
     row with ``test_accuracy=None`` and the epochs it reached, so that it is
-    reported as unfinished rather than left out.
+    reported as unfinished rather than left out. Folders that are not complete
+    runs are skipped with a warning; `scan_results` says which and why.
 
     Args:
         folder: A results folder such as ``runs``; defaults to the published full runs.
     """
-    results = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*/*/metrics.json"))]
+    results, skipped = scan_results(folder)
+    for reason in skipped:
+        warnings.warn(f"Skipped {reason}", stacklevel=2)
+    return results
+
+
+#: The keys every ``metrics.json`` row needs for the results table.
+METRICS_KEYS = ("experiment", "name", "recipe", "quick", "model", "seed_reported", "test_accuracy", "epochs", "device")
+
+
+def scan_results(folder: str | Path = PUBLISHED_RESULTS) -> tuple[list[dict[str, Any]], list[str]]:
+    """The complete runs below ``folder`` (as `load_results`), and why each other run folder was skipped.
+
+    A run is complete when its ``metrics.json`` (written last) is readable and has `METRICS_KEYS`,
+    and its ``history.json`` is there.
+
+    Args:
+        folder: A results folder such as ``runs``.
+
+    Returns:
+        ``(rows, skipped)``: metrics dicts in experiment order, and one ``"<folder> (<reason>)"`` per skipped folder.
+    """
+    results, skipped = [], []
+    for path in sorted(Path(folder).glob("*/*/metrics.json")):
+        try:
+            metrics = read_json(path, "metrics file", METRICS_KEYS)
+        except ValueError as error:
+            skipped.append(f"{path.parent} ({error})")
+            continue
+        if not path.with_name("history.json").is_file():
+            skipped.append(f"{path.parent} (metrics.json but no history.json: the run stopped while writing)")
+            continue
+        results.append(metrics)
     for path in sorted(Path(folder).glob("*/*/unfinished.json")):
         if not path.with_name("metrics.json").exists():
-            results.append(_unfinished_row(json.loads(path.read_text())))
-    return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"]))
+            try:
+                results.append(_unfinished_row(read_json(path, "record of an unfinished run", UNFINISHED_KEYS)))
+            except ValueError as error:
+                skipped.append(f"{path.parent} ({error})")
+    return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"])), skipped
+
+
+#: The keys of ``unfinished.json`` (written by ``scripts/partial_histories.py``).
+UNFINISHED_KEYS = ("experiment", "recipe", "quick", "epochs_reached", "epochs_planned", "device")
 
 
 def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
     recipe = get_recipe(record["experiment"], record["recipe"])
     return {"experiment": recipe.experiment, "name": recipe.name, "title": recipe.title, "recipe": recipe.recipe,
-            "quick": False, "model": recipe.model, "seed_reported": recipe.seed_reported, "test_accuracy": None,
-            "epochs": record["epochs_reached"], "epochs_planned": record["epochs_planned"],
+            "quick": record["quick"], "model": recipe.model, "seed_reported": recipe.seed_reported,
+            "test_accuracy": None, "epochs": record["epochs_reached"], "epochs_planned": record["epochs_planned"],
             "device": record["device"]}  # fmt: skip
 
 
@@ -675,12 +828,19 @@ def load_trained_model_file(path: str | Path) -> dict[str, Any]:
     """Read a ``model.pt`` written by `run` (or a shipped weights file): ``{"state_dict", "meta"}``.
 
     Raises:
-        ValueError: The file has no state dict and metadata.
+        ValueError: The file has no state dict and metadata, or its metadata lacks one of `MODEL_META_KEYS`.
     """
     content = safe_torch_load(path, "trained model file")
     if not isinstance(content, dict) or not {"state_dict", "meta"} <= content.keys():
         raise ValueError(f"{path} is not a trained model file (model.pt from cnn-study run, or shipped weights).")
+    missing = [key for key in MODEL_META_KEYS if key not in content["meta"]]
+    if missing:
+        raise ValueError(f"{path} is not a complete trained model file: its metadata lacks {', '.join(missing)}.")
     return content
+
+
+#: What the metadata of a ``model.pt`` must hold to rebuild and evaluate the model.
+MODEL_META_KEYS = ("model", "num_classes", "classes", "mean", "std", "dataset")
 
 
 def load_trained_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

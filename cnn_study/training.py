@@ -217,6 +217,8 @@ def evaluate(
         outputs.append(logits.float().cpu())
         targets.append(labels.cpu())
     model.train(was_training)
+    if not outputs:
+        raise ValueError("loader yielded no batches: evaluate needs at least one image.")
     logits, labels = torch.cat(outputs), torch.cat(targets)
     if _is_binary(logits):
         positive = torch.sigmoid(logits.squeeze(1))
@@ -280,6 +282,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or not {"model", "optimizer", "history"} <= state.keys():
         raise ValueError(f"{path} is not a cnn-study training checkpoint (no model/optimizer/history).")
     return state
+
+
+def load_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The ``meta`` a checkpoint was saved with, read without loading its tensors into memory.
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        ValueError: The file is not a cnn-study checkpoint.
+    """
+    state = safe_torch_load(path, "checkpoint", mmap=True)
+    if not isinstance(state, dict) or not isinstance(state.get("meta"), dict):
+        raise ValueError(f"{path} is not a cnn-study training checkpoint (no meta).")
+    return state["meta"]
 
 
 def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:

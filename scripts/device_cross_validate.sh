@@ -18,4 +18,5 @@ python -m pip install --quiet --no-index --no-deps --target /tmp/site data/wheel
 [ -d data/dogs-vs-cats ] || python scripts/pack_image_folder.py unpack data/dogs-vs-cats.pack data/dogs-vs-cats
 python scripts/cross_validate.py vgg16_fine_tuning --backbone efficientnet_lite0 --results "$out/cross_validation.json" \
   --final-out runs "$@" 2>&1 | tee "$out/cross_validation.log"
-cp runs/vgg16_fine_tuning/improved/*.json runs/vgg16_fine_tuning/improved/*.png "$out/"
+final=runs/vgg16_fine_tuning/improved-efficientnet_lite0  # the results folder of a run on the offline base
+cp "$final"/*.json "$final"/*.png "$out/"

@@ -36,9 +36,11 @@ def main() -> None:
         fine_tuning = folder / "checkpoint_fine_tuning.pt"
         if fine_tuning.exists():
             history = history.followed_by(History.from_dict(load_checkpoint(fine_tuning)["history"]))
-        recipe = get_recipe(folder.parent.name, folder.name)
-        record = {"experiment": recipe.name, "recipe": recipe.recipe, "epochs_reached": len(history),
-                  "epochs_planned": recipe.total_epochs, "device": state["meta"].get("device", "unknown")}  # fmt: skip
+        settings = state["meta"]["settings"]  # what `run` started the folder with (its name may add -quick)
+        recipe = get_recipe(settings["experiment"], settings["recipe"])
+        record = {"experiment": recipe.name, "recipe": recipe.recipe, "quick": settings["quick"],
+                  "epochs_reached": len(history), "epochs_planned": recipe.total_epochs,
+                  "device": state["meta"].get("device", "unknown")}
         atomic_json_dump(history.to_dict(), folder / "history.json")
         atomic_json_dump(record, folder / "unfinished.json")
 

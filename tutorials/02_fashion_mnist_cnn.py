@@ -33,7 +33,7 @@ from cnn_study import datasets, experiments, models, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 
 # %%
 train, test = datasets.fashion_mnist(download=True)
@@ -57,7 +57,7 @@ for field in ("optimizer", "lr", "weight_decay", "schedule", "epochs", "augment"
     print(f"{field:>16}: {getattr(seed, field)!s:<12} -> {getattr(improved, field)}")
 
 # %%
-result = experiments.run(improved, out=OUT, quick=QUICK, quiet=True)
+result = experiments.run(improved, out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
 
 # %% [markdown]

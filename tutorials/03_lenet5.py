@@ -38,7 +38,7 @@ from cnn_study import datasets, experiments, models, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 
 # %%
 print(models.summary("lenet5"))
@@ -60,7 +60,7 @@ visualize.class_distribution({"train (80%)": train_part, "validation (20%)": val
 
 # %%
 recipe = experiments.get_recipe("lenet5", "seed")
-result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True)
+result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: validation {result.metrics['val_accuracy']:.2%}, "
       f"test {result.metrics['test_accuracy']:.2%}")
 visualize.training_curves(result.history, title="This run")

@@ -31,7 +31,7 @@ from cnn_study import datasets, experiments, models, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 
 # %%
 train, test = datasets.cifar10(download=True)
@@ -57,9 +57,10 @@ from dataclasses import replace
 improved = experiments.get_recipe("alexnet", "improved")
 no_augmentation = replace(improved, recipe="no-augmentation", augment=(), label_smoothing=0.0)
 epochs = 10 if QUICK else None
+settings = dict(out=OUT, quick=QUICK, epochs=epochs, quiet=True, overwrite=True)
 runs = {
-    "no augmentation": experiments.run(no_augmentation, out=OUT, quick=QUICK, epochs=epochs, quiet=True),
-    "augmentation": experiments.run(improved, out=OUT, quick=QUICK, epochs=epochs, quiet=True),
+    "no augmentation": experiments.run(no_augmentation, **settings),
+    "augmentation": experiments.run(improved, **settings),
 }
 visualize.training_curves({name: run.history for name, run in runs.items()}, title="Memorising vs generalising")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from cnn_study import datasets, experiments, models, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 
 # %%
 train, test = datasets.cifar10(download=True)
@@ -54,7 +54,7 @@ print(models.summary("zfnet_cifar", depth=2))
 # > **Quick mode:** 50 images per class, one epoch. A full run: `cnn-study run zfnet --recipe improved`.
 
 # %%
-result = experiments.run(experiments.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True)
+result = experiments.run(experiments.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
 full = [m for m in experiments.load_results() if m["name"] == "zfnet"]
 print(experiments.format_results(full))

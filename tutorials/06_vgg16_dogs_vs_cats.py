@@ -30,7 +30,7 @@ from pathlib import Path
 from cnn_study import datasets, experiments, models, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", "vgg16")
 print(f"pretrained base: {BACKBONE}")
 
@@ -62,7 +62,7 @@ print(model.head)
 
 # %%
 recipe = experiments.get_recipe("vgg16_dogs_vs_cats", "improved")
-result = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True)
+result = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run ({result.metrics['model']}): validation accuracy "
       f"{result.metrics['test_accuracy']:.2%} from {result.metrics['train_size']} training photos")
 

@@ -36,7 +36,7 @@ from cnn_study import datasets, experiments, models, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 
 # %% [markdown]
 # ## The family: depth for almost no parameters
@@ -79,7 +79,7 @@ figure
 # > **Quick mode:** 50 images per class for one epoch. The full 50-epoch run is `cnn-study run resnet --recipe seed`.
 
 # %%
-result = experiments.run(experiments.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True)
+result = experiments.run(experiments.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
 full = [m for m in experiments.load_results() if m["name"] == "resnet"]
 print(experiments.format_results(full))

@@ -42,7 +42,7 @@ from cnn_study import datasets, experiments, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", "vgg16")
 print(f"pretrained base: {BACKBONE}")
 
@@ -70,7 +70,7 @@ visualize.image_grid(augmented, labels, train.classes, columns=6, mean=train.mea
 runs = {}
 for recipe_name in ("seed", "improved"):
     recipe = experiments.get_recipe("vgg16_feature_extraction", recipe_name)
-    runs[recipe_name] = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True)
+    runs[recipe_name] = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True, overwrite=True)
     m = runs[recipe_name].metrics
     print(f"{recipe_name:>9}: test {m['test_accuracy']:.2%}, {m['epochs']} epoch(s) in {m['wall_seconds']:.0f} s "
           f"({m['model']})")

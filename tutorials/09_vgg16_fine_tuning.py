@@ -29,7 +29,7 @@ from pathlib import Path
 from cnn_study import datasets, experiments, models, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
-OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"
+OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
 BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", "vgg16")
 print(f"pretrained base: {BACKBONE}")
 
@@ -54,7 +54,7 @@ for stage in ("head", "last_block", "all"):
 # %%
 recipe = experiments.get_recipe("vgg16_fine_tuning", "seed")
 print(recipe.fine_tuning)
-result = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True)
+result = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True, overwrite=True)
 m = result.metrics
 print(f"{m['model']}: {m['accuracy_before_fine_tuning']:.2%} after the head stage -> "
       f"{m['test_accuracy']:.2%} after fine-tuning")

@@ -1,0 +1,431 @@
+"""A learner's work is never lost, real-world folders load, and every expected failure is one clear line.
+
+Each test is one case of issue 17: results folders that are never replaced silently, locked and
+resumed only with their own settings; data folders as Jupyter and macOS leave them; arguments and
+files that are wrong in the ordinary ways.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import cnn_study._io as io
+from cnn_study import visualize
+from cnn_study.cli import main
+from cnn_study.datasets import (
+    CACHE_ENV,
+    BatchLoader,
+    CorruptDataError,
+    ImageData,
+    TrainTest,
+    dogs_vs_cats,
+    load_image_folder,
+    mnist,
+    read_idx,
+)
+from cnn_study.experiments import get_recipe, results_folder, run, scan_results
+from cnn_study.models import create_model
+from cnn_study.training import TensorBatches, evaluate
+
+RECIPE = get_recipe("mnist_cnn", "seed")  # Adam at a constant rate: any number of steps will do
+
+
+def tiny_data(count: int = 60) -> TrainTest:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    data = ImageData(images, torch.arange(count) % 10, tuple("0123456789"), (0.13,), (0.31,), "tiny")
+    return TrainTest(data, data.subset(torch.arange(20)))
+
+
+def tiny_run(out: Path, **overrides):
+    settings = dict(out=out, data=tiny_data(), device="cpu", epochs=1, batch_size=16, quiet=True) | overrides
+    return run(RECIPE, **settings)
+
+
+def cli_run(data: Path, out: Path, *extra: str) -> int:
+    settings = ["--epochs", "1", "--batch-size", "16", "--device", "cpu", "--quiet"]
+    return main(["run", "mnist_cnn", "--recipe", "seed", *settings, "--data", str(data), "--out", str(out), *extra])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnn-study: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+# ----------------------------------------------------------------------------- results are never lost
+
+
+def test_a_quick_run_never_writes_where_the_full_run_lives(tmp_path) -> None:
+    full = tiny_run(tmp_path)
+    before = {path.name: path.read_bytes() for path in full.out_dir.iterdir() if path.suffix == ".json"}
+    quick = tiny_run(tmp_path, quick=True)
+    assert (full.out_dir.name, quick.out_dir.name) == ("seed", "seed-quick")
+    assert {name: (full.out_dir / name).read_bytes() for name in before} == before
+    assert json.loads((quick.out_dir / "metrics.json").read_text())["quick"] is True
+
+
+def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_path) -> None:
+    first = tiny_run(tmp_path)
+    metrics = (first.out_dir / "metrics.json").read_bytes()
+    with pytest.raises(FileExistsError, match=r"already holds a finished run.*resume=True.*overwrite=True"):
+        tiny_run(tmp_path)
+    assert (first.out_dir / "metrics.json").read_bytes() == metrics
+    (first.out_dir / "metrics.json").unlink()  # as if stopped after its checkpoint
+    with pytest.raises(FileExistsError, match="an unfinished run"):
+        tiny_run(tmp_path)
+    again = tiny_run(tmp_path, overwrite=True)
+    assert json.loads((again.out_dir / "metrics.json").read_text())["epochs"] == 1
+    with pytest.raises(ValueError, match="choose one"):
+        tiny_run(tmp_path, resume=True, overwrite=True)
+
+
+def test_the_command_line_names_its_own_options_when_it_refuses(tiny_mnist, tmp_path, capsys) -> None:
+    assert cli_run(tiny_mnist, tmp_path) == 0
+    capsys.readouterr()
+    assert cli_run(tiny_mnist, tmp_path) == 1
+    err = one_line_error(capsys)
+    assert "--resume" in err and "--overwrite" in err and "resume=True" not in err
+    assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 0
+
+
+def test_a_transfer_run_on_another_base_gets_its_own_folder() -> None:
+    recipe = get_recipe("vgg16_fine_tuning")
+    default = results_folder(recipe, "runs")
+    assert results_folder(recipe, "runs", backbone="vgg16") == default == Path("runs/vgg16_fine_tuning/improved")
+    assert results_folder(recipe, "runs", backbone="efficientnet_lite0").name == "improved-efficientnet_lite0"
+    assert results_folder(get_recipe("lenet5"), "runs", backbone="efficientnet_lite0").name == "improved"
+
+
+def test_a_locked_folder_is_refused_and_a_stale_lock_is_taken_over(tmp_path) -> None:
+    folder = results_folder(RECIPE, tmp_path)
+    with io.folder_lock(folder) as lock:
+        with pytest.raises(io.FolderInUseError, match=rf"in use by process {os.getpid()} .*{lock.name}"):
+            tiny_run(tmp_path)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # that process has ended
+    folder.mkdir(parents=True)
+    (folder / ".lock").write_text(json.dumps({"host": io.socket.gethostname(), "pid": dead_pid}))
+    result = tiny_run(tmp_path)
+    assert not (result.out_dir / ".lock").exists()  # taken over, then released
+
+
+def test_two_runs_started_at_once_do_not_both_write(tiny_mnist, tmp_path) -> None:
+    settings = ["--epochs", "3", "--batch-size", "8", "--device", "cpu", "--quiet"]
+    command = [sys.executable, "-m", "cnn_study", "run", "mnist_cnn", "--recipe", "seed", *settings]
+    command += ["--data", str(tiny_mnist), "--out", str(tmp_path)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = sorted((process.wait(timeout=300), process.stderr.read()) for process in runs)
+    assert [code for code, _ in outcomes] == [0, 1], outcomes
+    assert "in use by process" in outcomes[1][1] or "already holds a finished run" in outcomes[1][1]
+
+
+def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"Nothing to resume in .*seed: it holds no checkpoint.pt"):
+        tiny_run(tmp_path, resume=True)
+    first = tiny_run(tmp_path, epochs=2)
+    checkpoint = (first.out_dir / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"recipe_settings.batch_size 16 in the checkpoint, 8 now.*epochs 2 in"):
+        tiny_run(tmp_path, epochs=3, batch_size=8, resume=True)
+    assert (first.out_dir / "checkpoint.pt").read_bytes() == checkpoint  # nothing trained, nothing mixed
+    resumed = tiny_run(tmp_path, epochs=2, resume=True)
+    assert resumed.metrics["test_accuracy"] == first.metrics["test_accuracy"]
+
+
+def test_metrics_are_written_last_and_results_list_only_complete_runs(tmp_path, monkeypatch, capsys) -> None:
+    finished = tiny_run(tmp_path).out_dir
+
+    def full_disk(figure, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(visualize, "save_figure", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        tiny_run(tmp_path, quick=True)
+    crashed = results_folder(RECIPE, tmp_path, quick=True)
+    assert (crashed / "history.json").exists() and not (crashed / "metrics.json").exists()
+
+    corrupt, partial = tmp_path / "lenet5" / "seed", tmp_path / "lenet5" / "improved"
+    corrupt.mkdir(parents=True)
+    partial.mkdir()
+    (corrupt / "metrics.json").write_text("{not json")
+    (corrupt / "history.json").write_text("{}")
+    (partial / "metrics.json").write_text((finished / "metrics.json").read_text())  # no history.json
+    rows, skipped = scan_results(tmp_path)
+    assert [row["recipe"] for row in rows] == ["seed"] and len(skipped) == 2
+    assert main(["results", "--dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 2 incomplete run folder(s)" in captured.err
+    assert f"{corrupt / 'metrics.json'} is not a readable metrics file" in captured.err
+    assert "no history.json" in captured.err and len(captured.out.splitlines()) == 3  # header, rule, one run
+
+
+def test_results_name_a_metrics_file_that_lacks_keys(tmp_path) -> None:
+    folder = tmp_path / "lenet5" / "seed"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"experiment": 3, "name": "lenet5"}))
+    (folder / "history.json").write_text("{}")
+    _, [reason] = scan_results(tmp_path)
+    assert str(folder / "metrics.json") in reason and "lacks recipe, quick" in reason
+
+
+def test_a_killed_writer_leaves_no_temporary_behind_for_long(tmp_path) -> None:
+    target = tmp_path / "checkpoint.pt"
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".checkpoint.pt.{int(finished.stdout)}.x1.tmp"
+    older_kind = tmp_path / ".checkpoint.pt.ab12cd.tmp"  # named before temporaries carried their writer's pid
+    alive = tmp_path / f".checkpoint.pt.{os.getpid()}.x2.tmp"
+    other_file = tmp_path / f".model.pt.{int(finished.stdout)}.x3.tmp"
+    for path in (dead, older_kind, alive, other_file):
+        path.write_bytes(b"half" * 1000)
+    io.atomic_torch_save({"x": torch.zeros(1)}, target)
+    assert not dead.exists() and not older_kind.exists()
+    assert alive.exists() and other_file.exists()  # a live writer's, and another file's (cleaned on its write)
+
+
+# ----------------------------------------------------------------------------- data folders as users have them
+
+
+def _litter(part: Path) -> None:
+    """What Jupyter and macOS leave next to the images."""
+    (part / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (12, 12)).save(part / ".ipynb_checkpoints" / "0-checkpoint.png")
+    (part / "__MACOSX").mkdir()
+    (part / ".DS_Store").write_bytes(b"\0\1\2")
+    for class_folder in (p for p in part.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+        (class_folder / "._0.png").write_bytes(b"\0\5\26\7 resource fork")
+        (class_folder / ".ipynb_checkpoints").mkdir()
+
+
+def test_hidden_folders_and_macos_files_are_not_classes_or_images(tiny_folder_dataset) -> None:
+    root = tiny_folder_dataset / "dogs-vs-cats"
+    _litter(root / "train")
+    _litter(root / "validation")
+    train, validation = dogs_vs_cats(tiny_folder_dataset, image_size=12)
+    assert train.class_counts() == {"cat": 6, "dog": 6} and validation.class_counts() == {"cat": 3, "dog": 3}
+    images, labels, classes = load_image_folder(root / "train")
+    assert classes == ("cats", "dogs") and len(images) == 12 and labels.max() == 1
+
+
+def test_an_empty_class_folder_is_refused_by_name(tiny_folder_dataset) -> None:
+    (tiny_folder_dataset / "dogs-vs-cats" / "train" / "zebra").mkdir()
+    with pytest.raises(CorruptDataError, match=r"class folder .*zebra holds no images"):
+        dogs_vs_cats(tiny_folder_dataset, image_size=12)
+
+
+@pytest.mark.parametrize("content", [b"plain bytes, not gzip", None], ids=["not-gzip", "truncated"])
+def test_a_broken_gz_idx_file_is_named_with_the_fix(tiny_mnist, content, capsys) -> None:
+    raw = tiny_mnist / "MNIST" / "raw"
+    plain = raw / "t10k-images-idx3-ubyte"
+    packed = gzip.compress(plain.read_bytes())
+    plain.unlink()
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(content or packed[: len(packed) // 2])
+    with pytest.raises(CorruptDataError, match=r"t10k-images-idx3-ubyte.gz is not a complete gzip file.*download=True"):
+        read_idx(raw / "t10k-images-idx3-ubyte.gz")
+    assert main(["evaluate", str(_lenet_file(tiny_mnist)), "--data", str(tiny_mnist)]) == 1
+    err = one_line_error(capsys)
+    assert "t10k-images-idx3-ubyte.gz" in err and "--download" in err
+
+
+def _lenet_file(folder: Path) -> Path:
+    model = create_model("lenet5")
+    meta = {"model": "lenet5", "num_classes": 10, "classes": list("0123456789"), "dataset": "mnist"}
+    meta |= {"mean": [0.13], "std": [0.31]}
+    return io.atomic_torch_save({"state_dict": model.state_dict(), "meta": meta}, folder / "lenet5.pt")
+
+
+def test_the_decode_cache_keeps_one_entry_per_folder(tmp_path, isolated_cache, make_image_folder) -> None:
+    folder = make_image_folder(tmp_path / "versions", {"cat": 2, "dog": 2})
+    load_image_folder(folder)
+    Image.new("RGB", (12, 12), "white").save(folder / "cat" / "0.png")  # an image changes
+    images, _, _ = load_image_folder(folder)
+    assert images[0].float().mean() == 255
+    assert len(list((isolated_cache / "decoded").glob("versions-*.pt"))) == 1
+
+
+def test_an_unreadable_or_unwritable_cache_is_a_warning_not_a_failure(
+    tmp_path, isolated_cache, monkeypatch, make_image_folder
+) -> None:
+    folder = make_image_folder(tmp_path / "damaged", {"cat": 2, "dog": 2})
+    expected, _, _ = load_image_folder(folder)
+    [cache_file] = (isolated_cache / "decoded").glob("damaged-*.pt")
+    cache_file.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=rf"unreadable image cache {cache_file}"):
+        images, _, _ = load_image_folder(folder)
+    assert torch.equal(images, expected)
+
+    def full_disk(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("cnn_study.datasets.sources.atomic_torch_save", full_disk)
+    cache_file.unlink()
+    with pytest.warns(UserWarning, match="Could not write the image cache .*No space left"):
+        images, _, _ = load_image_folder(folder)
+    assert torch.equal(images, expected)
+
+
+def test_a_cache_variable_that_names_a_file_is_a_clear_error(tmp_path, monkeypatch, make_image_folder) -> None:
+    folder = make_image_folder(tmp_path / "pets", {"cat": 1})
+    (tmp_path / "cache-file").write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-file"))
+    with pytest.raises(NotADirectoryError, match=rf"{CACHE_ENV}=.*cache-file is a file, not a folder"):
+        load_image_folder(folder)
+
+
+# ----------------------------------------------------------------------------- arguments and the command line
+
+
+@pytest.mark.parametrize(("argument", "value"), [("epochs", 0), ("epochs", -1), ("batch_size", 0), ("batch_size", -4)])
+def test_epochs_and_batch_size_must_be_positive(argument, value, tmp_path, capsys) -> None:
+    with pytest.raises(ValueError, match=rf"{argument} must be a positive whole number, got {value}"):
+        tiny_run(tmp_path, **{argument: value})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "lenet5", f"--{argument.replace('_', '-')}", str(value)])
+    assert exit_info.value.code == 2 and "expected a positive whole number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("num_classes", [0, -3])
+def test_num_classes_must_be_positive(num_classes) -> None:
+    with pytest.raises(ValueError, match=rf"num_classes must be a positive whole number .* got {num_classes}"):
+        create_model("lenet5", num_classes=num_classes)
+
+
+def test_an_unwritable_results_folder_fails_before_any_data_is_loaded(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "a-file").write_text("")
+    missing_data = tmp_path / "no-data-here"  # had the data been loaded first, this would be the error
+    assert main(["run", "lenet5", "--data", str(missing_data), "--out", str(tmp_path / "a-file")]) == 1
+    assert "Cannot write results into" in one_line_error(capsys)
+
+    def full_disk(lock):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io, "_create_lock", full_disk)
+    assert main(["run", "lenet5", "--data", str(missing_data), "--out", str(tmp_path / "runs")]) == 1
+    assert "(No space left on device); choose another folder" in one_line_error(capsys)
+
+
+def test_debug_shows_the_traceback_of_an_expected_error(tmp_path, monkeypatch, capsys) -> None:
+    assert main(["evaluate", str(tmp_path / "missing.pt")]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing.pt"), "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("CNN_STUDY_DEBUG", "1")
+    assert main(["evaluate", str(tmp_path / "missing.pt")]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_keeps_its_traceback(monkeypatch) -> None:
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("cnn_study.cli.summary", bug)
+    with pytest.raises(ZeroDivisionError):
+        main(["summary", "lenet5"])
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(tiny_mnist, tmp_path, monkeypatch, capsys) -> None:
+    assert cli_run(tiny_mnist, tmp_path) == 0  # leaves a checkpoint to resume from
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cnn_study.cli.run", interrupted)
+    assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("cnn-study: interrupted. The finished epochs are saved in") and "mnist_cnn/seed" in err
+    assert err.endswith("--resume") and "--overwrite" not in err
+    assert cli_run(tiny_mnist, tmp_path / "elsewhere") == 130
+    assert "No epoch had finished" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"), [("lenet", "lenet5"), ("mnist-cnn", "mnist_cnn"), ("ResNet", "resnet")]
+)
+def test_experiment_names_get_a_suggestion(typed, suggested, capsys) -> None:
+    assert main(["run", typed, "--quick"]) == 1
+    assert f"Did you mean '{suggested}'" in one_line_error(capsys)
+
+
+def test_missing_data_names_the_command_line_options(tmp_path, capsys) -> None:
+    assert main(["run", "lenet5", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "runs")]) == 1
+    err = one_line_error(capsys)
+    assert "--data" in err and "--download" in err and "root=" not in err and "download=True" not in err
+    with pytest.raises(FileNotFoundError, match=r"root=\.\.\..*download=True"):  # the Python API names its own
+        mnist(tmp_path)
+    assert not (tmp_path / "runs" / "lenet5").exists()  # a run that wrote nothing leaves no folder
+
+
+def test_evaluate_names_a_model_file_whose_metadata_lacks_keys(tmp_path, capsys) -> None:
+    model_file = _lenet_file(tmp_path)
+    content = torch.load(model_file, weights_only=True)
+    del content["meta"]["dataset"], content["meta"]["mean"]
+    torch.save(content, model_file)
+    assert main(["evaluate", str(model_file)]) == 1
+    expected = f"{model_file} is not a complete trained model file: its metadata lacks mean, dataset"
+    assert expected in one_line_error(capsys)
+
+
+class NotPlainData:
+    """A class that a ``weights_only`` load refuses to rebuild."""
+
+
+def test_a_file_with_code_is_refused_without_advising_to_load_it_unsafely(tmp_path, capsys) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"state_dict": {}, "meta": NotPlainData()}, path)
+    assert main(["evaluate", str(path)]) == 1
+    err = one_line_error(capsys)
+    assert f"{path} is not a cnn-study trained model file" in err and "could run code" in err
+    assert "weights_only" not in err and "likely succeed" not in err
+
+
+# ----------------------------------------------------------------------------- the Python API
+
+
+def test_grad_cam_checks_its_input() -> None:
+    model = create_model("lenet5")
+    with pytest.raises(ValueError, match=r"one image of shape C x H x W, got shape \(2, 1, 28, 28\): pass images\[i\]"):
+        visualize.grad_cam(model, torch.zeros(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="expects 1 input channel"):
+        visualize.grad_cam(model, torch.zeros(3, 28, 28))
+    with pytest.raises(ValueError, match="expects 28x28 images, got 32x32"):
+        visualize.grad_cam_map(model, torch.zeros(1, 32, 32))
+
+
+def test_confusion_matrix_names_labels_outside_the_classes() -> None:
+    with pytest.raises(ValueError, match=r"labels holds classes 0\.\.3, outside the 3 classes 0\.\.2"):
+        visualize.confusion_matrix([0, 1, 3], [0, 1, 2], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="predictions holds classes"):
+        visualize.confusion_matrix([0, 1, 2], [0, 1, -1], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="labels has 3 entries, predictions 2"):
+        visualize.confusion_matrix([0, 1, 2], [0, 1], ["a", "b", "c"])
+
+
+def test_class_distribution_of_nothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="parts is empty"):
+        visualize.class_distribution({})
+
+
+def test_evaluate_and_misclassified_refuse_an_empty_loader() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="loader yielded no batches"):
+        evaluate(model, TensorBatches(torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long)))
+    no_images, no_labels = torch.zeros(0, 1, 2, 2, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
+    empty = ImageData(no_images, no_labels, ("a", "b"), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="loader yielded no batches"):
+        visualize.misclassified(model, BatchLoader(empty, 4))
+
+
+@pytest.mark.parametrize("per_class", [0, -1])
+def test_sample_needs_a_positive_count(per_class) -> None:
+    data = ImageData(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), ("a", "b"), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match=rf"per_class must be a positive number of images per class, got {per_class}"):
+        data.sample(per_class)
