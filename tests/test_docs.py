@@ -13,7 +13,7 @@ import yaml
 
 from cnn_study.models import list_models
 
-from .test_models import has_offline_extra
+from .conftest import has_offline_extra, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted(path.stem for path in (ROOT / "tutorials").glob("*.py"))
@@ -23,7 +23,7 @@ TUTORIALS = sorted(path.stem for path in (ROOT / "tutorials").glob("*.py"))
 def site(data_dir, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the site once, with the notebook cache off so every tutorial really runs."""
     if not os.environ.get("CNN_STUDY_BACKBONE") and not has_offline_extra():
-        pytest.skip("the transfer tutorials need VGG16 weights or the offline extra")
+        missing("the transfer tutorials need VGG16 weights or the offline extra")
     folder = tmp_path_factory.mktemp("site")
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     config["docs_dir"] = str(ROOT / "docs")

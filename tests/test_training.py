@@ -43,10 +43,10 @@ class InterruptedLoader(BatchLoader):
 
 
 def _train_lenet(
-    train: ImageData, epochs: int, interrupt_in_epoch: int | None = None, **kwargs
+    train: ImageData, epochs: int, interrupt_in_epoch: int | None = None, model_name: str = "lenet5", **kwargs
 ) -> tuple[torch.nn.Module, History]:
     torch.manual_seed(0)
-    model = create_model("lenet5")
+    model = create_model(model_name)
     if interrupt_in_epoch is None:
         loader = BatchLoader(train, 64, shuffle=True, seed=0)
     else:
@@ -70,14 +70,16 @@ def test_lenet5_learns_mnist_from_2000_images(small_mnist) -> None:
     assert torch.allclose(result.probabilities.sum(1), torch.ones(500))
 
 
-def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(small_mnist, tmp_path) -> None:
+@pytest.mark.parametrize("model_name", ["lenet5", "mnist_cnn"])  # the MNIST CNN has dropout: random masks
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(small_mnist, tmp_path, model_name) -> None:
     train, _ = small_mnist
-    uninterrupted, full_history = _train_lenet(train, 2)
+    uninterrupted, full_history = _train_lenet(train, 2, model_name=model_name)
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
-        _train_lenet(train, 2, interrupt_in_epoch=2, checkpoint=checkpoint)
+        _train_lenet(train, 2, interrupt_in_epoch=2, checkpoint=checkpoint, model_name=model_name)
     assert len(load_checkpoint(checkpoint)["history"]["epochs"]) == 1
-    resumed, resumed_history = _train_lenet(train, 2, checkpoint=checkpoint, resume=True)
+    torch.manual_seed(1234)  # whatever the global generator holds now, resuming restores the checkpoint's
+    resumed, resumed_history = _train_lenet(train, 2, checkpoint=checkpoint, resume=True, model_name=model_name)
     assert len(resumed_history) == 2
     for name, tensor in uninterrupted.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
@@ -193,7 +195,56 @@ def test_extract_features_follows_a_channels_last_loader() -> None:
 
 def test_device_override() -> None:
     assert select_device("cpu") == torch.device("cpu")
-    assert select_device(None).type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
             select_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("cuda", "mps", "expected"), [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]
+)
+def test_automatic_device_prefers_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, expected) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert select_device(None).type == select_device("auto").type == expected
+
+
+def test_label_smoothing_gives_the_smoothed_cross_entropy() -> None:
+    logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]]), torch.tensor([0, 2])
+    log_p = logits.log_softmax(1)
+    smoothing = 0.2
+    by_hand = (-(1 - smoothing) * log_p[torch.arange(2), labels] - smoothing * log_p.mean(1)).mean()
+    loss, predictions = training.loss_and_predictions(logits, labels, label_smoothing=smoothing)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6) and predictions.tolist() == [0, 1]
+    one_logit, binary_labels = torch.tensor([[1.5], [-0.5]]), torch.tensor([1, 0])
+    targets = torch.tensor([1 - smoothing / 2, smoothing / 2])  # 1 and 0 pulled towards 0.5
+    probability = torch.sigmoid(one_logit[:, 0])
+    by_hand = -(targets * probability.log() + (1 - targets) * (1 - probability).log()).mean()
+    loss, predictions = training.loss_and_predictions(one_logit, binary_labels, label_smoothing=smoothing)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6) and predictions.tolist() == [1, 0]
+
+
+def test_fit_trains_with_the_label_smoothing_it_is_given() -> None:
+    torch.manual_seed(0)
+    features, labels = 4 * torch.randn(32, 5), torch.arange(32) % 3  # large logits: smoothing matters
+    model = torch.nn.Linear(5, 3)
+    with torch.no_grad():
+        plain = torch.nn.functional.cross_entropy(model(features), labels).item()
+        smoothed = torch.nn.functional.cross_entropy(model(features), labels, label_smoothing=0.3).item()
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the loss of the unchanged model is recorded
+    batches = TensorBatches(features, labels, 32)
+    history = fit(model, batches, epochs=1, optimizer=frozen, label_smoothing=0.3, device="cpu", quiet=True)
+    assert history.epochs[0].train_loss == pytest.approx(smoothed, rel=1e-5) and abs(smoothed - plain) > 0.05
+
+
+def test_fit_steps_the_optimizer_and_the_schedule_once_per_batch() -> None:
+    torch.manual_seed(0)
+    features, labels = torch.randn(40, 4), torch.arange(40) % 2
+    model = torch.nn.Linear(4, 2)
+    before = model.weight.detach().clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
+    batches = TensorBatches(features, labels, 8)
+    history = fit(model, batches, epochs=2, optimizer=optimizer, scheduler=scheduler, device="cpu", quiet=True)
+    assert not torch.equal(model.weight, before)
+    assert scheduler.last_epoch == 10 and history.column("learning_rate") == pytest.approx([0.1 / 6, 0.1 / 11])

@@ -171,3 +171,149 @@ def test_confusion_matrix_from_a_model_and_a_loader() -> None:
     counts = _images(figure.axes[0])[0]
     assert counts.shape == (4, 4) and counts.sum() == 40
     assert counts.sum(1).tolist() == [10, 10, 10, 10]
+
+
+# ----------------------------------------------------------------------------- Grad-CAM by hand
+
+
+class LinearReadout(torch.nn.Module):
+    """Features = the image itself (``C x H x W``); logits = a linear map of every feature pixel.
+
+    For this model Grad-CAM can be written down: the gradient of logit ``c`` with respect to feature
+    map ``k`` is ``W[c, k]`` (an ``H x W`` map), its spatial mean ``alpha[c, k]``, and the map is
+    ``ReLU(sum_k alpha[c, k] * image[k])``, scaled to a maximum of one.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight)  # classes x C x H x W
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 1.0
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nchw,kchw->nk", features, self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _by_hand(weight: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    alpha = weight.mean(dim=(1, 2))  # one weight per feature map
+    cam = torch.relu((alpha[:, None, None] * image).sum(0))
+    return cam / cam.max()
+
+
+def _two_squares(height: int = 6, width: int = 10) -> torch.Tensor:
+    """Channel 0 lights a square top-right, channel 1 one bottom-left: off the diagonal, in a wide image."""
+    image = torch.full((2, height, width), 0.1)
+    image[0, 0:2, 7:9] = 1.0
+    image[1, 4:6, 1:3] = 1.0
+    return image
+
+
+def _spatial_weights(classes: int = 2, height: int = 6, width: int = 10) -> torch.Tensor:
+    """Weights that vary over space (so the spatial mean matters) with signs that differ by class."""
+    ramp = torch.linspace(0.2, 1.8, height * width).view(height, width)  # mean 1
+    by_class = [
+        torch.stack([2 * ramp, -1 * ramp.flip(1)]),  # class 0: channel 0 for, channel 1 against
+        torch.stack([-1 * ramp.t().reshape(height, width), 3 * ramp]),  # class 1: the other way round
+    ]
+    return torch.stack(by_class[:classes])
+
+
+def test_grad_cam_equals_the_hand_computed_map_for_each_class() -> None:
+    weight, image = _spatial_weights(), _two_squares()
+    model = LinearReadout(weight)
+    for target in (0, 1):
+        heat, explained = visualize.grad_cam_map(model, image, target=target)
+        assert explained == target and heat.shape == (6, 10)
+        assert torch.allclose(heat, _by_hand(weight[target], image), atol=1e-5)
+    top_right, bottom_left = (slice(0, 2), slice(7, 9)), (slice(4, 6), slice(1, 3))
+    class_0, _ = visualize.grad_cam_map(model, image, target=0)
+    class_1, _ = visualize.grad_cam_map(model, image, target=1)
+    assert class_0[top_right].min() == 1.0 and class_0[bottom_left].max() == 0.0  # ReLU: negative evidence is 0
+    assert class_1[bottom_left].min() == 1.0 and class_1[top_right].max() == 0.0
+
+
+def test_grad_cam_defaults_to_the_predicted_class() -> None:
+    weight, image = _spatial_weights(), _two_squares()
+    predicted = int(LinearReadout(weight)(image[None]).argmax())
+    heat, target = visualize.grad_cam_map(LinearReadout(weight), image)
+    assert target == predicted and torch.allclose(heat, _by_hand(weight[predicted], image), atol=1e-5)
+
+
+def test_grad_cam_of_a_one_logit_binary_model_explains_class_0_by_the_negated_logit() -> None:
+    weight, image = _spatial_weights(classes=1), _two_squares()
+    model = LinearReadout(weight)
+    positive, _ = visualize.grad_cam_map(model, image, target=1)
+    negative, _ = visualize.grad_cam_map(model, image, target=0)
+    assert torch.allclose(positive, _by_hand(weight[0], image), atol=1e-5)
+    assert torch.allclose(negative, _by_hand(-weight[0], image), atol=1e-5)
+    assert not torch.allclose(positive, negative)
+
+
+def test_grad_cam_upsamples_a_coarse_layer_to_the_image() -> None:
+    weight = _spatial_weights(height=3, width=5)
+    image = torch.rand(2, 6, 10, generator=torch.Generator().manual_seed(0))
+
+    class Pooled(LinearReadout):
+        def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.avg_pool2d(x, 2)
+
+    heat, _ = visualize.grad_cam_map(Pooled(weight), image, target=1)
+    coarse = _by_hand(weight[1], torch.nn.functional.avg_pool2d(image[None], 2)[0])
+    expected = torch.nn.functional.interpolate(coarse[None, None], size=(6, 10), mode="bilinear", align_corners=False)
+    assert torch.allclose(heat, (expected / expected.max())[0, 0], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- figures show what they claim
+
+
+def test_feature_maps_draw_the_activations_themselves() -> None:
+    torch.manual_seed(0)
+    model = create_model("mnist_cnn").eval()
+    image = torch.randn(1, 28, 28)
+    with torch.no_grad():
+        first = model.features[0](image[None])[0]
+    figure = visualize.feature_maps(model, image, layers=["features.0"], max_channels=5)
+    shown = [image for axes in figure.axes for image in _images(axes)]
+    assert len(shown) == 5
+    for channel, picture in enumerate(shown):
+        assert np.allclose(picture, first[channel].numpy(), atol=1e-6)
+
+
+def test_filters_draw_the_kernels_themselves() -> None:
+    model = create_model("lenet5")
+    kernels = model.features[0].weight.detach()  # 6 x 1 x 5 x 5: one grey picture per kernel
+    pictures = [image for axes in visualize.filters(model).axes for image in _images(axes)]
+    for kernel, picture in zip(kernels, pictures, strict=True):
+        scaled = (kernel[0] - kernel.min()) / (kernel.max() - kernel.min())
+        assert np.allclose(picture, scaled.numpy(), atol=1e-5)
+    deeper = model.features[3].weight.detach()  # 16 x 6 x 5 x 5: one picture per filter and input channel
+    figure = visualize.filters(model, layer="features.3", max_filters=3, max_inputs=4)
+    for axes_index, axes in enumerate(figure.axes):
+        row, col = divmod(axes_index, 4)
+        assert np.array_equal(_images(axes)[0], deeper[row, col].numpy())
+
+
+def test_misclassified_shows_only_mistakes_most_confident_first() -> None:
+    torch.manual_seed(0)
+    data = _toy_data(40)
+    model = create_model("resnet20", num_classes=4).eval()
+    loader = BatchLoader(data, 20)
+    from cnn_study.training import evaluate
+
+    result = evaluate(model, loader)
+    wrong = torch.nonzero(result.predictions != result.labels).flatten()
+    confidence = result.probabilities[wrong, result.predictions[wrong]]
+    expected = wrong[confidence.argsort(descending=True)][:5]
+    figure = visualize.misclassified(model, loader, count=5)
+    titled = [axes for axes in figure.axes if axes.get_title()]
+    assert len(wrong) >= 5 and len(titled) == 5
+    shown_confidence = [float(axes.get_title().rsplit("(", 1)[1].rstrip("%)")) for axes in titled]
+    assert shown_confidence == sorted(shown_confidence, reverse=True)
+    for axes, index in zip(titled, expected.tolist()):
+        truth, predicted = axes.get_title().split("\n→ ")
+        assert truth == data.classes[data.labels[index]] and predicted.split(" (")[0] != truth
+        assert np.allclose(_images(axes)[0], data.images[index].permute(1, 2, 0).numpy() / 255, atol=1e-6)

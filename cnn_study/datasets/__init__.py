@@ -1,9 +1,15 @@
 """Datasets of the study as in-memory tensors, and a fast batch loader.
 
 Examples:
-    >>> from cnn_study.datasets import BatchLoader, CropFlip, mnist
-    >>> train, test = mnist()  # doctest: +SKIP
-    >>> loader = BatchLoader(train, batch_size=128, shuffle=True, augment=[CropFlip(2, flip=False)])  # doctest: +SKIP
+    >>> import torch
+    >>> from cnn_study.datasets import BatchLoader, CropFlip, ImageData
+    >>> data = ImageData(torch.zeros(10, 1, 28, 28, dtype=torch.uint8), torch.arange(10) % 2, ("even", "odd"),
+    ...                  (0.1307,), (0.3081,), "toy")
+    >>> loader = BatchLoader(data, batch_size=4, shuffle=True, augment=[CropFlip(2, flip=False)])
+    >>> [(tuple(images.shape), len(labels)) for images, labels in loader]
+    [((4, 1, 28, 28), 4), ((4, 1, 28, 28), 4), ((2, 1, 28, 28), 2)]
+
+    The real datasets load the same way: ``train, test = mnist()`` (see `cnn_study.datasets.catalog`).
 """
 
 from .._io import DownloadError

@@ -110,6 +110,9 @@ class ShearZoomFlip:
 class Cutout:
     """Set one random ``size x size`` square of every image to the mean colour (DeVries & Taylor 2017).
 
+    As in the paper's code, the square's centre is a random pixel and the square is clipped at the
+    border: rows ``centre - size // 2`` up to, not including, ``centre - size // 2 + size``.
+
     Attributes:
         size: Side of the square; it may extend past the border.
     """
@@ -118,12 +121,11 @@ class Cutout:
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, height, width = batch.shape
-        centre_y = _randint(height, (n, 1, 1), generator, batch.device)
-        centre_x = _randint(width, (n, 1, 1), generator, batch.device)
+        top = _randint(height, (n, 1, 1), generator, batch.device) - self.size // 2
+        left = _randint(width, (n, 1, 1), generator, batch.device) - self.size // 2
         ys = torch.arange(height, device=batch.device)[None, :, None]
         xs = torch.arange(width, device=batch.device)[None, None, :]
-        half = self.size / 2
-        inside = ((ys - centre_y).abs() < half) & ((xs - centre_x).abs() < half)  # N x H x W
+        inside = (ys >= top) & (ys < top + self.size) & (xs >= left) & (xs < left + self.size)  # N x H x W
         return batch.masked_fill(inside[:, None], 0.0)
 
 
