@@ -62,10 +62,21 @@ def command_summary(args: argparse.Namespace) -> None:
 
 def command_run(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.experiment, args.recipe)
-    result = run(recipe, out=args.out, data_root=args.data, device=args.device, epochs=args.epochs,
-                 batch_size=args.batch_size, backbone=args.backbone, quick=args.quick, resume=args.resume,
-                 overwrite=args.overwrite, download=args.download, quiet=args.quiet,
-                 compile_model=args.compile)  # fmt: skip
+    result = run(
+        recipe,
+        out=args.out,
+        data_root=args.data,
+        device=args.device,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        backbone=args.backbone,
+        quick=args.quick,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        download=args.download,
+        quiet=args.quiet,
+        compile_model=args.compile,
+    )
     metrics = result.metrics
     quick = ", quick" if args.quick else ""
     print(f"\n{recipe.title} ({recipe.recipe}{quick}): {metrics['model']} on {metrics['device']}")
@@ -114,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     debugging = argparse.ArgumentParser(add_help=False)
-    debugging.add_argument("--debug", action="store_true",
-                           help=f"show the traceback of an error, too (or set {DEBUG_ENV}=1)")  # fmt: skip
+    debug_help = f"show the traceback of an error, too (or set {DEBUG_ENV}=1)"
+    debugging.add_argument("--debug", action="store_true", help=debug_help)
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", parents=[debugging], help="list the models and the nine experiments")

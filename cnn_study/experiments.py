@@ -367,8 +367,9 @@ RUN_FILES = ("model.pt", "history.json", "training_curves.png", "confusion_matri
 CHECKPOINTS = ("checkpoint.pt", "checkpoint_fine_tuning.pt")
 
 
-def results_folder(recipe: Recipe, out: str | Path = "runs", *, backbone: str | None = None,
-                   quick: bool = False) -> Path:  # fmt: skip
+def results_folder(
+    recipe: Recipe, out: str | Path = "runs", *, backbone: str | None = None, quick: bool = False
+) -> Path:
     """Where `run` writes a recipe's results: ``out/<experiment>/<recipe>[-<backbone>][-quick]``.
 
     A quick run never writes where the full run lives, and a transfer run on a base other than the
@@ -463,8 +464,13 @@ def run(
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size)
     model_name = _transfer_model_name(recipe, backbone)
     out_dir = results_folder(recipe, out, backbone=backbone, quick=quick)
-    settings = {"experiment": recipe.name, "recipe": recipe.recipe, "model": model_name, "quick": quick,
-                "recipe_settings": _recipe_settings(recipe)}  # fmt: skip
+    settings = {
+        "experiment": recipe.name,
+        "recipe": recipe.recipe,
+        "model": model_name,
+        "quick": quick,
+        "recipe_settings": _recipe_settings(recipe),
+    }
     with folder_lock(out_dir):
         _prepare_results_folder(out_dir, settings, resume=resume, overwrite=overwrite)
         device = select_device(device)
@@ -472,9 +478,19 @@ def run(
             compile_model = compiles_by_default(recipe, device, quick)
         seed_everything(recipe.seed)
         model = create_model(model_name, **recipe.model_kwargs)
-        train_data, test_data = data or _load_data(recipe, data_root, quick, download)
-        return _train_and_report(recipe, model, train_data, test_data, out_dir, settings, device=device,
-                                 resume=resume, quiet=quiet, compile_model=compile_model, started=started)  # fmt: skip
+        data = TrainTest(*(data or _load_data(recipe, data_root, quick, download)))
+        return _train_and_report(
+            recipe,
+            model,
+            data,
+            out_dir,
+            settings,
+            device=device,
+            resume=resume,
+            quiet=quiet,
+            compile_model=compile_model,
+            started=started,
+        )
 
 
 def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
@@ -517,11 +533,21 @@ def _settings_differences(recorded: dict[str, Any], current: dict[str, Any], pre
     return differences
 
 
-def _train_and_report(recipe: Recipe, model: nn.Module, train_data: ImageData, test_data: ImageData, out_dir: Path,
-                      settings: dict[str, Any], *, device: torch.device, resume: bool, quiet: bool,
-                      compile_model: bool, started: float) -> RunResult:  # fmt: skip
-    """Train ``model`` by ``recipe``, evaluate it and write the results folder (metrics last)."""
-    model_name, quick = settings["model"], settings["quick"]
+def _train_and_report(
+    recipe: Recipe,
+    model: nn.Module,
+    data: TrainTest,
+    out_dir: Path,
+    settings: dict[str, Any],
+    *,
+    device: torch.device,
+    resume: bool,
+    quiet: bool,
+    compile_model: bool,
+    started: float,
+) -> RunResult:
+    """Train ``model`` by ``recipe`` on ``data``, evaluate it and write the results folder (metrics last)."""
+    (train_data, test_data), model_name, quick = data, settings["model"], settings["quick"]
     val_data = None
     if recipe.validation_fraction is not None:
         train_data, val_data = train_data.split(recipe.validation_fraction, seed=recipe.seed)
@@ -538,9 +564,15 @@ def _train_and_report(recipe: Recipe, model: nn.Module, train_data: ImageData, t
                            **norm)  # fmt: skip
 
     monitor = loader(val_data if val_data is not None else test_data, train=False)
-    meta = {"model": model_name, "model_kwargs": recipe.model_kwargs, "classes": list(train_data.classes),
-            "mean": list(norm.get("mean", train_data.mean)), "std": list(norm.get("std", train_data.std)),
-            "device": device_name(device), "settings": settings}  # fmt: skip
+    meta = {
+        "model": model_name,
+        "model_kwargs": recipe.model_kwargs,
+        "classes": list(train_data.classes),
+        "mean": list(norm.get("mean", train_data.mean)),
+        "std": list(norm.get("std", train_data.std)),
+        "device": device_name(device),
+        "settings": settings,  # what the run was started with: resume refuses other settings
+    }
     checkpoint = out_dir / CHECKPOINTS[0]
     common = dict(device=device, checkpoint=checkpoint, resume=resume, meta=meta, quiet=quiet,
                   compile_model=compile_model)  # fmt: skip
@@ -682,7 +714,17 @@ def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]
 
 
 #: The keys every ``metrics.json`` row needs for the results table.
-METRICS_KEYS = ("experiment", "name", "recipe", "quick", "model", "seed_reported", "test_accuracy", "epochs", "device")
+METRICS_KEYS = (
+    "experiment",
+    "name",
+    "recipe",
+    "quick",
+    "model",
+    "seed_reported",
+    "test_accuracy",
+    "epochs",
+    "device",
+)
 
 
 def scan_results(folder: str | Path = PUBLISHED_RESULTS) -> tuple[list[dict[str, Any]], list[str]]:
