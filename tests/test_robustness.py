@@ -120,6 +120,7 @@ def test_a_locked_folder_is_refused_and_a_stale_lock_is_taken_over(tmp_path) -> 
     assert not (result.out_dir / ".lock").exists()  # taken over, then released
 
 
+@pytest.mark.slow  # two real CLI processes
 def test_two_runs_started_at_once_do_not_both_write(tiny_mnist, tmp_path) -> None:
     settings = ["--epochs", "3", "--batch-size", "8", "--device", "cpu", "--quiet"]
     command = [sys.executable, "-m", "cnn_study", "run", "mnist_cnn", "--recipe", "seed", *settings]
