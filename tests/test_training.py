@@ -70,9 +70,18 @@ def test_lenet5_learns_mnist_from_2000_images(small_mnist) -> None:
     assert torch.allclose(result.probabilities.sum(1), torch.ones(500))
 
 
-@pytest.mark.parametrize("model_name", ["lenet5", "mnist_cnn"])  # the MNIST CNN has dropout: random masks
-def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(small_mnist, tmp_path, model_name) -> None:
-    train, _ = small_mnist
+def _random_digits(n: int = 256) -> ImageData:
+    """MNIST-shaped noise with labels: enough to check that resuming repeats a run, which needs no learning."""
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return ImageData(images, torch.arange(n) % 10, tuple("0123456789"), (0.1307,), (0.3081,), "noise")
+
+
+@pytest.mark.parametrize(
+    ("model_name", "data"),
+    [("lenet5", "mnist"), ("mnist_cnn", "mnist"), ("mnist_cnn", "noise")],  # the MNIST CNN has dropout
+)
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(request, tmp_path, model_name, data) -> None:
+    train = request.getfixturevalue("small_mnist")[0] if data == "mnist" else _random_digits()
     uninterrupted, full_history = _train_lenet(train, 2, model_name=model_name)
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
