@@ -177,3 +177,39 @@ def test_drop_last_skips_only_the_short_batch() -> None:
     sizes = [len(labels) for _, labels in BatchLoader(_numbered(), 16, drop_last=True)]
     assert sizes == [16, 16]
     assert [len(labels) for _, labels in BatchLoader(_numbered(), 16)] == [16, 16, 8]
+
+
+def test_loader_defaults_batch_128_seed_0_and_the_plain_layout() -> None:
+    zeros = torch.zeros(300, 3, 4, 4, dtype=torch.uint8)
+    data = ImageData(zeros, torch.arange(300) % 2, ("a", "b"), (0.5,) * 3, (2,) * 3)
+    assert [len(labels) for _, labels in BatchLoader(data)] == [128, 128, 44]
+    default = torch.cat([labels for _, labels in BatchLoader(_numbered(), shuffle=True)])
+    assert torch.equal(default, torch.cat([labels for _, labels in BatchLoader(_numbered(), shuffle=True, seed=0)]))
+    images, _ = next(iter(BatchLoader(data)))
+    assert images.is_contiguous() and not images.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_loader_resizes_like_bilinear_interpolation_without_aligned_corners() -> None:
+    pixels = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=seeded())
+    data = ImageData(pixels, torch.arange(4) % 2, ("a", "b"), (0.0,) * 3, (1 / 255,) * 3)
+    images, _ = next(iter(BatchLoader(data, 4, image_size=12)))
+    expected = F.interpolate(data.images.float(), size=(12, 12), mode="bilinear", align_corners=False)
+    assert torch.allclose(images, expected, atol=1e-4)
+
+
+AUGMENTATIONS = [random_flip, CropFlip(2), ShearZoomFlip(), Cutout(3)]
+
+
+def test_augmentations_draw_only_from_the_generator_they_are_given() -> None:
+    batch = torch.randn(16, 3, 8, 8, generator=seeded(7))
+    for augmentation in AUGMENTATIONS:
+        torch.manual_seed(1)
+        first = augmentation(batch, seeded(3))
+        torch.manual_seed(2)  # another global random state changes nothing
+        assert torch.equal(first, augmentation(batch, seeded(3))), augmentation
+        assert not torch.equal(first, augmentation(batch, seeded(4))), augmentation
+
+
+def test_augmentations_keep_the_batch_dtype() -> None:
+    batch = torch.randn(4, 3, 8, 8, dtype=torch.float64, generator=seeded())
+    assert [augmentation(batch, seeded()).dtype for augmentation in AUGMENTATIONS] == [torch.float64] * 4

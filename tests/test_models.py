@@ -17,8 +17,6 @@ from cnn_study.models import (
     summary,
 )
 
-
-
 needs_offline = pytest.mark.usefixtures("offline_extra")
 LIGHT_MODELS = [name for name in list_models() if not name.startswith(("vgg16", "efficientnet"))]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cnn_study import training
 from cnn_study.datasets import BatchLoader, ImageData
@@ -257,3 +258,62 @@ def test_fit_steps_the_optimizer_and_the_schedule_once_per_batch() -> None:
     history = fit(model, batches, epochs=2, optimizer=optimizer, scheduler=scheduler, device="cpu", quiet=True)
     assert not torch.equal(model.weight, before)
     assert scheduler.last_epoch == 10 and history.column("learning_rate") == pytest.approx([0.1 / 6, 0.1 / 11])
+
+
+def _frozen_fit(epochs: int = 1, **kwargs) -> tuple[torch.nn.Module, History, dict[str, torch.Tensor]]:
+    """A linear classifier that does not learn (learning rate 0), so its metrics can be computed by hand."""
+    torch.manual_seed(0)
+    data = {"x": torch.randn(50, 4), "y": torch.arange(50) % 3}
+    data |= {"val_x": torch.randn(20, 4), "val_y": torch.arange(20) % 3}
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train, val = TensorBatches(data["x"], data["y"], 16), TensorBatches(data["val_x"], data["val_y"], 8)
+    history = fit(model, train, epochs=epochs, optimizer=optimizer, val_loader=val, device="cpu", **kwargs)
+    return model, history, data
+
+
+def test_fit_records_the_loss_and_accuracy_of_every_image_and_the_validation_metrics() -> None:
+    model, history, data = _frozen_fit(quiet=True)
+    with torch.no_grad():
+        logits, val_logits = model(data["x"]), model(data["val_x"])
+    [record] = history.epochs
+    assert record.train_loss == pytest.approx(F.cross_entropy(logits, data["y"]).item(), rel=1e-5)
+    assert record.train_accuracy == pytest.approx((logits.argmax(1) == data["y"]).float().mean().item())
+    assert record.val_loss == pytest.approx(F.cross_entropy(val_logits, data["val_y"]).item(), rel=1e-5)
+    assert record.val_accuracy == pytest.approx((val_logits.argmax(1) == data["val_y"]).float().mean().item())
+    assert 0 < record.seconds < 60 and record.epoch == 1 and record.learning_rate == 0.0
+
+
+def test_fit_shows_progress_unless_quiet(capsys) -> None:
+    _frozen_fit(epochs=2)
+    shown = capsys.readouterr()
+    assert "epoch 2/2: train loss" in shown.out and ", val loss" in shown.out  # a line per epoch
+    assert "epoch 1/2:" in shown.err and "batch/s" in shown.err  # the progress bar
+    _frozen_fit(epochs=2, quiet=True)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_fit_saves_its_meta_and_starts_afresh_unless_told_to_resume(tmp_path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    _, first, _ = _frozen_fit(checkpoint=path, meta={"run": "first"}, quiet=True)
+    assert load_checkpoint(path)["meta"] == {"run": "first"}
+    torch.manual_seed(5)
+    model = torch.nn.Linear(4, 3)  # another start: a fresh run's first epoch differs from the saved one
+    batches = TensorBatches(torch.randn(50, 4), torch.arange(50) % 3, 16)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)
+    again = fit(model, batches, epochs=1, optimizer=frozen, device="cpu", checkpoint=path, quiet=True)
+    assert again.epochs[0].train_loss != first.epochs[0].train_loss
+
+
+def test_fit_trains_in_the_loaders_memory_format(monkeypatch) -> None:
+    data = ImageData(torch.zeros(8, 3, 8, 8, dtype=torch.uint8), torch.arange(8) % 2, ("a", "b"), (0.5,) * 3, (2,) * 3)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+    compiled = []
+    monkeypatch.setattr(training, "compile_for_training", lambda module, device: compiled.append(device) or module)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    fit(model, BatchLoader(data, 4), epochs=1, optimizer=optimizer, device="cpu", quiet=True)
+    assert not model[0].weight.is_contiguous(memory_format=torch.channels_last) and compiled == []
+    loader = BatchLoader(data, 4, channels_last=True)
+    fit(model, loader, epochs=1, optimizer=optimizer, device="cpu", quiet=True, compile_model=True)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert compiled == [torch.device("cpu")]
