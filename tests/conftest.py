@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from cnn_study.datasets import DATA_ENV
+
+# No tqdm monitor thread: mutmut forks test processes, and a fork that copies a thread's held lock can hang.
+tqdm.monitor_interval = 0
 
 #: Set by ``.ci/run``: a missing offline data folder or ``offline`` extra then fails the tests that need
 #: them instead of skipping them (a developer's local run may skip).

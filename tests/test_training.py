@@ -10,6 +10,7 @@ from cnn_study import training
 from cnn_study.datasets import BatchLoader, ImageData
 from cnn_study.models import create_model
 from cnn_study.training import (
+    EpochRecord,
     History,
     TensorBatches,
     compile_for_training,
@@ -317,3 +318,47 @@ def test_fit_trains_in_the_loaders_memory_format(monkeypatch) -> None:
     fit(model, loader, epochs=1, optimizer=optimizer, device="cpu", quiet=True, compile_model=True)
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert compiled == [torch.device("cpu")]
+
+
+def test_a_later_stage_numbers_its_epochs_on() -> None:
+    first = History([EpochRecord(1, 1.0, 0.5, None, None, 0.1, 1.0), EpochRecord(2, 0.9, 0.6, None, None, 0.1, 1.0)])
+    second = History([EpochRecord(1, 0.5, 0.8, None, None, 0.01, 2.0)])
+    joined = first.followed_by(second)
+    assert joined.column("epoch") == [1, 2, 3] and joined.column("train_loss") == [1.0, 0.9, 0.5]
+    assert second.column("epoch") == [1]  # the stage itself is left as it was
+
+
+def test_checkpoint_meta_is_read_without_the_rest(tmp_path) -> None:
+    model = torch.nn.Linear(2, 2)
+    optimizer, batches = torch.optim.SGD(model.parameters()), TensorBatches(torch.zeros(1, 2), torch.zeros(1))
+    path = save_checkpoint(tmp_path / "c.pt", model, optimizer, None, History(), batches, meta={"settings": {"e": 3}})
+    assert training.load_checkpoint_meta(path) == {"settings": {"e": 3}}
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a cnn-study training checkpoint"):
+        training.load_checkpoint_meta(tmp_path / "other.pt")
+
+
+def test_seed_everything_repeats_python_numpy_and_torch_draws() -> None:
+    import random
+
+    import numpy as np
+
+    def draws() -> tuple[float, float, float]:
+        return random.random(), float(np.random.rand()), torch.rand(1).item()
+
+    training.seed_everything(3)
+    first = draws()
+    training.seed_everything(3)
+    assert draws() == first
+    training.seed_everything(4)
+    assert all(a != b for a, b in zip(draws(), first))
+
+
+def test_device_name_and_compile_modes(monkeypatch) -> None:
+    assert training.device_name(torch.device("cpu")) == f"cpu ({torch.get_num_threads()} threads)"
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **options: calls.append(options) or model)
+    model = torch.nn.Linear(2, 2)
+    assert compile_for_training(model, torch.device("cpu")) is model
+    compile_for_training(model, torch.device("cuda"))
+    assert calls == [{"mode": None, "dynamic": False}, {"mode": "reduce-overhead", "dynamic": False}]
