@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .._io import atomic_torch_save
+from .._io import atomic_torch_save, safe_torch_load
 from .._messages import option
 from ._paths import cache_dir
 
@@ -182,9 +182,9 @@ def _read_cache(cache_file: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str
     if not cache_file.is_file():
         return None
     try:
-        cached = torch.load(cache_file, weights_only=True)
+        cached = safe_torch_load(cache_file, "image cache")
         return cached["images"], cached["labels"], tuple(cached["classes"])
-    except Exception as error:  # a damaged cache is decoded again, never a failed load
+    except (ValueError, KeyError, TypeError) as error:  # a damaged cache is decoded again, never a failed load
         warnings.warn(f"Ignoring the unreadable image cache {cache_file} ({error}); decoding the images.", stacklevel=3)
         return None
 
