@@ -218,6 +218,8 @@ def test_automatic_device_prefers_cuda_then_mps_then_the_cpu(monkeypatch, cuda, 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     assert select_device(None).type == select_device("auto").type == expected
+    if cuda:
+        assert select_device("cuda:1") == torch.device("cuda:1")  # an explicit choice of an available device
 
 
 def test_label_smoothing_gives_the_smoothed_cross_entropy() -> None:
