@@ -28,6 +28,7 @@ from cnn_study.datasets import (
     CorruptDataError,
     ImageData,
     TrainTest,
+    cifar10,
     dogs_vs_cats,
     load_image_folder,
     mnist,
@@ -235,6 +236,13 @@ def test_a_broken_gz_idx_file_is_named_with_the_fix(tiny_mnist, content, capsys)
     assert main(["evaluate", str(_lenet_file(tiny_mnist)), "--data", str(tiny_mnist)]) == 1
     err = one_line_error(capsys)
     assert "t10k-images-idx3-ubyte.gz" in err and "--download" in err
+
+
+def test_a_corrupt_torchvision_cifar10_folder_is_named_without_claiming_a_download(tmp_path) -> None:
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")
+    with pytest.raises(CorruptDataError, match=r"cifar-10-batches-py is incomplete or corrupt.*download=True"):
+        cifar10(tmp_path)
 
 
 def _lenet_file(folder: Path) -> Path:

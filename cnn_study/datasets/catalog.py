@@ -170,8 +170,7 @@ def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainT
         return _folder_pair("CIFAR-10", folders[0], ("train", "test"), None, CIFAR10_MEAN, CIFAR10_STD)
     if not (root / "cifar-10-batches-py").is_dir() and not download:
         raise _missing("CIFAR-10", root, f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png")
-    with downloading("CIFAR-10", _offline_advice(root / "cifar-10-batches-py")):
-        parts = [torchvision.datasets.CIFAR10(root, train=train, download=download) for train in (True, False)]
+    parts = _torchvision_cifar10(root, download)
     train_x, test_x = (torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous() for part in parts)
     train_y, test_y = (torch.tensor(part.targets, dtype=torch.int64) for part in parts)
     classes = tuple(parts[0].classes)
@@ -179,6 +178,25 @@ def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainT
         ImageData(train_x, train_y, classes, CIFAR10_MEAN, CIFAR10_STD, "CIFAR-10 train"),
         ImageData(test_x, test_y, classes, CIFAR10_MEAN, CIFAR10_STD, "CIFAR-10 test"),
     )
+
+
+def _torchvision_cifar10(root: Path, download: bool) -> list[torchvision.datasets.CIFAR10]:
+    """torchvision's CIFAR-10 training and test parts, downloaded (md5-checked) if asked."""
+
+    def load() -> list[torchvision.datasets.CIFAR10]:
+        return [torchvision.datasets.CIFAR10(root, train=train, download=download) for train in (True, False)]
+
+    folder = root / "cifar-10-batches-py"
+    if download:
+        with downloading("CIFAR-10", _offline_advice(folder)):
+            return load()
+    try:
+        return load()
+    except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
+        raise CorruptDataError(
+            f"{folder} is incomplete or corrupt (its files fail torchvision's md5 check). Delete it and pass "
+            f"{option('download')} to fetch it again."
+        ) from error
 
 
 def cifar10_cats_dogs(root: str | Path | None = None, *, download: bool = False) -> TrainTest:
