@@ -156,8 +156,8 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-class FolderInUseError(RuntimeError):
-    """Another process holds the lock of a results folder."""
+class FolderInUseError(OSError):
+    """Another process holds the lock of a results folder (an `OSError`: the command line reports it in one line)."""
 
 
 LOCK_NAME = ".lock"

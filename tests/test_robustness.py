@@ -129,7 +129,9 @@ def test_two_runs_started_at_once_do_not_both_write(tiny_mnist, tmp_path) -> Non
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outcomes = sorted((process.wait(timeout=300), process.stderr.read()) for process in runs)
     assert [code for code, _ in outcomes] == [0, 1], outcomes
-    assert "in use by process" in outcomes[1][1] or "already holds a finished run" in outcomes[1][1]
+    refusal = outcomes[1][1].strip()
+    assert "Traceback" not in refusal and refusal.startswith("cnn-study: error: "), refusal
+    assert "in use by process" in refusal or "already holds a finished run" in refusal
 
 
 def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path) -> None:
