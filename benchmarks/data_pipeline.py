@@ -79,12 +79,23 @@ def main() -> None:
 
     mnist_train, _ = mnist()
     cifar_train, _ = cifar10()
-    mnist_baseline_set = torchvision.datasets.MNIST(root, train=True, transform=transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]))  # fmt: skip
+    mnist_baseline_set = torchvision.datasets.MNIST(
+        root,
+        train=True,
+        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]),
+    )
     cifar_folder = root / "cifar10-jpeg" / "train"
-    cifar_baseline_set = torchvision.datasets.ImageFolder(cifar_folder, transform=transforms.Compose([
-        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)]))  # fmt: skip
+    cifar_baseline_set = torchvision.datasets.ImageFolder(
+        cifar_folder,
+        transform=transforms.Compose(
+            [
+                transforms.RandomCrop(32, padding=4),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+            ]
+        ),
+    )
 
     loaders = {
         "MNIST": (
@@ -97,8 +108,10 @@ def main() -> None:
         ),
     }
     print("1. Loader throughput (images/s)")
-    print(f"{'dataset':<20}{'BatchLoader':>14}{'DataLoader w=0':>16}{'DataLoader w=2':>16}{'ratio w=0':>11}"
-          f"{'ratio w=2':>11}")  # fmt: skip
+    print(
+        f"{'dataset':<20}{'BatchLoader':>14}{'DataLoader w=0':>16}{'DataLoader w=2':>16}{'ratio w=0':>11}"
+        f"{'ratio w=2':>11}"
+    )
     for name, (ours, baseline) in loaders.items():
         fast = throughput(ours, args.batches)
         slow0, slow2 = (throughput(baseline(workers), args.batches) for workers in (0, 2))

@@ -76,8 +76,16 @@ def flops_per_image(name: str, kwargs: dict, shape: tuple[int, ...]) -> float:
     return counter.get_total_flops() / 2
 
 
-def images_per_second(name: str, kwargs: dict, batch: int, shape: tuple[int, ...], device: torch.device,
-                      channels_last: bool, steps: int, compiled: bool = False) -> float:  # fmt: skip
+def images_per_second(
+    name: str,
+    kwargs: dict,
+    batch: int,
+    shape: tuple[int, ...],
+    device: torch.device,
+    channels_last: bool,
+    steps: int,
+    compiled: bool = False,
+) -> float:
     torch.manual_seed(0)
     model = create_model(name, **kwargs).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -108,20 +116,26 @@ def main() -> None:
     dtype = str(matmul_dtype(device)).removeprefix("torch.")
     print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 {dtype} matmul {peak:,.0f} GFLOP/s\n")
     compiled_header = f"{'compiled':>10}" if args.compile else ""
-    print(f"{'model':<15}{'input':>12}{'GFLOP/img':>11}{'img/s NCHW':>12}{'img/s NHWC':>12}{compiled_header}"
-          f"{'GFLOP/s':>9}{'of peak':>9}")  # fmt: skip
+    print(
+        f"{'model':<15}{'input':>12}{'GFLOP/img':>11}{'img/s NCHW':>12}{'img/s NHWC':>12}{compiled_header}"
+        f"{'GFLOP/s':>9}{'of peak':>9}"
+    )
     for name in args.models:
         kwargs, batch = MODELS[name]
         shape = (3, 150, 150) if name == "vgg16" else create_model(name, **kwargs).input_size
         flops = flops_per_image(name, kwargs, shape)
-        nchw, nhwc = (images_per_second(name, kwargs, batch, shape, device, layout, args.steps) for layout in (False, True))
+        nchw, nhwc = (
+            images_per_second(name, kwargs, batch, shape, device, layout, args.steps) for layout in (False, True)
+        )
         best, compiled_column = max(nchw, nhwc), ""
         if args.compile:
             compiled = images_per_second(name, kwargs, batch, shape, device, nhwc > nchw, args.steps, compiled=True)
             best, compiled_column = max(best, compiled), f"{compiled:>10,.0f}"
         achieved = best * flops / 1e9
-        print(f"{name:<15}{'x'.join(map(str, shape)):>12}{flops / 1e9:>11.3f}{nchw:>12,.0f}{nhwc:>12,.0f}"
-              f"{compiled_column}{achieved:>9,.0f}{achieved / peak:>9.0%}")  # fmt: skip
+        print(
+            f"{name:<15}{'x'.join(map(str, shape)):>12}{flops / 1e9:>11.3f}{nchw:>12,.0f}{nhwc:>12,.0f}"
+            f"{compiled_column}{achieved:>9,.0f}{achieved / peak:>9.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,19 +23,10 @@ from pathlib import Path
 from . import __version__
 from ._messages import command_line_messages
 from .datasets import DATASETS, BatchLoader
-from .experiments import (
-    PUBLISHED_RESULTS,
-    RECIPES,
-    export_weights,
-    format_results,
-    get_recipe,
-    list_experiments,
-    load_trained_model,
-    results_folder,
-    run,
-    scan_results,
-)
-from .models import get_model_info, list_models, summary
+from .experiments import run
+from .models import get_model_info, is_transfer_model, list_models, load_trained_model, summary
+from .recipes import RECIPES, experiments_using, get_recipe, list_experiments
+from .results import PUBLISHED_RESULTS, export_weights, format_results, results_folder, scan_results
 from .training import evaluate, select_device
 
 
@@ -48,7 +39,7 @@ def command_list(args: argparse.Namespace) -> None:
     for name in list_models(args.pattern):
         info = get_model_info(name)
         size = "x".join(map(str, info.input_size))
-        experiments = ",".join(map(str, info.experiments))
+        experiments = ",".join(map(str, experiments_using(name)))
         print(f"{name:<29}{size:<11}{info.num_classes:<9}{experiments:<13}{info.paper} ({info.year})")
     print("\nExperiments (cnn-study run NAME):")
     for recipe in list_experiments():
@@ -56,7 +47,7 @@ def command_list(args: argparse.Namespace) -> None:
 
 
 def command_summary(args: argparse.Namespace) -> None:
-    kwargs = {"base_weights": None} if args.name.endswith("_transfer") and not args.pretrained else {}
+    kwargs = {"base_weights": None} if is_transfer_model(args.name) and not args.pretrained else {}
     print(summary(args.name, depth=args.depth, **kwargs))
 
 
@@ -80,7 +71,7 @@ def command_run(args: argparse.Namespace) -> None:
     metrics = result.metrics
     quick = ", quick" if args.quick else ""
     print(f"\n{recipe.title} ({recipe.recipe}{quick}): {metrics['model']} on {metrics['device']}")
-    print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (study reported {recipe.seed_reported})")
+    print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (study reported {recipe.study_reported})")
     print(f"  train accuracy  {_percent(metrics['train_accuracy'])}")
     if metrics["val_accuracy"] is not None:
         print(f"  val accuracy    {_percent(metrics['val_accuracy'])}")
@@ -96,8 +87,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     model, meta = load_trained_model(args.model_file)
     device = select_device(args.device)
     _, test = DATASETS[args.dataset or meta["dataset"]](args.data, download=args.download)
-    image_size = model.input_size[-1] if meta["model"].endswith("_transfer") else None
-    loader = BatchLoader(test, 500, device=device, image_size=image_size, mean=meta["mean"], std=meta["std"])
+    loader = BatchLoader.for_model(test, model, device=device)  # as `run` fed it: size, normalisation, layout
     result = evaluate(model.to(device), loader)
     print(f"{args.model_file} ({meta['model']}): {test.name} accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
 
@@ -114,7 +104,7 @@ def command_results(args: argparse.Namespace) -> None:
 
 
 def command_export_weights(args: argparse.Namespace) -> None:
-    path = export_weights(args.run_dir, args.name, **({"out_dir": args.out} if args.out else {}))
+    path = export_weights(args.run_dir, args.name, args.out)
     print(f"wrote {path}")
 
 
@@ -145,8 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
     running.add_argument("--batch-size", type=positive_int, help="override the recipe's batch size")
     running.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 or mps")
-    running.add_argument("--backbone", choices=("vgg16", "efficientnet_lite0"),
-                         help="transfer experiments: pretrained base (default vgg16)")  # fmt: skip
+    running.add_argument(
+        "--backbone",
+        choices=("vgg16", "efficientnet_lite0"),
+        help="transfer experiments: pretrained base (default vgg16)",
+    )
     running.add_argument("--quick", action="store_true", help="small subset and 1-2 epochs, for a fast check")
     running.add_argument("--out", type=Path, default=Path("runs"), help="results parent folder (default runs/)")
     running.add_argument("--data", type=Path, help="dataset folder (default $CNN_STUDY_DATA or the user cache)")
@@ -155,9 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     replacing.add_argument("--resume", action="store_true", help="continue the run in the results folder")
     replacing.add_argument("--overwrite", action="store_true", help="replace the run in the results folder")
     running.add_argument("--quiet", action="store_true", help="no progress bars")
-    running.add_argument("--compile", action=argparse.BooleanOptionalAction,
-                         help="train through torch.compile (CUDA graphs on a GPU; slow first steps); default: on "
-                              "CUDA for full runs of models trained from scratch")
+    running.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="train through torch.compile (CUDA graphs on a GPU; slow first steps); default: on "
+        "CUDA for full runs of models trained from scratch",
+    )
     running.set_defaults(handler=command_run)
 
     evaluating = commands.add_parser("evaluate", parents=[debugging], help="evaluate a model file on a test split")
@@ -169,14 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.set_defaults(handler=command_evaluate)
 
     results = commands.add_parser("results", parents=[debugging], help="table of finished runs: study's number vs ours")
-    results.add_argument("--dir", type=Path, default=PUBLISHED_RESULTS,
-                         help="results folder, e.g. runs/ (default: the published full runs)")  # fmt: skip
+    results.add_argument(
+        "--dir",
+        type=Path,
+        default=PUBLISHED_RESULTS,
+        help="results folder, e.g. runs/ (default: the published full runs)",
+    )
     results.set_defaults(handler=command_results)
 
     exporting = commands.add_parser("export-weights", parents=[debugging], help="turn a run into shippable weights")
     exporting.add_argument("run_dir", type=Path, help="e.g. runs/lenet5/improved")
     exporting.add_argument("--name", required=True, help="weights name, usually the dataset (mnist, cifar10)")
-    exporting.add_argument("--out", type=Path, help="destination folder (default: the package's models/weights)")
+    exporting.add_argument(
+        "--out", type=Path, required=True, help="destination folder (cnn_study/models/weights in a checkout to ship it)"
+    )
     exporting.set_defaults(handler=command_export_weights)
     return parser
 

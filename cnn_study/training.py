@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from collections.abc import Iterable, Sized
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ._io import atomic_torch_save, safe_torch_load
+from .files import atomic_torch_save, load_model_state, safe_torch_load
 
 
 class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
@@ -85,6 +86,26 @@ def device_name(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, float | None]:
+    """The most memory this process has held so far, in MB: ``peak_rss_mb`` and, on CUDA, ``peak_cuda_mb``.
+
+    ``peak_rss_mb`` is the peak resident set size of the process (``getrusage``; ``None`` on Windows,
+    which lacks it), what a laptop's RAM must hold; ``peak_cuda_mb`` is ``torch.cuda.max_memory_allocated``.
+
+    >>> peak_memory(torch.device("cpu"))["peak_rss_mb"] > 10
+    True
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        rss_mb = None
+    else:
+        max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        rss_mb = round(max_rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+    cuda_mb = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
+    return {"peak_rss_mb": rss_mb, "peak_cuda_mb": cuda_mb}
 
 
 def seed_everything(seed: int) -> None:
@@ -302,30 +323,6 @@ def load_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return state["meta"]
 
 
-def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
-    """``model.load_state_dict`` with an error that says which model and class count the file is for.
-
-    Args:
-        model: The model to fill.
-        state_dict: Parameters to load.
-        source: Where they came from, for the message.
-
-    Raises:
-        ValueError: The parameters do not fit the model.
-    """
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as error:
-        ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        theirs = {k: tuple(v.shape) for k, v in state_dict.items()}
-        last = list(theirs)[-1] if theirs else "?"
-        raise ValueError(
-            f"{source} does not fit this {type(model).__name__}: it holds {len(theirs)} tensors "
-            f"(last {last} {theirs.get(last)}), the model has {len(ours)} (last {list(ours)[-1]} "
-            f"{list(ours.values())[-1]}). It was saved from another model or number of classes."
-        ) from error
-
-
 def fit(
     model: nn.Module,
     train_loader: Batches,
@@ -502,3 +499,180 @@ def extract_features(
             features.append(base(images.to(device)).float().cpu())
         labels.append(batch_labels.cpu())
     return torch.cat(features), torch.cat(labels)
+
+
+Schedule = Literal["constant", "cosine", "onecycle"]
+
+
+def make_optimizer(
+    name: str,
+    parameters: Any,
+    lr: float,
+    *,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """Build an optimizer by name: ``adam``, ``adamw``, ``sgd`` or ``rmsprop``.
+
+    Args:
+        name: Optimizer name.
+        parameters: Parameters (or parameter groups) to optimise.
+        lr: Learning rate.
+        momentum: Momentum (SGD).
+        nesterov: Nesterov momentum (SGD).
+        weight_decay: Weight decay (decoupled for AdamW).
+    """
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {name!r}; use adam, adamw, sgd or rmsprop.")
+
+
+def make_scheduler(
+    schedule: str, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Build a per-batch learning-rate schedule: ``constant``, ``cosine`` or ``onecycle``.
+
+    Args:
+        schedule: Schedule name.
+        optimizer: The optimizer whose learning rate it drives.
+        total_steps: Number of batches the schedule spans.
+    """
+    if schedule == "constant":
+        return None
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if schedule == "onecycle":
+        if total_steps < 4:
+            raise ValueError(f"The one-cycle schedule needs at least 4 steps, got {total_steps}; train longer.")
+        peak = optimizer.param_groups[0]["lr"]
+        warmup = max(0.25, 2 / total_steps)  # at least two warm-up steps, even in quick runs
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup)
+    raise ValueError(f"Unknown schedule {schedule!r}; use constant, cosine or onecycle.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """The settings of one training stage: everything `fit_stage` needs besides the model and the data.
+
+    Attributes:
+        epochs: Epochs of this stage.
+        optimizer: Optimizer name (see `make_optimizer`).
+        lr: Learning rate (the peak, for the ``onecycle`` schedule).
+        momentum: Momentum for SGD (Nesterov when ``nesterov``).
+        nesterov: Use Nesterov momentum with SGD.
+        weight_decay: L2 penalty (decoupled for AdamW).
+        schedule: Per-batch learning-rate schedule (see `make_scheduler`).
+        label_smoothing: Label smoothing of the training loss.
+    """
+
+    epochs: int
+    optimizer: str
+    lr: float
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: Schedule = "constant"
+    label_smoothing: float = 0.0
+
+
+def fit_stage(
+    model: nn.Module,
+    train_loader: Batches,
+    stage: Stage,
+    *,
+    history: History | None = None,
+    **fit_options: Any,
+) -> History:
+    """Train the parameters of ``model`` that require gradients for one `Stage`, after ``history``.
+
+    It builds the stage's optimizer over the trainable parameters and its schedule over the stage's
+    batches, then calls `fit`. With a ``checkpoint`` among ``fit_options``, a resumed stage continues
+    where it stopped (the schedule spans the whole stage either way).
+
+    Args:
+        model: The model; only parameters with ``requires_grad`` learn.
+        train_loader: Training batches.
+        stage: Epochs, optimizer, schedule and loss settings.
+        history: The history of the stages before this one, which the returned history continues.
+        **fit_options: Passed to `fit` (``val_loader``, ``device``, ``checkpoint``, ``resume``, ...).
+
+    Returns:
+        ``history`` followed by this stage's epochs.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2)
+        >>> data = TensorBatches(torch.randn(8, 2), torch.tensor([0, 1] * 4), batch_size=4)
+        >>> len(fit_stage(model, data, Stage(epochs=3, optimizer="sgd", lr=0.1), device="cpu", quiet=True))
+        3
+    """
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = make_optimizer(
+        stage.optimizer,
+        trainable,
+        stage.lr,
+        momentum=stage.momentum,
+        nesterov=stage.nesterov,
+        weight_decay=stage.weight_decay,
+    )
+    scheduler = make_scheduler(stage.schedule, optimizer, stage.epochs * len(train_loader))
+    trained = fit(
+        model,
+        train_loader,
+        epochs=stage.epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        label_smoothing=stage.label_smoothing,
+        **fit_options,
+    )
+    return trained if history is None else history.followed_by(trained)
+
+
+def fit_head_on_features(
+    extractor: nn.Module,
+    head: nn.Module,
+    train_views: list[Batches],
+    val_loader: Batches | None,
+    stage: Stage,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    quiet: bool = False,
+    **fit_options: Any,
+) -> History:
+    """Feature extraction, the fast path: run a frozen ``extractor`` once per image and view, then train ``head``.
+
+    A frozen extractor gives the same output for an image every epoch, so its outputs are computed once
+    (`extract_features`) and the head trains on `TensorBatches` of them. Each training view (the plain
+    images, a mirrored copy, a fixed random augmentation) adds one copy of the training set's features.
+
+    Args:
+        extractor: The frozen part, e.g. ``TransferClassifier.feature_extractor()``.
+        head: What learns on the extracted features, e.g. ``TransferClassifier.classifier_head()``.
+        train_views: One loader per view of the training images (not shuffled).
+        val_loader: Images whose features are evaluated after each epoch, or ``None``.
+        stage: The head's training settings.
+        batch_size: Feature vectors per training batch.
+        seed: Seed of the shuffling of the features.
+        device: Where to run; defaults to `select_device`.
+        quiet: Hide progress bars.
+        **fit_options: Passed to `fit` (``checkpoint``, ``resume``, ``meta``, ...).
+
+    Returns:
+        The head's history.
+    """
+    extracted = [extract_features(extractor, view, device, quiet) for view in train_views]
+    features, labels = torch.cat([f for f, _ in extracted]), torch.cat([y for _, y in extracted])
+    train_features = TensorBatches(features, labels, batch_size, shuffle=True, seed=seed)
+    val_features = None
+    if val_loader is not None:
+        val_features = TensorBatches(*extract_features(extractor, val_loader, device, quiet), batch_size=500)
+    return fit_stage(head, train_features, stage, val_loader=val_features, device=device, quiet=quiet, **fit_options)

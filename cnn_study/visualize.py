@@ -24,8 +24,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ._io import atomic_write
 from .datasets import ImageData
+from .files import atomic_write
 from .training import History, evaluate
 
 ArrayLike = Sequence[int] | np.ndarray | torch.Tensor
@@ -71,12 +71,23 @@ def training_curves(histories: History | Mapping[str, History], title: str | Non
         prefix = f"{label} " if label else ""
         epochs = history.column("epoch")
         for axes, metric, scale in ((loss_axes, "loss", 1), (accuracy_axes, "accuracy", 100)):
-            axes.plot(epochs, [v * scale for v in history.column(f"train_{metric}")], color=colour,
-                      marker=".", label=f"{prefix}train")  # fmt: skip
+            axes.plot(
+                epochs,
+                [v * scale for v in history.column(f"train_{metric}")],
+                color=colour,
+                marker=".",
+                label=f"{prefix}train",
+            )
             validation = history.column(f"val_{metric}")
             if all(value is not None for value in validation):
-                axes.plot(epochs, [v * scale for v in validation], color=colour, linestyle="--", marker=".",
-                          label=f"{prefix}validation")  # fmt: skip
+                axes.plot(
+                    epochs,
+                    [v * scale for v in validation],
+                    color=colour,
+                    linestyle="--",
+                    marker=".",
+                    label=f"{prefix}validation",
+                )
     loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for axes in (loss_axes, accuracy_axes):
@@ -138,8 +149,7 @@ def confusion_matrix(
     threshold = values.max() / 2 if values.size else 0
     for (row, col), value in np.ndenumerate(values):
         text = f"{value:.2f}" if normalize else f"{value:d}"
-        axes.text(col, row, text, ha="center", va="center", fontsize=8,
-                  color="white" if value > threshold else "black")  # fmt: skip
+        axes.text(col, row, text, ha="center", va="center", fontsize=8, color="white" if value > threshold else "black")
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     axes.set_title(f"Confusion matrix (accuracy {accuracy:.2%})")
     return figure
@@ -187,8 +197,9 @@ def class_distribution(
         width = 0.8 / len(parts)
         positions = np.arange(len(classes))
         for index, (name, part_counts) in enumerate(counts.items()):
-            bars = axes.bar(positions + (index - (len(parts) - 1) / 2) * width, list(part_counts.values()),
-                            width, label=name)  # fmt: skip
+            bars = axes.bar(
+                positions + (index - (len(parts) - 1) / 2) * width, list(part_counts.values()), width, label=name
+            )
             axes.bar_label(bars, fontsize=7, padding=2)
         axes.set_xticks(positions, classes, rotation=30, ha="right")
         axes.set(ylabel="images", title=title or "Images per class")
@@ -198,8 +209,14 @@ def class_distribution(
         return figure
     figure = Figure(figsize=(5 * len(parts), 5), layout="constrained")
     for axes, (name, part_counts) in zip(np.atleast_1d(figure.subplots(1, len(parts))), counts.items()):
-        axes.pie(list(part_counts.values()), labels=classes, autopct="%1.1f%%", startangle=90,
-                 colors=[f"C{i}" for i in range(len(classes))], textprops={"fontsize": 8})  # fmt: skip
+        axes.pie(
+            list(part_counts.values()),
+            labels=classes,
+            autopct="%1.1f%%",
+            startangle=90,
+            colors=[f"C{i}" for i in range(len(classes))],
+            textprops={"fontsize": 8},
+        )
         axes.set_title(name)
     if title:
         figure.suptitle(title)
@@ -273,13 +290,22 @@ def misclassified(model: nn.Module, loader: object, count: int = 16, columns: in
     confidence = result.probabilities[wrong, result.predictions[wrong]]
     worst = wrong[confidence.argsort(descending=True)[:count]]
     data = loader.data
-    figure = image_grid(data.images[worst], data.labels[worst], data.classes,
-                        predictions=result.predictions[worst], columns=columns,
-                        title=f"{len(wrong)} of {len(data)} misclassified; most confident mistakes")  # fmt: skip
+    figure = image_grid(
+        data.images[worst],
+        data.labels[worst],
+        data.classes,
+        predictions=result.predictions[worst],
+        columns=columns,
+        title=f"{len(wrong)} of {len(data)} misclassified; most confident mistakes",
+    )
     for axes, index in zip(figure.axes, worst.tolist()):
         predicted = int(result.predictions[index])
-        axes.set_title(f"{data.classes[data.labels[index]]}\n→ {data.classes[predicted]} "
-                       f"({result.probabilities[index, predicted]:.0%})", fontsize=8, color="red")  # fmt: skip
+        axes.set_title(
+            f"{data.classes[data.labels[index]]}\n→ {data.classes[predicted]} "
+            f"({result.probabilities[index, predicted]:.0%})",
+            fontsize=8,
+            color="red",
+        )
     return figure
 
 
@@ -392,7 +418,7 @@ def filters(model: nn.Module, layer: str | None = None, max_filters: int = 32, m
             axes.imshow(picture, cmap="gray", interpolation="nearest")
         for axes in grid:
             axes.axis("off")
-        for axes in grid[len(weights):]:
+        for axes in grid[len(weights) :]:
             axes.remove()
     else:
         inputs = min(weights.shape[1], max_inputs)
@@ -400,8 +426,13 @@ def filters(model: nn.Module, layer: str | None = None, max_filters: int = 32, m
         grid = np.array(figure.subplots(len(weights), inputs, squeeze=False))
         limit = weights[:, :inputs].abs().max().item()
         for (row, col), axes in np.ndenumerate(grid):
-            axes.imshow(weights[row, col].numpy(), cmap="gray" if inputs == 1 else "RdBu_r",
-                        vmin=-limit, vmax=limit, interpolation="nearest")  # fmt: skip
+            axes.imshow(
+                weights[row, col].numpy(),
+                cmap="gray" if inputs == 1 else "RdBu_r",
+                vmin=-limit,
+                vmax=limit,
+                interpolation="nearest",
+            )
             axes.set_xticks([])
             axes.set_yticks([])
             if col == 0:

@@ -29,9 +29,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cnn_study._io import atomic_json_dump
 from cnn_study.datasets import DATASETS, TrainTest
-from cnn_study.experiments import Recipe, get_recipe, run
+from cnn_study.experiments import run
+from cnn_study.files import atomic_json_dump
+from cnn_study.recipes import Recipe, get_recipe
+from cnn_study.results import summarise_cross_validation
 from cnn_study.training import evaluate
 
 
@@ -61,8 +63,15 @@ def describe(recipe: Recipe) -> str:
 def held_out_accuracies(recipe: Recipe, fold: TrainTest, args: argparse.Namespace) -> dict[str, float]:
     """Run ``recipe`` on one fold; its held-out accuracy before and after fine-tuning, and mirror-averaged."""
     with tempfile.TemporaryDirectory() as scratch:
-        result = run(recipe, data=fold, out=scratch, backbone=args.backbone, device=args.device,
-                     epochs=args.head_epochs, quiet=True)  # fmt: skip
+        result = run(
+            recipe,
+            data=fold,
+            out=scratch,
+            backbone=args.backbone,
+            device=args.device,
+            epochs=args.head_epochs,
+            quiet=True,
+        )
     return {
         "before_fine_tuning": result.metrics["accuracy_before_fine_tuning"],
         "accuracy": result.metrics["test_accuracy"],
@@ -80,8 +89,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, nargs="+", help="peak learning rates of the fine-tuning stage")
     parser.add_argument("--epochs", type=int, nargs="+", help="epochs of the fine-tuning stage")
     parser.add_argument("--head-epochs", type=int, help="shorten the head's stage (a rehearsal)")
-    parser.add_argument("--per-class", type=int,
-                        help="use this many training images per class, and a --quick final run (a rehearsal)")
+    parser.add_argument(
+        "--per-class", type=int, help="use this many training images per class, and a --quick final run (a rehearsal)"
+    )
     parser.add_argument("--results", type=Path, required=True, help="JSON file for every fold's accuracies")
     parser.add_argument("--final-out", type=Path, help="run the winner on the whole training set, results here")
     args = parser.parse_args()
@@ -97,33 +107,46 @@ def main() -> None:
     for fold_number, fold in enumerate(training.folds(args.folds, seed=recipe.seed), start=1):
         for candidate in grid:  # fold by fold: an interrupted call still compares every candidate on the same folds
             started = time.perf_counter()
-            row = {"fold": fold_number, "settings": describe(candidate),
-                   **held_out_accuracies(candidate, TrainTest(*fold), args),
-                   "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            row = {
+                "fold": fold_number,
+                "settings": describe(candidate),
+                **held_out_accuracies(candidate, TrainTest(*fold), args),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
             rows.append(row)
             atomic_json_dump(rows, args.results)
-            print(f"fold {fold_number}  {row['settings']:<30}  head {row['before_fine_tuning']:.2%}  "
-                  f"fine-tuned {row['accuracy']:.2%}  mirror-averaged {row['mirror_averaged']:.2%}  "
-                  f"({row['seconds']} s)", flush=True)  # fmt: skip
+            print(
+                f"fold {fold_number}  {row['settings']:<30}  head {row['before_fine_tuning']:.2%}  "
+                f"fine-tuned {row['accuracy']:.2%}  mirror-averaged {row['mirror_averaged']:.2%}  "
+                f"({row['seconds']} s)",
+                flush=True,
+            )
 
     print(f"\nmean held-out accuracy over {args.folds} folds ({len(training):,} images, each held out once)")
+    summary = summarise_cross_validation(rows)
     scores = []
     for candidate in grid:
-        mine = [row for row in rows if row["settings"] == describe(candidate)]
         for test_mirror, key in ((False, "accuracy"), (True, "mirror_averaged")):
-            mean = sum(row[key] for row in mine) / len(mine)
+            mean = summary.means[describe(candidate)][key]
             scores.append((mean, replace(candidate, test_mirror=test_mirror)))
             print(f"  {describe(candidate):<30}  {'mirror-averaged' if test_mirror else 'one view':<15}  {mean:.2%}")
-    head = sum(row["before_fine_tuning"] for row in rows) / len(rows)
-    print(f"  {'head only (no fine-tuning)':<30}  {'one view':<15}  {head:.2%}")
+    print(f"  {'head only (no fine-tuning)':<30}  {'one view':<15}  {summary.head_only:.2%}")
     best_score, best = max(scores, key=lambda scored: scored[0])  # the first of equals: closest to the recipe
     print(f"\nwinner: {describe(best)}{', mirror-averaged test' if best.test_mirror else ''} ({best_score:.2%})")
     if args.final_out:
-        final = run(best, out=args.final_out, backbone=args.backbone, device=args.device, quiet=True,
-                    quick=args.per_class is not None)  # a rehearsal's final run is a --quick one  # fmt: skip
-        print(f"{best.name} with the winner on the whole training set: test accuracy "
-              f"{final.metrics['test_accuracy']:.2%} ({final.metrics['accuracy_before_fine_tuning']:.2%} "
-              f"before fine-tuning), results in {final.out_dir}")  # fmt: skip
+        final = run(
+            best,
+            out=args.final_out,
+            backbone=args.backbone,
+            device=args.device,
+            quiet=True,
+            quick=args.per_class is not None,
+        )  # a rehearsal's final run is a --quick one
+        print(
+            f"{best.name} with the winner on the whole training set: test accuracy "
+            f"{final.metrics['test_accuracy']:.2%} ({final.metrics['accuracy_before_fine_tuning']:.2%} "
+            f"before fine-tuning), results in {final.out_dir}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from cnn_study._io import atomic_torch_save
 from cnn_study.datasets import DATASETS, Augmentation, BatchLoader, ImageData, Mirror
-from cnn_study.experiments import _fit_stage, get_recipe
+from cnn_study.files import atomic_torch_save
 from cnn_study.models import create_model
+from cnn_study.recipes import get_recipe
 from cnn_study.training import (
     TensorBatches,
     extract_features,
+    fit_stage,
     loss_and_predictions,
     seed_everything,
     select_device,
@@ -40,17 +40,23 @@ from cnn_study.training import (
 
 def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Features of every view of the fitting part, of the validation part and its mirror image (cached)."""
-    settings = {"experiment": args.experiment, "backbone": args.backbone, "more_views": args.more_views,
-                "per_class": args.per_class}  # fmt: skip
+    settings = {
+        "experiment": args.experiment,
+        "backbone": args.backbone,
+        "more_views": args.more_views,
+        "per_class": args.per_class,
+    }
     if args.cache.exists():
         cache = torch.load(args.cache, weights_only=True)
         if cache["settings"] != settings:
-            raise SystemExit(f"{args.cache} holds the features for {cache['settings']}, not {settings}: "
-                             "pass another --cache file or delete this one.")  # fmt: skip
+            raise SystemExit(
+                f"{args.cache} holds the features for {cache['settings']}, not {settings}: "
+                "pass another --cache file or delete this one."
+            )
         return cache
     recipe = get_recipe(args.experiment)
-    model = create_model(f"{args.backbone}_transfer", **recipe.model_kwargs)
-    extractor = nn.Sequential(model.base, model.head[0])
+    model = create_model(recipe.model_for(args.backbone), **recipe.model_kwargs)
+    extractor = model.feature_extractor()
     training = DATASETS[recipe.dataset](None)[0]
     if args.per_class:
         training = training.sample(args.per_class, seed=recipe.seed)
@@ -58,8 +64,7 @@ def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str,
     views = [(), *((view,) for view in recipe.cached_views), *[recipe.cached_views[-1:]] * args.more_views]
 
     def features(data: ImageData, augment: tuple[Augmentation, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = BatchLoader(data, 500, augment=augment, device=device, seed=seed, image_size=model.input_size[-1],
-                             mean=model.mean, std=model.std, channels_last=True)  # fmt: skip
+        loader = BatchLoader.for_model(data, model, device=device, augment=augment, seed=seed)
         return extract_features(extractor, loader, device)
 
     cache = {"settings": settings, **dict(zip(("val_features", "val_labels"), features(validation, (), recipe.seed)))}
@@ -89,8 +94,10 @@ def main() -> None:
     cache = cached_features(args, device)
     view_count = sum(key.startswith("view") and key.endswith("_features") for key in cache)
     validation = TensorBatches(cache["val_features"], cache["val_labels"], 500)
-    print(f"{'views':>5} {'decay':>6} {'smooth':>6} {'dropout':>7} {'epochs':>6}  {'val acc':>7}  {'val loss':>8}"
-          f"  {'mirror-averaged':>15}")  # fmt: skip
+    print(
+        f"{'views':>5} {'decay':>6} {'smooth':>6} {'dropout':>7} {'epochs':>6}  {'val acc':>7}  {'val loss':>8}"
+        f"  {'mirror-averaged':>15}"
+    )
     for views, decay, smoothing, dropout, epochs in itertools.product(
         args.views or [view_count], args.weight_decay, args.label_smoothing, args.dropout, args.epochs
     ):
@@ -99,20 +106,27 @@ def main() -> None:
         dropout = recipe.model_kwargs["dropout"] if dropout is None else dropout
         epochs = epochs or recipe.epochs
         seed_everything(recipe.seed)
-        head = create_model(f"{args.backbone}_transfer", **dict(recipe.model_kwargs, dropout=dropout)).head[1:]
-        training = TensorBatches(torch.cat([cache[f"view{n}_features"] for n in range(views)]),
-                                 torch.cat([cache[f"view{n}_labels"] for n in range(views)]),
-                                 recipe.batch_size, shuffle=True, seed=recipe.seed)  # fmt: skip
-        setting = replace(recipe, weight_decay=decay, label_smoothing=smoothing)  # trained as `run` trains its head
-        history = _fit_stage(head, setting, recipe.optimizer, recipe.lr, epochs, training, validation, device=device,
-                             quiet=True)  # fmt: skip
+        model = create_model(recipe.model_for(args.backbone), **dict(recipe.model_kwargs, dropout=dropout))
+        head = model.classifier_head()
+        training = TensorBatches(
+            torch.cat([cache[f"view{n}_features"] for n in range(views)]),
+            torch.cat([cache[f"view{n}_labels"] for n in range(views)]),
+            recipe.batch_size,
+            shuffle=True,
+            seed=recipe.seed,
+        )
+        stage = replace(recipe.first_stage, epochs=epochs, weight_decay=decay, label_smoothing=smoothing)
+        history = fit_stage(head, training, stage, val_loader=validation, device=device, quiet=True)
         last = history.epochs[-1]
         head.eval()
         with torch.no_grad():  # test-time augmentation (Recipe.test_mirror): average with the mirror image's logits
             logits = (head(cache["val_features"]) + head(cache["val_mirror_features"])) / 2
         mirrored = (loss_and_predictions(logits, cache["val_labels"])[1] == cache["val_labels"]).float().mean()
-        print(f"{views:>5} {decay:>6g} {smoothing:>6g} {dropout:>7g} {epochs:>6}  {last.val_accuracy:>7.2%}"
-              f"  {last.val_loss:>8.4f}  {mirrored:>15.2%}", flush=True)  # fmt: skip
+        print(
+            f"{views:>5} {decay:>6g} {smoothing:>6g} {dropout:>7g} {epochs:>6}  {last.val_accuracy:>7.2%}"
+            f"  {last.val_loss:>8.4f}  {mirrored:>15.2%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from cnn_study.cli import main
-from cnn_study.experiments import get_recipe
+from cnn_study.recipes import get_recipe
 
 
 def test_list_prints_models_and_experiments(capsys) -> None:
@@ -43,12 +43,30 @@ def test_bad_usage_exits_2(capsys) -> None:
 
 def test_run_then_results_then_evaluate(data_dir, tmp_path, capsys) -> None:
     out = tmp_path / "runs"
-    assert main(["run", "lenet5", "--quick", "--quiet", "--device", "cpu", "--out", str(out),
-                 "--data", str(data_dir)]) == 0  # fmt: skip
+    assert (
+        main(["run", "lenet5", "--quick", "--quiet", "--device", "cpu", "--out", str(out), "--data", str(data_dir)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "99.03% test" in printed
-    assert main(["run", "lenet5", "--quick", "--quiet", "--device", "cpu", "--out", str(out), "--data", str(data_dir),
-                 "--resume"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                "lenet5",
+                "--quick",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--data",
+                str(data_dir),
+                "--resume",
+            ]
+        )
+        == 0
+    )
     resumed = capsys.readouterr().out  # a finished run resumes to its end and says what its wall time covers
     epochs = get_recipe("lenet5").quick_epochs
     assert re.search(rf"{epochs} epochs in \d+ s of epochs in all, \d+ s in this resumed call", resumed)

@@ -99,7 +99,6 @@ def test_split_is_stratified_and_reproducible(mnist_data) -> None:
         train.split(1.5)
 
 
-
 def test_folds_hold_out_every_image_once_stratified_and_reproducibly() -> None:
     count = 1_003
     labels = torch.cat([torch.zeros(700), torch.ones(250), torch.full((53,), 2)]).long()
@@ -112,7 +111,7 @@ def test_folds_hold_out_every_image_once_stratified_and_reproducibly() -> None:
     folds = data.folds(5, seed=1)
     held_out = [indices(held) for _, held in folds]
     assert sorted(index for part in held_out for index in part) == list(range(count))  # each exactly once
-    for (train, held), held_indices in zip(folds, held_out):
+    for (train, _), held_indices in zip(folds, held_out):
         assert indices(train) == set(range(count)) - held_indices
         assert torch.equal(train.labels, labels[sorted(indices(train))])  # labels travel with their images
     for name, total in data.class_counts().items():
@@ -122,6 +121,7 @@ def test_folds_hold_out_every_image_once_stratified_and_reproducibly() -> None:
     assert held_out != [indices(held) for _, held in data.folds(5, seed=2)]
     with pytest.raises(ValueError, match="at least 2 folds"):
         data.folds(1)
+
 
 # ----------------------------------------------------------------------------- bad input
 
@@ -190,7 +190,7 @@ def test_mixed_image_sizes_need_a_size(tmp_path, make_image_folder) -> None:
 
 def test_nothing_is_half_written_into_the_cache(tmp_path, isolated_cache, monkeypatch, make_image_folder) -> None:
     make_image_folder(tmp_path / "b", {"x": 2})
-    import cnn_study._io as io
+    import cnn_study.files as io
 
     def explode(obj, file):
         file.write(b"partial")

@@ -33,12 +33,28 @@ def site(data_dir, tmp_path_factory: pytest.TempPathFactory) -> Path:
             plugin["mkdocs-jupyter"]["cache"] = False
     config_file = folder / "mkdocs.yml"
     config_file.write_text(yaml.safe_dump(config))
-    env = dict(os.environ, CNN_STUDY_BACKBONE=os.environ.get("CNN_STUDY_BACKBONE", "efficientnet_lite0"),
-               CNN_STUDY_DATA=str(data_dir))  # fmt: skip
+    env = dict(
+        os.environ,
+        CNN_STUDY_BACKBONE=os.environ.get("CNN_STUDY_BACKBONE", "efficientnet_lite0"),
+        CNN_STUDY_DATA=str(data_dir),
+    )
     completed = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config_file),
-         "--site-dir", str(folder / "site")],  # fmt: skip
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(config_file),
+            "--site-dir",
+            str(folder / "site"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert completed.returncode == 0, completed.stderr[-5000:]
     return folder / "site"

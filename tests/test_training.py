@@ -55,8 +55,9 @@ def _train_lenet(
         loader = InterruptedLoader(train, 64, shuffle=True, seed=0, stop_at=interrupt_in_epoch)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
-    history = fit(model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler, device="cpu",
-                  quiet=True, **kwargs)  # fmt: skip
+    history = fit(
+        model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler, device="cpu", quiet=True, **kwargs
+    )
     return model, history
 
 
@@ -132,8 +133,15 @@ def test_resuming_from_another_models_checkpoint_is_refused(small_mnist, tmp_pat
     _train_lenet(train, 1, checkpoint=tmp_path / "lenet.pt")
     other = create_model("mnist_cnn")
     with pytest.raises(ValueError, match="does not fit this MnistCNN"):
-        fit(other, BatchLoader(train, 64), epochs=2, optimizer=torch.optim.Adam(other.parameters()),
-            checkpoint=tmp_path / "lenet.pt", resume=True, quiet=True)  # fmt: skip
+        fit(
+            other,
+            BatchLoader(train, 64),
+            epochs=2,
+            optimizer=torch.optim.Adam(other.parameters()),
+            checkpoint=tmp_path / "lenet.pt",
+            resume=True,
+            quiet=True,
+        )
 
 
 def test_bad_checkpoint_files(tmp_path) -> None:
@@ -153,7 +161,7 @@ def test_save_checkpoint_writes_atomically(tmp_path, monkeypatch) -> None:
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, model, optimizer, None, History(), TensorBatches(torch.zeros(1), torch.zeros(1)))
     good = path.read_bytes()
-    import cnn_study._io as io
+    import cnn_study.files as io
 
     monkeypatch.setattr(io.torch, "save", lambda obj, file: (file.write(b"half"), 1 / 0))
     with pytest.raises(ZeroDivisionError):
@@ -166,8 +174,14 @@ def test_binary_head_uses_one_logit_and_bce() -> None:
     features = torch.randn(400, 8)
     labels = (features[:, 0] > 0).long()
     head = torch.nn.Linear(8, 1)
-    fit(head, TensorBatches(features, labels, 50, shuffle=True), epochs=10,
-        optimizer=torch.optim.Adam(head.parameters(), lr=0.05), device="cpu", quiet=True)  # fmt: skip
+    fit(
+        head,
+        TensorBatches(features, labels, 50, shuffle=True),
+        epochs=10,
+        optimizer=torch.optim.Adam(head.parameters(), lr=0.05),
+        device="cpu",
+        quiet=True,
+    )
     result = evaluate(head, TensorBatches(features, labels, 100))
     assert result.accuracy > 0.95
     assert result.probabilities.shape == (400, 2)

@@ -39,15 +39,20 @@ def test_normalised_confusion_matrix_rows_sum_to_one() -> None:
 
 def test_training_curves_plot_every_epoch_of_every_run() -> None:
     def history(offset: float) -> History:
-        return History([EpochRecord(e, 1 / e + offset, 0.5 + e / 10, 1.2 / e, 0.4 + e / 10, 0.1, 1.0)
-                        for e in range(1, 5)])  # fmt: skip
+        return History(
+            [EpochRecord(e, 1 / e + offset, 0.5 + e / 10, 1.2 / e, 0.4 + e / 10, 0.1, 1.0) for e in range(1, 5)]
+        )
 
     figure = visualize.training_curves({"seed": history(0), "improved": history(0.1)}, title="runs")
     loss_axes, accuracy_axes = figure.axes
     assert len(loss_axes.lines) == 4  # train + validation per run
     assert list(accuracy_axes.lines[0].get_ydata()) == pytest.approx([60, 70, 80, 90])
     assert {line.get_label() for line in loss_axes.lines} == {
-        "seed train", "seed validation", "improved train", "improved validation"}  # fmt: skip
+        "seed train",
+        "seed validation",
+        "improved train",
+        "improved validation",
+    }
 
 
 def _toy_data(n: int = 40) -> ImageData:
@@ -62,7 +67,8 @@ def test_class_distribution_bar_and_pie() -> None:
     axes = bars.axes[0]
     heights = [patch.get_height() for patch in axes.patches]
     assert heights == [train.class_counts()[c] for c in data.classes] + [
-        validation.class_counts()[c] for c in data.classes]  # fmt: skip
+        validation.class_counts()[c] for c in data.classes
+    ]
     assert [t.get_text() for t in axes.get_xticklabels()] == list(data.classes)
     pies = visualize.class_distribution({"train": train, "validation": validation}, kind="pie")
     assert len(pies.axes) == 2 and len(pies.axes[0].patches) == 4
@@ -81,8 +87,7 @@ def test_image_grid_undoes_normalisation() -> None:
 
 def test_feature_maps_show_the_channels_asked_for() -> None:
     model = create_model("mnist_cnn")
-    figure = visualize.feature_maps(model, torch.randn(1, 28, 28), layers=["features.0", "features.2"],
-                                    max_channels=16)  # fmt: skip
+    figure = visualize.feature_maps(model, torch.randn(1, 28, 28), layers=["features.0", "features.2"], max_channels=16)
     images = [image for axes in figure.axes for image in _images(axes)]
     assert len(images) == 32
     assert {image.shape for image in images[:16]} == {(26, 26)} and {image.shape for image in images[16:]} == {(24, 24)}

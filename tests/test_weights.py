@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cnn_study.datasets import DATASETS, BatchLoader
-from cnn_study.models import available_weights, create_model, list_models
-from cnn_study.models._registry import WEIGHTS_DIR
+from cnn_study.models import WEIGHTS_DIR, available_weights, create_model, list_models
 from cnn_study.training import evaluate
 
 SHIPPED = [(path.stem.split("-")[0], path.stem.split("-", 1)[1]) for path in sorted(WEIGHTS_DIR.glob("*.pt"))]

@@ -30,7 +30,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -65,18 +65,20 @@ print(models.summary("mnist_cnn"))
 # AdamW with a one-cycle learning-rate schedule, label smoothing and small random shifts of the digits.
 
 # %%
-recipe = experiments.get_recipe("mnist_cnn", "improved")
+recipe = recipes.get_recipe("mnist_cnn", "improved")
 print(recipe)
 result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
-print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%} "
-      f"on {result.metrics['train_size']} training images")
+print(
+    f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%} "
+    f"on {result.metrics['train_size']} training images"
+)
 
 # %% [markdown]
 # The full runs, made with `cnn-study run mnist_cnn --recipe seed|improved`:
 
 # %%
-print(experiments.format_results([m for m in experiments.load_results() if m["name"] == "mnist_cnn"]))
-visualize.training_curves(experiments.published_histories("mnist_cnn"), title="Full runs: seed vs improved recipe")
+print(results.format_results([m for m in results.load_results() if m["name"] == "mnist_cnn"]))
+visualize.training_curves(results.published_histories("mnist_cnn"), title="Full runs: seed vs improved recipe")
 
 # %% [markdown]
 # ## What the trained network does

@@ -29,7 +29,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from IPython.display import display
+
+from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -52,7 +54,7 @@ print(models.summary("fashion_cnn"))
 # The two recipes differ only in training: same data, same architecture.
 
 # %%
-seed, improved = experiments.get_recipe("fashion_cnn", "seed"), experiments.get_recipe("fashion_cnn", "improved")
+seed, improved = recipes.get_recipe("fashion_cnn", "seed"), recipes.get_recipe("fashion_cnn", "improved")
 for field in ("optimizer", "lr", "weight_decay", "schedule", "epochs", "augment", "label_smoothing"):
     print(f"{field:>16}: {getattr(seed, field)!s:<12} -> {getattr(improved, field)}")
 
@@ -64,8 +66,8 @@ print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_
 # ## Full runs
 
 # %%
-print(experiments.format_results([m for m in experiments.load_results() if m["name"] == "fashion_cnn"]))
-histories = experiments.published_histories("fashion_cnn")
+print(results.format_results([m for m in results.load_results() if m["name"] == "fashion_cnn"]))
+histories = results.published_histories("fashion_cnn")
 if histories:
     display(visualize.training_curves(histories, title="Full runs: seed vs improved recipe"))
 

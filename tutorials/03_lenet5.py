@@ -34,7 +34,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -59,18 +59,20 @@ visualize.class_distribution({"train (80%)": train_part, "validation (20%)": val
 # ## Training the seed recipe
 
 # %%
-recipe = experiments.get_recipe("lenet5", "seed")
+recipe = recipes.get_recipe("lenet5", "seed")
 result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
-print(f"{'quick' if QUICK else 'full'} run: validation {result.metrics['val_accuracy']:.2%}, "
-      f"test {result.metrics['test_accuracy']:.2%}")
+print(
+    f"{'quick' if QUICK else 'full'} run: validation {result.metrics['val_accuracy']:.2%}, "
+    f"test {result.metrics['test_accuracy']:.2%}"
+)
 visualize.training_curves(result.history, title="This run")
 
 # %% [markdown]
 # ## Full runs, and the shipped weights
 
 # %%
-print(experiments.format_results([m for m in experiments.load_results() if m["name"] == "lenet5"]))
-visualize.training_curves(experiments.published_histories("lenet5"), title="Full runs: seed vs improved recipe")
+print(results.format_results([m for m in results.load_results() if m["name"] == "lenet5"]))
+visualize.training_curves(results.published_histories("lenet5"), title="Full runs: seed vs improved recipe")
 
 # %%
 lenet = models.create_model("lenet5", weights="mnist").eval()

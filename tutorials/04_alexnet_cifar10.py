@@ -27,7 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -54,7 +54,7 @@ print(models.summary("alexnet_cifar", depth=2))
 # %%
 from dataclasses import replace
 
-improved = experiments.get_recipe("alexnet", "improved")
+improved = recipes.get_recipe("alexnet", "improved")
 no_augmentation = replace(improved, recipe="no-augmentation", augment=(), label_smoothing=0.0)
 epochs = 10 if QUICK else None
 settings = dict(out=OUT, quick=QUICK, epochs=epochs, quiet=True, overwrite=True)
@@ -67,8 +67,10 @@ visualize.training_curves({name: run.history for name, run in runs.items()}, tit
 # %%
 for name, run in runs.items():
     m = run.metrics
-    print(f"{name:>16}: train {m['train_accuracy']:.2%}  test {m['test_accuracy']:.2%}  "
-          f"gap {m['train_accuracy'] - m['test_accuracy']:+.2%}")
+    print(
+        f"{name:>16}: train {m['train_accuracy']:.2%}  test {m['test_accuracy']:.2%}  "
+        f"gap {m['train_accuracy'] - m['test_accuracy']:+.2%}"
+    )
 
 # %% [markdown]
 # Without augmentation, training accuracy runs ahead of test accuracy and the gap keeps opening: the network
@@ -83,8 +85,8 @@ for name, run in runs.items():
 # ## Full runs
 
 # %%
-full = [m for m in experiments.load_results() if m["name"] == "alexnet"]
-print(experiments.format_results(full))
+full = [m for m in results.load_results() if m["name"] == "alexnet"]
+print(results.format_results(full))
 for m in full:
     validation = f"val {m['val_accuracy']:.2%}" if m["val_accuracy"] is not None else "no validation split"
     print(f"{m['recipe']:>9}: train {m['train_accuracy']:.2%}, {validation}, test {m['test_accuracy']:.2%}")
@@ -96,7 +98,7 @@ for m in full:
 # schedule, when the learning rate is small enough for the network to fit its (augmented) training images.
 
 # %%
-visualize.training_curves(experiments.published_histories("alexnet"), title="Full runs: seed vs improved")
+visualize.training_curves(results.published_histories("alexnet"), title="Full runs: seed vs improved")
 
 # %% [markdown]
 # ## Where the improved network looks

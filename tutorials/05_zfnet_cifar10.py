@@ -25,7 +25,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from cnn_study import datasets, experiments, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
@@ -33,8 +33,11 @@ OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning 
 # %%
 train, test = datasets.cifar10(download=True)
 train_part, validation = train.split(0.2, seed=0)
-visualize.class_distribution({"train (80%)": train_part, "validation (20%)": validation}, kind="bar",
-                             title="CIFAR-10 images per class after the 80/20 split")
+visualize.class_distribution(
+    {"train (80%)": train_part, "validation (20%)": validation},
+    kind="bar",
+    title="CIFAR-10 images per class after the 80/20 split",
+)
 
 # %%
 visualize.class_distribution({"train (80%)": train_part, "validation (20%)": validation}, kind="pie")
@@ -54,10 +57,10 @@ print(models.summary("zfnet_cifar", depth=2))
 # > **Quick mode:** 50 images per class, one epoch. A full run: `cnn-study run zfnet --recipe improved`.
 
 # %%
-result = experiments.run(experiments.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
+result = experiments.run(recipes.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
-full = [m for m in experiments.load_results() if m["name"] == "zfnet"]
-print(experiments.format_results(full))
+full = [m for m in results.load_results() if m["name"] == "zfnet"]
+print(results.format_results(full))
 
 # %% [markdown]
 # ## The first layer

@@ -27,7 +27,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from IPython.display import display
+
+from cnn_study import datasets, experiments, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
@@ -61,14 +63,16 @@ print(model.head)
 # a second. It also replaces the flatten with global average pooling and adds dropout.
 
 # %%
-recipe = experiments.get_recipe("vgg16_dogs_vs_cats", "improved")
+recipe = recipes.get_recipe("vgg16_dogs_vs_cats", "improved")
 result = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True, overwrite=True)
-print(f"{'quick' if QUICK else 'full'} run ({result.metrics['model']}): validation accuracy "
-      f"{result.metrics['test_accuracy']:.2%} from {result.metrics['train_size']} training photos")
+print(
+    f"{'quick' if QUICK else 'full'} run ({result.metrics['model']}): validation accuracy "
+    f"{result.metrics['test_accuracy']:.2%} from {result.metrics['train_size']} training photos"
+)
 
 # %%
-full = [m for m in experiments.load_results() if m["name"] == "vgg16_dogs_vs_cats"]
-print(experiments.format_results(full))
+full = [m for m in results.load_results() if m["name"] == "vgg16_dogs_vs_cats"]
+print(results.format_results(full))
 
 # %% [markdown]
 # ## What the network looks at
@@ -77,7 +81,7 @@ print(experiments.format_results(full))
 # class's score. The heat maps should cover the animal, not the background.
 
 # %%
-loader = datasets.BatchLoader(validation, 8, image_size=image_size, mean=model.mean, std=model.std)
+loader = datasets.BatchLoader.for_model(validation, model)  # the model's size and normalisation
 images = loader.transform(validation.images[[0, 600]])
 for image in images:
     display(visualize.grad_cam(result.model, image, classes=validation.classes, mean=model.mean, std=model.std))

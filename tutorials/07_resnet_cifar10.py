@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from cnn_study import datasets, experiments, models, visualize
+from cnn_study import datasets, experiments, models, recipes, results, training, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -60,9 +60,9 @@ figure = Figure(figsize=(7, 3), layout="constrained")
 axes = figure.subplots()
 steps_per_epoch = 50_000 // 128
 for recipe_name in ("seed", "improved"):
-    recipe = experiments.get_recipe("resnet", recipe_name)
-    optimizer = experiments.make_optimizer(recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr)
-    scheduler = experiments.make_scheduler(recipe.schedule, optimizer, recipe.epochs * steps_per_epoch)
+    recipe = recipes.get_recipe("resnet", recipe_name)
+    optimizer = training.make_optimizer(recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr)
+    scheduler = training.make_scheduler(recipe.schedule, optimizer, recipe.epochs * steps_per_epoch)
     rates = []
     for _ in range(recipe.epochs * steps_per_epoch):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -79,10 +79,10 @@ figure
 # > **Quick mode:** 50 images per class for one epoch. The full 50-epoch run is `cnn-study run resnet --recipe seed`.
 
 # %%
-result = experiments.run(experiments.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
+result = experiments.run(recipes.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
-full = [m for m in experiments.load_results() if m["name"] == "resnet"]
-print(experiments.format_results(full))
+full = [m for m in results.load_results() if m["name"] == "resnet"]
+print(results.format_results(full))
 
 # %% [markdown]
 # ## Deeper
@@ -109,7 +109,7 @@ meta = models.available_weights("resnet20")["cifar10"].meta
 print(f"{meta['recipe']}: test accuracy {meta['test_accuracy']:.2%}")
 _, test = datasets.cifar10(download=True)
 sample = test.sample(100, seed=0)
-evaluation = evaluate(trained, datasets.BatchLoader(sample, 500, mean=meta["mean"], std=meta["std"]))
+evaluation = evaluate(trained, datasets.BatchLoader.for_model(sample, trained))  # normalised as in training
 print(f"on 1,000 test images here: {evaluation.accuracy:.2%}")
 visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.classes)
 

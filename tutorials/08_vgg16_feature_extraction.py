@@ -38,7 +38,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, visualize
+from IPython.display import display
+
+from cnn_study import datasets, experiments, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -58,8 +60,15 @@ visualize.image_grid(sample.images, sample.labels, train.classes, columns=6, tit
 # %%
 loader = datasets.BatchLoader(sample, 12, augment=[datasets.ShearZoomFlip(0.2, 0.2)], image_size=150, seed=3)
 augmented, labels = next(iter(loader))
-visualize.image_grid(augmented, labels, train.classes, columns=6, mean=train.mean, std=train.std,
-                     title="Upsampled to 150x150, sheared, zoomed and flipped")
+visualize.image_grid(
+    augmented,
+    labels,
+    train.classes,
+    columns=6,
+    mean=train.mean,
+    std=train.std,
+    title="Upsampled to 150x150, sheared, zoomed and flipped",
+)
 
 # %% [markdown]
 # ## Both recipes, timed
@@ -69,22 +78,23 @@ visualize.image_grid(augmented, labels, train.classes, columns=6, mean=train.mea
 # %%
 runs = {}
 for recipe_name in ("seed", "improved"):
-    recipe = experiments.get_recipe("vgg16_feature_extraction", recipe_name)
+    recipe = recipes.get_recipe("vgg16_feature_extraction", recipe_name)
     runs[recipe_name] = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True, overwrite=True)
     m = runs[recipe_name].metrics
-    print(f"{recipe_name:>9}: test {m['test_accuracy']:.2%}, {m['epochs']} epoch(s) in {m['wall_seconds']:.0f} s "
-          f"({m['model']})")
+    print(
+        f"{recipe_name:>9}: test {m['test_accuracy']:.2%}, {m['epochs']} epoch(s) in {m['wall_seconds']:.0f} s "
+        f"({m['model']})"
+    )
 
 # %%
-full = [m for m in experiments.load_results() if m["name"] == "vgg16_feature_extraction"]
-print(experiments.format_results(full))
-histories = experiments.published_histories("vgg16_feature_extraction")
+full = [m for m in results.load_results() if m["name"] == "vgg16_feature_extraction"]
+print(results.format_results(full))
+histories = results.published_histories("vgg16_feature_extraction")
 if histories:
     display(visualize.training_curves(histories, title="Full runs"))
 
 # %%
 model = runs["improved"].model
-test_loader = datasets.BatchLoader(test.sample(100, seed=0), 100, image_size=model.input_size[-1],
-                                   mean=model.mean, std=model.std)
+test_loader = datasets.BatchLoader.for_model(test.sample(100, seed=0), model)
 evaluation = evaluate(model, test_loader)
 visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.classes)

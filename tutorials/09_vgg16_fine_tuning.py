@@ -26,7 +26,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnn_study import datasets, experiments, models, visualize
+from IPython.display import display
+
+from cnn_study import datasets, experiments, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
@@ -52,12 +54,14 @@ for stage in ("head", "last_block", "all"):
 # > **Quick mode:** 40 images per class, one epoch per stage.
 
 # %%
-recipe = experiments.get_recipe("vgg16_fine_tuning", "seed")
+recipe = recipes.get_recipe("vgg16_fine_tuning", "seed")
 print(recipe.fine_tuning)
 result = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True, overwrite=True)
 m = result.metrics
-print(f"{m['model']}: {m['accuracy_before_fine_tuning']:.2%} after the head stage -> "
-      f"{m['test_accuracy']:.2%} after fine-tuning")
+print(
+    f"{m['model']}: {m['accuracy_before_fine_tuning']:.2%} after the head stage -> "
+    f"{m['test_accuracy']:.2%} after fine-tuning"
+)
 
 # %% [markdown]
 # ## Accuracy per epoch
@@ -68,11 +72,11 @@ print(f"{m['model']}: {m['accuracy_before_fine_tuning']:.2%} after the head stag
 visualize.training_curves(result.history, title="This run: head stage, then fine-tuning")
 
 # %%
-full = [m for m in experiments.load_results() if m["name"] == "vgg16_fine_tuning"]
-print(experiments.format_results(full))
+full = [m for m in results.load_results() if m["name"] == "vgg16_fine_tuning"]
+print(results.format_results(full))
 for metrics in full:
     print(f"{metrics['recipe']}: {metrics['accuracy_before_fine_tuning']:.2%} -> {metrics['test_accuracy']:.2%}")
-histories = experiments.published_histories("vgg16_fine_tuning")
+histories = results.published_histories("vgg16_fine_tuning")
 if histories:
     display(visualize.training_curves(histories, title="Full runs: accuracy per epoch"))
 
@@ -89,15 +93,13 @@ if histories:
 # on the whole training set. Its record:
 
 # %%
-runs = json.loads((experiments.PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved" / "cross_validation.json")
-                  .read_text())  # one row per fold and candidate  # fmt: skip
-print(f"{'fine-tuning stage':<30} {'test view':<16} mean held-out accuracy ({len({r['fold'] for r in runs})} folds)")
-for settings in dict.fromkeys(row["settings"] for row in runs):
-    mine = [row for row in runs if row["settings"] == settings]
+record = results.PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved" / "cross_validation.json"
+summary = results.summarise_cross_validation(json.loads(record.read_text()))  # one row per fold and candidate
+print(f"{'fine-tuning stage':<30} {'test view':<16} mean held-out accuracy ({summary.folds} folds)")
+for settings, means in summary.means.items():
     for view, key in (("one view", "accuracy"), ("mirror-averaged", "mirror_averaged")):
-        print(f"{settings:<30} {view:<16} {sum(row[key] for row in mine) / len(mine):.2%}")
-print(f"{'head only (no fine-tuning)':<30} {'one view':<16} "
-      f"{sum(row['before_fine_tuning'] for row in runs) / len(runs):.2%}")
+        print(f"{settings:<30} {view:<16} {means[key]:.2%}")
+print(f"{'head only (no fine-tuning)':<30} {'one view':<16} {summary.head_only:.2%}")
 
 # %% [markdown]
 # Fine-tuning only the last block barely moves the held-out accuracy from the head's. Unfreezing the whole
@@ -113,6 +115,5 @@ print(f"{'head only (no fine-tuning)':<30} {'one view':<16} "
 
 # %%
 _, validation = datasets.dogs_vs_cats(image_size=model.input_size[-1], download=True)
-loader = datasets.BatchLoader(validation.sample(50, seed=0), 50, image_size=model.input_size[-1],
-                              mean=model.mean, std=model.std)
+loader = datasets.BatchLoader.for_model(validation.sample(50, seed=0), model)
 visualize.misclassified(result.model, loader, count=8, columns=4)

@@ -12,7 +12,7 @@ Examples:
     The real datasets load the same way: ``train, test = mnist()`` (see `cnn_study.datasets.catalog`).
 """
 
-from .._io import DownloadError
+from ..files import DownloadError
 from ._paths import CACHE_ENV, DATA_ENV, cache_dir, data_root
 from .augment import CropFlip, Cutout, Mirror, ShearZoomFlip, random_flip
 from .catalog import (
@@ -26,7 +26,7 @@ from .catalog import (
     mnist,
 )
 from .image_data import ImageData
-from .loader import Augmentation, BatchLoader
+from .loader import INFERENCE_PIXELS, Augmentation, BatchLoader, inference_batch_size
 from .sources import CorruptDataError, load_image_folder, read_idx
 
 #: Dataset functions by name, for recipes and the command line.
@@ -42,6 +42,7 @@ __all__ = [
     "CACHE_ENV",
     "DATASETS",
     "DATA_ENV",
+    "INFERENCE_PIXELS",
     "Augmentation",
     "BatchLoader",
     "CorruptDataError",
@@ -60,6 +61,7 @@ __all__ = [
     "dogs_vs_cats",
     "download_dogs_vs_cats",
     "fashion_mnist",
+    "inference_batch_size",
     "load_image_folder",
     "mnist",
     "random_flip",

@@ -31,9 +31,10 @@ from typing import NamedTuple
 import torch
 import torchvision
 from torchvision.datasets.utils import download_url
+from torchvision.models import VGG16_Weights
 
-from .._io import downloading
 from .._messages import option
+from ..files import downloading
 from ._paths import DATA_ENV, data_root
 from .image_data import ImageData
 from .sources import CorruptDataError, load_image_folder, read_idx
@@ -41,11 +42,22 @@ from .sources import CorruptDataError, load_image_folder, read_idx
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: Photos of cats and dogs are normalised as ImageNet was, as torchvision's pretrained models expect.
+IMAGENET_MEAN = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().mean)
+IMAGENET_STD = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().std)
 
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 #: The filtered Kaggle Dogs vs Cats subset used by the Keras and TensorFlow tutorials:
 #: 1,000 training and 500 validation images per class. No checksum is published for it;

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .._io import atomic_torch_save, safe_torch_load
 from .._messages import option
+from ..files import atomic_torch_save, safe_torch_load
 from ._paths import cache_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}

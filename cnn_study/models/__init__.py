@@ -14,9 +14,21 @@ from typing import Any
 
 import torchinfo
 
-from . import alexnet_cifar, efficientnet_lite0, fashion_cnn, lenet5, mnist_cnn, resnet_cifar, transfer, vgg16, zfnet_cifar
-from ._base import ImageClassifier
+from . import (
+    alexnet_cifar,
+    efficientnet_lite0,
+    fashion_cnn,
+    lenet5,
+    mnist_cnn,
+    resnet_cifar,
+    trained,
+    transfer,
+    vgg16,
+    zfnet_cifar,
+)
+from ._base import ImageClassifier, InputSpec
 from ._registry import (
+    WEIGHTS_DIR,
     ModelInfo,
     Weights,
     available_weights,
@@ -26,7 +38,8 @@ from ._registry import (
     load_state_dict_file,
     register_model,
 )
-from .transfer import TransferClassifier
+from .trained import MODEL_META_KEYS, load_trained_model, load_trained_model_file, save_trained_model
+from .transfer import TransferClassifier, is_transfer_model
 
 
 def summary(name: str, *, depth: int = 3, **kwargs: Any) -> torchinfo.ModelStatistics:
@@ -57,7 +70,10 @@ def summary(name: str, *, depth: int = 3, **kwargs: Any) -> torchinfo.ModelStati
 
 
 __all__ = [
+    "MODEL_META_KEYS",
+    "WEIGHTS_DIR",
     "ImageClassifier",
+    "InputSpec",
     "ModelInfo",
     "TransferClassifier",
     "Weights",
@@ -67,13 +83,18 @@ __all__ = [
     "efficientnet_lite0",
     "fashion_cnn",
     "get_model_info",
+    "is_transfer_model",
     "lenet5",
     "list_models",
     "load_state_dict_file",
+    "load_trained_model",
+    "load_trained_model_file",
     "mnist_cnn",
     "register_model",
     "resnet_cifar",
+    "save_trained_model",
     "summary",
+    "trained",
     "transfer",
     "vgg16",
     "zfnet_cifar",

@@ -8,14 +8,41 @@ feature-map plots and Grad-CAM all build on that split.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to feed a model: what `cnn_study.datasets.BatchLoader.for_model` turns images into.
+
+    Attributes:
+        size: ``(channels, height, width)`` of one input image.
+        mean: Normalisation mean per channel; ``None``: the statistics of the data it is trained on.
+        std: Normalisation standard deviation per channel; ``None`` as for ``mean``.
+        resize: Resize every batch to ``size`` (a pretrained base that accepts any image size).
+
+    Examples:
+        >>> from cnn_study.models import create_model
+        >>> create_model("lenet5").input_spec()
+        InputSpec(size=(1, 28, 28), mean=None, std=None, resize=False)
+    """
+
+    size: tuple[int, int, int]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: bool = False
 
 
 class ImageClassifier(nn.Module):
     """Base class: input checking and the ``forward_features``/``forward_head`` split.
 
-    Subclasses set `input_size` and `fixed_input_size`. The default
+    Subclasses set `input_size` and `fixed_input_size` (and `mean` and `std` when their weights
+    were trained with a normalisation of their own). The default
     methods fit the common layout of two ``nn.Sequential`` attributes,
     ``features`` (convolutional body) and ``head`` (ending in the final
     ``nn.Linear``); architectures laid out differently override them.
@@ -24,10 +51,23 @@ class ImageClassifier(nn.Module):
         input_size: The ``(channels, height, width)`` the model was designed for.
         fixed_input_size: Whether height and width must equal ``input_size``
             exactly (true for models that flatten feature maps into a linear layer).
+        mean: The normalisation mean the model's weights expect, or ``None`` for the data's own.
+        std: The normalisation standard deviation the model's weights expect, or ``None``.
     """
 
     input_size: tuple[int, int, int]
     fixed_input_size: bool = True
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @classmethod
+    def registered_input_size(cls, builder_defaults: Mapping[str, Any]) -> tuple[int, int, int]:
+        """The input size the registry reports for a builder of this class, given the builder's defaults."""
+        return cls.input_size
+
+    def input_spec(self) -> InputSpec:
+        """What this model eats: size, normalisation, and whether batches are resized to fit."""
+        return InputSpec(self.input_size, self.mean, self.std)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the last convolutional feature map for a batch ``x``."""
@@ -65,8 +105,7 @@ class ImageClassifier(nn.Module):
             )
         if x.shape[1] != channels:
             raise ValueError(
-                f"{name} expects {channels} input channel(s), got {x.shape[1]} "
-                f"(input shape {tuple(x.shape)})."
+                f"{name} expects {channels} input channel(s), got {x.shape[1]} (input shape {tuple(x.shape)})."
             )
         if self.fixed_input_size and tuple(x.shape[2:]) != (height, width):
             raise ValueError(

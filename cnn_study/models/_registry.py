@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import inspect
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import safe_torch_load
+from ..files import safe_torch_load
 
+#: Where shipped trained weights live, as ``<model>-<name>.pt`` (see `available_weights`).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
@@ -29,27 +32,28 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 class ModelInfo:
     """What the registry knows about one architecture.
 
+    ``input_size`` and ``num_classes`` are read from the model class and its builder when the model
+    is registered, so they are written down once, where the model is defined.
+
     Attributes:
         name: Registry name, e.g. ``"resnet20"``.
         builder: Keyword-only function that returns the ``nn.Module``.
+        model_class: The class the builder returns (its return annotation).
         paper: The reference the architecture comes from.
         year: Year of that reference.
-        input_size: Expected ``(channels, height, width)`` of one image.
+        input_size: Expected ``(channels, height, width)`` of one image, with the builder's defaults.
         num_classes: Number of outputs when ``num_classes`` is not given.
-        experiments: Which of the nine study experiments use this model.
-        seed_result: What the original study notebook reported for it.
         pretrained: Extra weights that are downloaded rather than shipped
             (torchvision's ImageNet weights for VGG16).
     """
 
     name: str
     builder: Callable[..., nn.Module]
+    model_class: type[nn.Module]
     paper: str
     year: int
     input_size: tuple[int, int, int]
     num_classes: int
-    experiments: tuple[int, ...] = ()
-    seed_result: str = ""
     pretrained: Mapping[str, Weights] = field(default_factory=dict)
 
 
@@ -85,26 +89,18 @@ _MODELS: dict[str, ModelInfo] = {}
 
 
 def register_model(
-    name: str,
-    *,
-    paper: str,
-    year: int,
-    input_size: tuple[int, int, int],
-    num_classes: int,
-    experiments: tuple[int, ...] = (),
-    seed_result: str = "",
-    pretrained: Mapping[str, Weights] | None = None,
+    name: str, *, paper: str, year: int, pretrained: Mapping[str, Weights] | None = None
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that adds a model builder to the registry under ``name``.
+
+    The builder's return annotation names the model class; the class's ``input_size`` (see
+    `ImageClassifier.registered_input_size`) and the default of its ``num_classes`` argument
+    become the registry's ``input_size`` and ``num_classes``.
 
     Args:
         name: Registry name; registering it twice raises ``ValueError``.
         paper: The reference the architecture comes from.
         year: Year of that reference.
-        input_size: Expected ``(channels, height, width)``.
-        num_classes: Default number of outputs.
-        experiments: Study experiments that use the model.
-        seed_result: What the original notebook reported.
         pretrained: Downloadable weights by name.
 
     Returns:
@@ -114,12 +110,21 @@ def register_model(
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"A model named {name!r} is already registered.")
+        model_class = typing.get_type_hints(builder)["return"]
+        builder_defaults = _defaults(builder)
+        num_classes = builder_defaults.get("num_classes", _defaults(model_class.__init__)["num_classes"])
+        input_size = model_class.registered_input_size(builder_defaults)
         _MODELS[name] = ModelInfo(
-            name, builder, paper, year, input_size, num_classes, experiments, seed_result, dict(pretrained or {})
+            name, builder, model_class, paper, year, input_size, num_classes, dict(pretrained or {})
         )
         return builder
 
     return decorator
+
+
+def _defaults(function: Callable[..., Any]) -> dict[str, Any]:
+    parameters = inspect.signature(function).parameters.values()
+    return {parameter.name: parameter.default for parameter in parameters if parameter.default is not parameter.empty}
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -154,9 +159,7 @@ def get_model_info(name: str) -> ModelInfo:
     except KeyError:
         close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"Unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}."
-        ) from None
+        raise ValueError(f"Unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}.") from None
 
 
 def available_weights(name: str) -> dict[str, Weights]:
@@ -175,7 +178,7 @@ def available_weights(name: str) -> dict[str, Weights]:
     return weights
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped_meta(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)["meta"]
 
@@ -269,4 +272,6 @@ def create_model(
             f"The weights {str(weights)!r} do not fit {name} with num_classes={num_classes or info.num_classes}: "
             f"{error}"
         ) from error
+    if str(weights) in named:  # the model is fed as its weights were trained: their normalisation
+        model.mean, model.std = tuple(named[str(weights)].meta["mean"]), tuple(named[str(weights)].meta["std"])
     return model

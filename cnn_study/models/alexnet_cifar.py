@@ -118,10 +118,6 @@ class AlexNetCIFAR(ImageClassifier):
     "alexnet_cifar",
     paper="Krizhevsky et al., ImageNet Classification with Deep CNNs",
     year=2012,
-    input_size=(3, 32, 32),
-    num_classes=10,
-    experiments=(4,),
-    seed_result="train 91.07% / val 53.24%",
 )
 def alexnet_cifar(*, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.5) -> AlexNetCIFAR:
     """Build AlexNet for CIFAR-10 (see the module docstring for the layer table)."""

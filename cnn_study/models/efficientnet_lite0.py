@@ -106,6 +106,7 @@ class EfficientNetLite0(ImageClassifier):
     """
 
     input_size = (3, 224, 224)
+    mean, std = LITE_MEAN, LITE_STD
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
@@ -129,10 +130,6 @@ class EfficientNetLite0(ImageClassifier):
     "efficientnet_lite0",
     paper="Tan & Le, EfficientNet: Rethinking Model Scaling for CNNs",
     year=2019,
-    input_size=(3, 224, 224),
-    num_classes=1000,
-    experiments=(6, 8, 9),
-    seed_result="offline stand-in for VGG16",
     pretrained={"IMAGENET1K": IMAGENET_WEIGHTS},
 )
 def efficientnet_lite0(*, num_classes: int = 1000) -> EfficientNetLite0:

@@ -68,10 +68,6 @@ class FashionCNN(ImageClassifier):
     "fashion_cnn",
     paper="Xiao et al., Fashion-MNIST benchmark",
     year=2017,
-    input_size=(1, 28, 28),
-    num_classes=10,
-    experiments=(2,),
-    seed_result="80.57% test",
 )
 def fashion_cnn(*, num_classes: int = 10, dropout: float = 0.3) -> FashionCNN:
     """Build the Fashion-MNIST CNN (0.87M parameters)."""

@@ -63,10 +63,6 @@ class LeNet5(ImageClassifier):
     "lenet5",
     paper="LeCun et al., Gradient-Based Learning Applied to Document Recognition",
     year=1998,
-    input_size=(1, 28, 28),
-    num_classes=10,
-    experiments=(3,),
-    seed_result="99.03% test",
 )
 def lenet5(*, num_classes: int = 10) -> LeNet5:
     """Build LeNet-5 for 28x28 inputs (61,706 parameters)."""

@@ -55,10 +55,6 @@ class MnistCNN(ImageClassifier):
     "mnist_cnn",
     paper="PyTorch examples: MNIST convnet",
     year=2017,
-    input_size=(1, 28, 28),
-    num_classes=10,
-    experiments=(1,),
-    seed_result="97.93% test",
 )
 def mnist_cnn(*, num_classes: int = 10) -> MnistCNN:
     """Build the simple MNIST CNN (1.2M parameters)."""

@@ -115,24 +115,34 @@ class CifarResNet(ImageClassifier):
         return self.fc
 
 
-def _register_depth(depth: int) -> None:
-    blocks_per_stage = (depth - 2) // 6
-
-    def builder(*, num_classes: int = 10) -> CifarResNet:
-        return CifarResNet(blocks_per_stage, num_classes=num_classes)
-
-    builder.__name__ = builder.__qualname__ = f"resnet{depth}"
-    builder.__doc__ = f"Build ResNet-{depth} for CIFAR-10 ({blocks_per_stage} blocks per stage)."
-    register_model(
-        f"resnet{depth}",
-        paper="He et al., Deep Residual Learning for Image Recognition",
-        year=2016,
-        input_size=(3, 32, 32),
-        num_classes=10,
-        experiments=(7,),
-        seed_result="not reported",
-    )(builder)
+HE_2016 = {"paper": "He et al., Deep Residual Learning for Image Recognition", "year": 2016}
 
 
-for _depth in (20, 32, 44, 56, 110):
-    _register_depth(_depth)
+@register_model("resnet20", **HE_2016)
+def resnet20(*, num_classes: int = 10) -> CifarResNet:
+    """Build ResNet-20 for CIFAR-10 (3 blocks per stage, 0.27M parameters)."""
+    return CifarResNet(3, num_classes=num_classes)
+
+
+@register_model("resnet32", **HE_2016)
+def resnet32(*, num_classes: int = 10) -> CifarResNet:
+    """Build ResNet-32 for CIFAR-10 (5 blocks per stage, 0.46M parameters)."""
+    return CifarResNet(5, num_classes=num_classes)
+
+
+@register_model("resnet44", **HE_2016)
+def resnet44(*, num_classes: int = 10) -> CifarResNet:
+    """Build ResNet-44 for CIFAR-10 (7 blocks per stage, 0.66M parameters)."""
+    return CifarResNet(7, num_classes=num_classes)
+
+
+@register_model("resnet56", **HE_2016)
+def resnet56(*, num_classes: int = 10) -> CifarResNet:
+    """Build ResNet-56 for CIFAR-10 (9 blocks per stage, 0.85M parameters)."""
+    return CifarResNet(9, num_classes=num_classes)
+
+
+@register_model("resnet110", **HE_2016)
+def resnet110(*, num_classes: int = 10) -> CifarResNet:
+    """Build ResNet-110 for CIFAR-10 (18 blocks per stage, 1.7M parameters)."""
+    return CifarResNet(18, num_classes=num_classes)

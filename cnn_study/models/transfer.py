@@ -27,16 +27,15 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from ._base import ImageClassifier
-from ._registry import create_model, register_model
-from .efficientnet_lite0 import LITE_MEAN, LITE_STD
-from .vgg16 import IMAGENET_MEAN, IMAGENET_STD
+from ._base import ImageClassifier, InputSpec
+from ._registry import create_model, get_model_info, register_model
 
 Trainable = Literal["head", "last_block", "all"]
 
@@ -92,6 +91,26 @@ class TransferClassifier(ImageClassifier):
         )
         self.set_trainable(trainable)
 
+    @classmethod
+    def registered_input_size(cls, builder_defaults: Mapping[str, Any]) -> tuple[int, int, int]:
+        return (3, builder_defaults["image_size"], builder_defaults["image_size"])
+
+    def input_spec(self) -> InputSpec:
+        """The base's size and normalisation; batches are resized, since any image size goes in."""
+        return InputSpec(self.input_size, self.mean, self.std, resize=True)
+
+    def feature_extractor(self) -> nn.Module:
+        """The frozen part with everything parameter-free after it: the base and the head's pooling (or identity).
+
+        Its output is what feature extraction caches; `classifier_head` maps it to logits, so
+        ``classifier_head()(feature_extractor()(x))`` equals ``model(x)``.
+        """
+        return nn.Sequential(self.base, self.head[0])
+
+    def classifier_head(self) -> nn.Module:
+        """The trainable head after `feature_extractor`: flatten, hidden layer, dropout, output layer."""
+        return self.head[1:]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x)
 
@@ -129,84 +148,53 @@ class TransferClassifier(ImageClassifier):
         return self
 
 
-def _transfer_model(
-    base_name: str,
-    base_weights: str | Path | None,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-    **head: Any,
-) -> TransferClassifier:
+def is_transfer_model(name: str) -> bool:
+    """Whether the registered model ``name`` is a pretrained base with a new head (a `TransferClassifier`).
+
+    >>> is_transfer_model("vgg16_transfer"), is_transfer_model("lenet5")
+    (True, False)
+    """
+    return issubclass(get_model_info(name).model_class, TransferClassifier)
+
+
+def _create_transfer(base_name: str, base_weights: str | Path | None, **head: Any) -> TransferClassifier:
     """Build the registered model ``base_name`` with ``base_weights`` and put a new head on its body."""
     base = create_model(base_name, weights=base_weights)
-    return TransferClassifier(base.features, base.last_block(), mean=mean, std=std, **head)
+    return TransferClassifier(base.features, base.last_block(), mean=base.mean, std=base.std, **head)
 
 
 @register_model(
     "vgg16_transfer",
     paper="Simonyan & Zisserman (base); Chollet, Deep Learning with Python (head)",
     year=2015,
-    input_size=(3, 150, 150),
-    num_classes=1,
-    experiments=(6, 8, 9),
-    seed_result="exp 8: train 93.98% / val 91.94%; exp 9: 97.95%",
 )
 def vgg16_transfer(
-    *,
-    num_classes: int = 1,
-    base_weights: str | Path | None = "IMAGENET1K_FEATURES",
-    image_size: int = 150,
-    hidden: int = 256,
-    dropout: float = 0.0,
-    pooling: Literal["flatten", "avg"] = "flatten",
-    trainable: Trainable = "head",
+    *, base_weights: str | Path | None = "IMAGENET1K_FEATURES", image_size: int = 150, **head: Any
 ) -> TransferClassifier:
     """VGG16 convolutional base (ImageNet) + new head, the study's transfer model.
 
     Args:
-        num_classes: Outputs of the head (1 for a binary task).
         base_weights: Weights of the VGG16 base: a torchvision weights name, a
             local file, or ``None`` for random weights (useful only for tests).
         image_size: Side of the square input images (150 in the study).
-        hidden: Width of the hidden layer.
-        dropout: Dropout probability before the last layer.
-        pooling: ``"flatten"`` or ``"avg"``.
-        trainable: ``"head"``, ``"last_block"`` (block 5) or ``"all"``.
+        **head: The head's settings (see `TransferClassifier`); ``trainable="last_block"`` unfreezes block 5.
     """
-    return _transfer_model("vgg16", base_weights, IMAGENET_MEAN, IMAGENET_STD, image_size=image_size,
-                           num_classes=num_classes, hidden=hidden, dropout=dropout, pooling=pooling,
-                           trainable=trainable)  # fmt: skip
+    return _create_transfer("vgg16", base_weights, image_size=image_size, **head)
 
 
 @register_model(
     "efficientnet_lite0_transfer",
     paper="Tan & Le, EfficientNet (base); Chollet, Deep Learning with Python (head)",
     year=2019,
-    input_size=(3, 224, 224),
-    num_classes=1,
-    experiments=(6, 8, 9),
-    seed_result="offline stand-in for vgg16_transfer",
 )
 def efficientnet_lite0_transfer(
-    *,
-    num_classes: int = 1,
-    base_weights: str | Path | None = "IMAGENET1K",
-    image_size: int = 224,
-    hidden: int = 256,
-    dropout: float = 0.0,
-    pooling: Literal["flatten", "avg"] = "flatten",
-    trainable: Trainable = "head",
+    *, base_weights: str | Path | None = "IMAGENET1K", image_size: int = 224, **head: Any
 ) -> TransferClassifier:
     """EfficientNet-Lite0 base (ImageNet, from the ``offline`` extra) + new head.
 
     Args:
-        num_classes: Outputs of the head (1 for a binary task).
         base_weights: ``"IMAGENET1K"``, a local file, or ``None`` for random weights.
         image_size: Side of the square input images (224, the base's native size).
-        hidden: Width of the hidden layer.
-        dropout: Dropout probability before the last layer.
-        pooling: ``"flatten"`` or ``"avg"``.
-        trainable: ``"head"``, ``"last_block"`` or ``"all"``.
+        **head: The head's settings (see `TransferClassifier`).
     """
-    return _transfer_model("efficientnet_lite0", base_weights, LITE_MEAN, LITE_STD, image_size=image_size,
-                           num_classes=num_classes, hidden=hidden, dropout=dropout, pooling=pooling,
-                           trainable=trainable)  # fmt: skip
+    return _create_transfer("efficientnet_lite0", base_weights, image_size=image_size, **head)

@@ -29,15 +29,16 @@ import torchvision
 from torch import nn
 from torchvision.models import VGG16_Weights
 
-from .._io import downloading
+from ..files import downloading
 from ._base import ImageClassifier
 from ._registry import Weights, register_model
 
 #: Index of the first layer of VGG16's fifth convolutional block in ``features``.
 BLOCK5_START = 24
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The normalisation torchvision's ImageNet weights were trained with.
+IMAGENET_MEAN = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().mean)
+IMAGENET_STD = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().std)
 
 
 def _download(member: VGG16_Weights, progress: bool) -> dict[str, torch.Tensor]:
@@ -82,6 +83,7 @@ class VGG16(ImageClassifier):
 
     input_size = (3, 224, 224)
     fixed_input_size = False
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
@@ -105,10 +107,6 @@ class VGG16(ImageClassifier):
     "vgg16",
     paper="Simonyan & Zisserman, Very Deep Convolutional Networks",
     year=2015,
-    input_size=(3, 224, 224),
-    num_classes=1000,
-    experiments=(6, 8, 9),
-    seed_result="see the transfer models",
     pretrained={member.name: _imagenet_weights(member) for member in VGG16_Weights},
 )
 def vgg16(*, num_classes: int = 1000, dropout: float = 0.5) -> VGG16:

@@ -37,10 +37,6 @@ cfgs: dict[str, list[LayerSpec]] = {
     "zfnet_cifar",
     paper="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks",
     year=2014,
-    input_size=(3, 32, 32),
-    num_classes=10,
-    experiments=(5,),
-    seed_result="80.7% test",
 )
 def zfnet_cifar(*, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.5) -> AlexNetCIFAR:
     """Build ZFNet for CIFAR-10 (see the module docstring for the layer table).

@@ -16,8 +16,9 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 from cnn_study import visualize
-from cnn_study.experiments import format_results, load_history, load_results
-from cnn_study.models import create_model, get_model_info, list_models, summary
+from cnn_study.models import create_model, get_model_info, is_transfer_model, list_models, summary
+from cnn_study.recipes import STUDY_REPORTED, experiments_using
+from cnn_study.results import format_results, load_history, load_results
 
 log = logging.getLogger("mkdocs.hooks.cnn_study")
 
@@ -46,10 +47,11 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
 def _architecture_page(name: str) -> str:
     info = get_model_info(name)
-    kwargs = {"base_weights": None} if name.endswith("_transfer") else {}
+    kwargs = {"base_weights": None} if is_transfer_model(name) else {}
     stats = summary(name, depth=3, **kwargs)
     model = create_model(name, **kwargs)
     docstring = (type(model).__doc__ or "").strip().split("\n")[0]
+    experiments = experiments_using(name)
     lines = [
         f"# {name}",
         "",
@@ -62,17 +64,32 @@ def _architecture_page(name: str) -> str:
         f"| outputs | {info.num_classes} |",
         f"| parameters | {stats.total_params:,} ({stats.trainable_params:,} trainable) |",
         f"| multiply-adds per image | {stats.total_mult_adds / 1e6:,.1f} M |",
-        f"| experiments | {', '.join(map(str, info.experiments))} |",
-        f"| the study reported | {info.seed_result} |",
+        f"| experiments | {', '.join(map(str, experiments))} |",
+        f"| the study reported | {'; '.join(f'experiment {n}: {STUDY_REPORTED[n]}' for n in experiments)} |",
         "",
         f"```python\nfrom cnn_study.models import create_model\nmodel = create_model({name!r})\n```",
         "",
     ]
     if kwargs:
-        lines += ["The summary shows the architecture only (`base_weights=None`); the trained base is loaded by default.", ""]
-    lines += ["## torchinfo summary", "", "```text", str(stats), "```", "", "## About the architecture", "",
-              f"::: {info.builder.__module__}", "    options:", "      members: false", "      show_root_heading: false",
-              "      show_root_toc_entry: false"]  # fmt: skip
+        lines += [
+            "The summary shows the architecture only (`base_weights=None`); the trained base is loaded by default.",
+            "",
+        ]
+    lines += [
+        "## torchinfo summary",
+        "",
+        "```text",
+        str(stats),
+        "```",
+        "",
+        "## About the architecture",
+        "",
+        f"::: {info.builder.__module__}",
+        "    options:",
+        "      members: false",
+        "      show_root_heading: false",
+        "      show_root_toc_entry: false",
+    ]
     return "\n".join(lines)
 
 
@@ -90,8 +107,15 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         files.append(File.generated(config, f"architectures/{name}.md", content=_architecture_page(name)))
         info = get_model_info(name)
         rows.append(f"| [{name}]({name}.md) | {info.paper} | {info.year} | {' x '.join(map(str, info.input_size))} |")
-    overview = ["# Architectures", "", "Generated from the model registry when the site is built.", "",
-                "| model | reference | year | input |", "|---|---|---|---|", *rows]  # fmt: skip
+    overview = [
+        "# Architectures",
+        "",
+        "Generated from the model registry when the site is built.",
+        "",
+        "| model | reference | year | input |",
+        "|---|---|---|---|",
+        *rows,
+    ]
     files.append(File.generated(config, "architectures/index.md", content="\n".join(overview)))
     for metrics in load_results():
         history = load_history(metrics["name"], metrics["recipe"])
@@ -110,7 +134,10 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     if "<!-- results-table -->" in markdown:
         markdown = markdown.replace("<!-- results-table -->", format_results(results, markdown=True))
     if "<!-- results-curves -->" in markdown:
-        figures = [f"### {m['experiment']}. {m['title']} ({m['recipe']})\n\n"
-                   f"![training curves]({prefix}figures/{m['name']}-{m['recipe']}.png)\n" for m in results]  # fmt: skip
+        figures = [
+            f"### {m['experiment']}. {m['title']} ({m['recipe']})\n\n"
+            f"![training curves]({prefix}figures/{m['name']}-{m['recipe']}.png)\n"
+            for m in results
+        ]
         markdown = markdown.replace("<!-- results-curves -->", "\n".join(figures))
     return markdown

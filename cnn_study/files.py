@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from torch import nn
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -260,3 +261,27 @@ def downloading(what: str, advice: str) -> Iterator[None]:
             raise
         reason = " ".join(str(error).split()) or type(error).__name__
         raise DownloadError(f"Could not download {what} ({reason}). {advice}") from error
+
+
+def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
+    """``model.load_state_dict`` with an error that says which model and class count the file is for.
+
+    Args:
+        model: The model to fill.
+        state_dict: Parameters to load.
+        source: Where they came from, for the message.
+
+    Raises:
+        ValueError: The parameters do not fit the model.
+    """
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in state_dict.items()}
+        last = list(theirs)[-1] if theirs else "?"
+        raise ValueError(
+            f"{source} does not fit this {type(model).__name__}: it holds {len(theirs)} tensors "
+            f"(last {last} {theirs.get(last)}), the model has {len(ours)} (last {list(ours)[-1]} "
+            f"{list(ours.values())[-1]}). It was saved from another model or number of classes."
+        ) from error

@@ -1,0 +1,315 @@
+"""Results folders: where `cnn_study.experiments.run` writes, and reading, checking and tabulating them.
+
+A run writes ``<out>/<experiment>/<recipe>[-<backbone>][-quick]/`` (`results_folder`) with the files
+`RUN_FILES`, ``metrics.json`` last, so a folder that has it holds the whole run. While it trains, it
+keeps the checkpoints `CHECKPOINTS` there. `load_results` and `format_results` turn a tree of such
+folders into the table of the Results page and ``cnn-study results``; the study's numbers in that
+table come from `cnn_study.recipes.STUDY_REPORTED`.
+
+Examples:
+    >>> from cnn_study.recipes import get_recipe
+    >>> results_folder(get_recipe("lenet5"), "runs", quick=True).as_posix()
+    'runs/lenet5/improved-quick'
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .files import atomic_json_dump, atomic_torch_save, read_json
+from .models import load_trained_model_file
+from .recipes import STUDY_REPORTED, Recipe, get_recipe
+from .training import History, load_checkpoint
+
+#: Results of the full runs behind the documentation, shipped with the package
+#: (``docs/results`` in the repository points here).
+PUBLISHED_RESULTS = Path(__file__).parent / "results"
+
+#: What a finished run leaves in its results folder. `run` writes ``metrics.json`` last, so a folder
+#: that has it holds the others too.
+RUN_FILES = ("model.pt", "history.json", "training_curves.png", "confusion_matrix.png", "metrics.json")
+#: The checkpoints of the two training stages, for ``resume``.
+CHECKPOINTS = ("checkpoint.pt", "checkpoint_fine_tuning.pt")
+
+#: The keys every ``metrics.json`` row needs for the results table.
+METRICS_KEYS = ("experiment", "name", "recipe", "quick", "model", "test_accuracy", "epochs", "device")
+#: The keys of ``unfinished.json`` (written by `record_unfinished_runs`).
+UNFINISHED_KEYS = ("experiment", "recipe", "quick", "epochs_reached", "epochs_planned", "device")
+
+
+def results_folder(
+    recipe: Recipe, out: str | Path = "runs", *, backbone: str | None = None, quick: bool = False
+) -> Path:
+    """Where `run` writes a recipe's results: ``out/<experiment>/<recipe>[-<backbone>][-quick]``.
+
+    A quick run never writes where the full run lives, and a transfer run on a base other than the
+    recipe's (``backbone``) gets a folder of its own.
+
+    Args:
+        recipe: The recipe.
+        out: Parent folder of all runs.
+        backbone: The transfer base chosen for the run (see `cnn_study.recipes.Recipe.model_for`).
+        quick: A ``--quick`` run.
+
+    Examples:
+        >>> results_folder(get_recipe("9", "seed"), "runs", backbone="efficientnet_lite0").as_posix()
+        'runs/vgg16_fine_tuning/seed-efficientnet_lite0'
+    """
+    name = recipe.recipe
+    if recipe.model_for(backbone) != recipe.model:
+        name += f"-{backbone}"
+    return Path(out) / recipe.name / (f"{name}-quick" if quick else name)
+
+
+def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]:
+    """Read every complete run below ``folder``, in experiment order.
+
+    A finished run contributes its ``metrics.json`` (as written by `run`). A
+    run stopped before its last epoch has no metrics; if its folder holds an
+    ``unfinished.json`` (see `record_unfinished_runs`) it contributes a
+    row with ``test_accuracy=None`` and the epochs it reached, so that it is
+    reported as unfinished rather than left out. Folders that are not complete
+    runs are skipped with a warning; `scan_results` says which and why.
+
+    Args:
+        folder: A results folder such as ``runs``; defaults to the published full runs.
+    """
+    results, skipped = scan_results(folder)
+    for reason in skipped:
+        warnings.warn(f"Skipped {reason}", stacklevel=2)
+    return results
+
+
+def scan_results(folder: str | Path = PUBLISHED_RESULTS) -> tuple[list[dict[str, Any]], list[str]]:
+    """The complete runs below ``folder`` (as `load_results`), and why each other run folder was skipped.
+
+    A run is complete when its ``metrics.json`` (written last) is readable and has `METRICS_KEYS`,
+    and its ``history.json`` is there.
+
+    Args:
+        folder: A results folder such as ``runs``.
+
+    Returns:
+        ``(rows, skipped)``: metrics dicts in experiment order, and one ``"<folder> (<reason>)"`` per skipped folder.
+    """
+    results, skipped = [], []
+    for path in sorted(Path(folder).glob("*/*/metrics.json")):
+        try:
+            metrics = read_json(path, "metrics file", METRICS_KEYS)
+        except ValueError as error:
+            skipped.append(f"{path.parent} ({error})")
+            continue
+        if not path.with_name("history.json").is_file():
+            skipped.append(f"{path.parent} (metrics.json but no history.json: the run stopped while writing)")
+            continue
+        results.append(metrics)
+    for path in sorted(Path(folder).glob("*/*/unfinished.json")):
+        if not path.with_name("metrics.json").exists():
+            try:
+                results.append(_unfinished_row(read_json(path, "record of an unfinished run", UNFINISHED_KEYS)))
+            except ValueError as error:
+                skipped.append(f"{path.parent} ({error})")
+    return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"])), skipped
+
+
+def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
+    recipe = get_recipe(record["experiment"], record["recipe"])
+    return {
+        "experiment": recipe.experiment,
+        "name": recipe.name,
+        "title": recipe.title,
+        "recipe": recipe.recipe,
+        "quick": record["quick"],
+        "model": recipe.model,
+        "test_accuracy": None,
+        "epochs": record["epochs_reached"],
+        "epochs_planned": record["epochs_planned"],
+        "device": record["device"],
+    }
+
+
+def record_unfinished_runs(folder: str | Path) -> list[Path]:
+    """Keep the finished epochs of every run below ``folder`` that stopped before its last epoch.
+
+    A run stopped early (out of time on a lent GPU, say) writes no ``metrics.json``, but its checkpoints
+    hold the history of every finished epoch (``checkpoint.pt``, then ``checkpoint_fine_tuning.pt`` for a
+    run stopped while fine-tuning). For each such run this writes that history as ``history.json`` and an
+    ``unfinished.json`` (epochs reached and planned, device), which `load_results` reports as an unfinished
+    row. A run that has finished loses any stale ``unfinished.json``.
+
+    Args:
+        folder: A results folder such as ``runs``.
+
+    Returns:
+        The run folders recorded as unfinished.
+    """
+    recorded = []
+    for checkpoint in sorted(Path(folder).glob(f"*/*/{CHECKPOINTS[0]}")):
+        run_dir = checkpoint.parent
+        if (run_dir / "metrics.json").exists():
+            (run_dir / "unfinished.json").unlink(missing_ok=True)
+            continue
+        state = load_checkpoint(checkpoint)
+        history = History.from_dict(state["history"])
+        fine_tuning = run_dir / CHECKPOINTS[1]
+        if fine_tuning.exists():
+            history = history.followed_by(History.from_dict(load_checkpoint(fine_tuning)["history"]))
+        settings = state["meta"]["settings"]  # what `run` started the folder with (its name may add -quick)
+        recipe = get_recipe(settings["experiment"], settings["recipe"])
+        record = {
+            "experiment": recipe.name,
+            "recipe": recipe.recipe,
+            "quick": settings["quick"],
+            "epochs_reached": len(history),
+            "epochs_planned": recipe.total_epochs,
+            "device": state["meta"].get("device", "unknown"),
+        }
+        atomic_json_dump(history.to_dict(), run_dir / "history.json")
+        atomic_json_dump(record, run_dir / "unfinished.json")
+        recorded.append(run_dir)
+    return recorded
+
+
+def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str:
+    """A table of runs: experiment, the study's number (`STUDY_REPORTED`), ours, recipe, model, epochs, device.
+
+    Args:
+        results: Metrics dicts, as returned by `load_results`.
+        markdown: Return a Markdown table instead of aligned plain text.
+
+    Examples:
+        >>> print(format_results([{"experiment": 3, "name": "lenet5", "test_accuracy": 0.9949, "recipe": "improved",
+        ...     "quick": False, "model": "lenet5", "epochs": 20, "device": "cpu"}, {"experiment": 7, "name": "resnet",
+        ...     "test_accuracy": None, "recipe": "improved", "quick": False, "model": "resnet20", "epochs": 66,
+        ...     "epochs_planned": 100, "device": "cuda"}]))
+        #  experiment  study reported  ours (test)  recipe    model     epochs     device
+        -  ----------  --------------  -----------  --------  --------  ---------  ------
+        3  lenet5      99.03% test     99.49%       improved  lenet5    20         cpu
+        7  resnet      not reported    unfinished   improved  resnet20  66 of 100  cuda
+    """
+    header = ["#", "experiment", "study reported", "ours (test)", "recipe", "model", "epochs", "device"]
+    rows = [
+        [
+            str(m["experiment"]),
+            m["name"],
+            STUDY_REPORTED[m["experiment"]],
+            _accuracy_cell(m),
+            m["recipe"] + (" (quick)" if m["quick"] else ""),
+            m["model"],
+            _epochs_cell(m),
+            m["device"],
+        ]
+        for m in results
+    ]
+    if markdown:
+        lines = [header, ["---"] * len(header), *rows]
+        return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _accuracy_cell(metrics: dict[str, Any]) -> str:
+    return "unfinished" if metrics["test_accuracy"] is None else f"{metrics['test_accuracy']:.2%}"
+
+
+def _epochs_cell(metrics: dict[str, Any]) -> str:
+    planned = metrics.get("epochs_planned")
+    return f"{metrics['epochs']} of {planned}" if planned else str(metrics["epochs"])
+
+
+def load_history(experiment: str, recipe: str = "improved", folder: str | Path = PUBLISHED_RESULTS) -> History:
+    """Read the ``history.json`` of one run (by default a published full run).
+
+    Args:
+        experiment: Experiment key, e.g. ``"lenet5"``.
+        recipe: The name of its results folder: ``"seed"``, ``"improved"``, ``"improved-efficientnet_lite0"``, ...
+        folder: Results folder.
+
+    Raises:
+        FileNotFoundError: That run has no results in ``folder``.
+    """
+    path = Path(folder) / experiment / recipe / "history.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No results for {experiment} ({recipe}) in {folder}; run: cnn-study run {experiment} --recipe {recipe}"
+        )
+    return History.from_dict(json.loads(path.read_text()))
+
+
+def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, History]:
+    """Histories of the published full runs of one experiment, by results folder name (empty if none was run).
+
+    Args:
+        experiment: Experiment key, e.g. ``"lenet5"``.
+        folder: Results folder.
+    """
+    return {
+        path.parent.name: History.from_dict(json.loads(path.read_text()))
+        for path in sorted(Path(folder).glob(f"{experiment}/*/history.json"))
+    }
+
+
+def export_weights(run_dir: str | Path, name: str, out_dir: str | Path) -> Path:
+    """Turn a finished run's ``model.pt`` into shippable weights ``<out_dir>/<model>-<name>.pt``.
+
+    The file holds ``{"state_dict", "meta"}``; ``meta`` records the classes, the normalisation, the test
+    accuracy and the recipe (torchvision-style), so that ``create_model(model, weights=name)`` knows what
+    it loads once the file is in the package's ``cnn_study/models/weights/``.
+
+    Args:
+        run_dir: A results folder written by `run`.
+        name: Weights name, usually the dataset (``"mnist"``).
+        out_dir: Destination folder.
+
+    Raises:
+        ValueError: The run was a ``--quick`` run.
+    """
+    run_dir = Path(run_dir)
+    metrics = read_json(run_dir / "metrics.json", "metrics file", METRICS_KEYS)
+    if metrics["quick"]:
+        raise ValueError(f"{run_dir} is a --quick run; export weights from a full run.")
+    trained = load_trained_model_file(run_dir / "model.pt")
+    return atomic_torch_save(trained, Path(out_dir) / f"{metrics['model']}-{name}.pt")
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """The summary of a cross-validation record (``cross_validation.json`` of ``scripts/cross_validate.py``).
+
+    Attributes:
+        folds: Number of folds in the record.
+        means: Mean held-out accuracy per candidate (its settings in words), in the record's order:
+            ``{"accuracy": ..., "mirror_averaged": ..., "before_fine_tuning": ...}``.
+        head_only: Mean held-out accuracy of the head stage alone, over every row.
+    """
+
+    folds: int
+    means: dict[str, dict[str, float]]
+    head_only: float
+
+
+def summarise_cross_validation(rows: list[dict[str, Any]]) -> CrossValidation:
+    """Average a cross-validation record, one row per fold and candidate, over the folds.
+
+    Examples:
+        >>> rows = [
+        ...     {"fold": 1, "settings": "all", "accuracy": 0.98, "mirror_averaged": 0.99, "before_fine_tuning": 0.97},
+        ...     {"fold": 2, "settings": "all", "accuracy": 0.96, "mirror_averaged": 0.97, "before_fine_tuning": 0.95},
+        ... ]
+        >>> summary = summarise_cross_validation(rows)
+        >>> summary.folds, round(summary.means["all"]["accuracy"], 4), round(summary.head_only, 4)
+        (2, 0.97, 0.96)
+    """
+    keys = ("accuracy", "mirror_averaged", "before_fine_tuning")
+    means = {}
+    for settings in dict.fromkeys(row["settings"] for row in rows):
+        mine = [row for row in rows if row["settings"] == settings]
+        means[settings] = {key: sum(row[key] for row in mine) / len(mine) for key in keys}
+    head_only = sum(row["before_fine_tuning"] for row in rows) / len(rows)
+    return CrossValidation(len({row["fold"] for row in rows}), means, head_only)
