@@ -79,5 +79,7 @@ def test_ruff_is_clean(command: list[str]) -> None:
 
 
 def test_no_formatter_is_fought() -> None:
-    marked = [path for path in _python_files() if "fmt: " + "skip" in path.read_text()]
+    files = [*_python_files(), *(ROOT / "tests").glob("*.py")]
+    markers = ("fmt: " + "skip", "fmt: " + "off")
+    marked = [str(path) for path in files if any(marker in path.read_text() for marker in markers)]
     assert not marked

@@ -6,14 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_study.datasets import DownloadError
+from cnn_study.datasets import BatchLoader, DownloadError, ImageData
 from cnn_study.models import (
     ImageClassifier,
+    InputSpec,
     available_weights,
     create_model,
     get_model_info,
+    is_transfer_model,
     list_models,
+    load_trained_model,
     register_model,
+    save_trained_model,
     summary,
 )
 
@@ -22,7 +26,7 @@ LIGHT_MODELS = [name for name in list_models() if not name.startswith(("vgg16", 
 
 
 def build(name: str) -> nn.Module:
-    return create_model(name, base_weights=None) if name.endswith("_transfer") else create_model(name)
+    return create_model(name, base_weights=None) if is_transfer_model(name) else create_model(name)
 
 
 def test_registry_lists_every_architecture_of_the_study() -> None:
@@ -97,7 +101,7 @@ def test_vgg16_and_mnist_cnn_parameter_counts() -> None:
 
 @pytest.mark.parametrize("name", LIGHT_MODELS + ["vgg16_transfer"])
 def test_torchinfo_summary_runs_for_every_model(name: str) -> None:
-    kwargs = {"base_weights": None} if name.endswith("_transfer") else {}
+    kwargs = {"base_weights": None} if is_transfer_model(name) else {}
     stats = summary(name, **kwargs)
     assert stats.total_params == sum(p.numel() for p in build(name).parameters())
     assert stats.summary_list[-1].output_size[0] == 1
@@ -234,3 +238,65 @@ def test_fine_tuning_trains_the_last_block_with_its_imagenet_statistics() -> Non
     assert not last.training and torch.equal(before, last.running_var)
     assert last.weight.grad is not None and model.base._conv_head.weight.grad is not None
     assert model.base._conv_stem.weight.grad is None
+
+
+def test_the_registry_reads_input_size_and_classes_from_the_model() -> None:
+    for name in [*LIGHT_MODELS, "vgg16_transfer"]:
+        info, model = get_model_info(name), build(name)
+        assert info.input_size == model.input_size and info.num_classes == model.num_classes, name
+        assert isinstance(model, info.model_class)
+    assert get_model_info("vgg16_transfer").input_size == (3, 150, 150)  # the builder's image_size default
+    assert create_model("vgg16_transfer", base_weights=None, image_size=64).input_size == (3, 64, 64)
+
+
+def test_each_model_says_how_to_feed_it() -> None:
+    assert create_model("resnet20").input_spec() == InputSpec((3, 32, 32))  # normalised with its data's statistics
+    vgg = create_model("vgg16_transfer", base_weights=None)
+    assert vgg.input_spec() == InputSpec((3, 150, 150), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize=True)
+    assert create_model("lenet5", weights="mnist").input_spec().mean == (0.1307,)  # as its weights were trained
+
+
+def test_a_loader_for_a_model_feeds_it_as_it_was_trained() -> None:
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    data = ImageData(images, torch.arange(6) % 2, ("cat", "dog"), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    transfer = create_model("vgg16_transfer", base_weights=None)
+    batch, _ = next(iter(BatchLoader.for_model(data, transfer, 4)))
+    assert batch.shape == (4, 3, 150, 150) and batch.is_contiguous(memory_format=torch.channels_last)
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)
+    upscaled = nn.functional.interpolate(images[:4].float(), size=(150, 150), mode="bilinear", align_corners=False)
+    assert torch.allclose(batch, (upscaled / 255 - mean) / std, atol=1e-5)  # ImageNet's statistics, not the data's
+    scratch, _ = next(iter(BatchLoader.for_model(data, create_model("resnet20"))))
+    assert scratch.shape == (6, 3, 32, 32)  # no resizing; one inference batch
+    assert torch.allclose(scratch, (images.float() / 255 - 0.5) / 0.25, atol=1e-5)  # the data's statistics
+
+
+def test_transfer_cut_points_compose_to_the_model() -> None:
+    model = create_model("vgg16_transfer", base_weights=None, pooling="avg", image_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = model.feature_extractor()(x)
+        assert features.shape == (2, 512, 1, 1)  # the base, then the parameter-free average pooling
+        assert torch.allclose(model.classifier_head()(features), model(x))
+    assert not any(True for _ in model.feature_extractor()[1].parameters())
+    head_parameters = {id(p) for p in model.classifier_head().parameters()}
+    assert head_parameters == {id(p) for p in model.head.parameters()}
+
+
+def test_a_trained_model_file_reloads_with_its_normalisation(tmp_path) -> None:
+    model = create_model("resnet20").eval()
+    meta = {
+        "model": "resnet20",
+        "num_classes": 10,
+        "classes": list("abcdefghij"),
+        "mean": [0.4, 0.5, 0.6],
+        "std": [0.2, 0.2, 0.2],
+        "dataset": "cifar10",
+    }
+    reloaded, reloaded_meta = load_trained_model(save_trained_model(model, meta, tmp_path / "model.pt"))
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), reloaded(x))
+    assert reloaded.input_spec() == InputSpec((3, 32, 32), (0.4, 0.5, 0.6), (0.2, 0.2, 0.2))
+    with pytest.raises(ValueError, match="lacks dataset"):
+        save_trained_model(model, {key: value for key, value in meta.items() if key != "dataset"}, tmp_path / "x.pt")

@@ -1,0 +1,107 @@
+"""The nine experiments as data: the study's settings, one table of its numbers, stages that state everything."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from cnn_study.recipes import BACKBONES, RECIPES, STUDY_REPORTED, FineTuning, Recipe, get_recipe, list_experiments
+from cnn_study.training import Stage
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_nine_experiments_each_with_a_seed_and_an_improved_recipe() -> None:
+    assert [recipe.experiment for recipe in list_experiments()] == list(range(1, 10))
+    for recipes in RECIPES.values():
+        assert {"seed", "improved"} <= set(recipes)
+        assert recipes["seed"].study_reported == STUDY_REPORTED[recipes["seed"].experiment]
+
+
+def test_seed_recipes_follow_the_study() -> None:
+    lenet = get_recipe("lenet5", "seed")
+    assert (lenet.optimizer, lenet.epochs, lenet.batch_size, lenet.validation_fraction) == ("adam", 10, 128, 0.2)
+    alexnet = get_recipe("4", "seed")
+    assert (alexnet.optimizer, alexnet.lr, alexnet.epochs, alexnet.augment) == ("adam", 1e-3, 100, ())
+    resnet = get_recipe("resnet", "seed")
+    assert (resnet.optimizer, resnet.lr, resnet.momentum, resnet.weight_decay, resnet.epochs, resnet.batch_size) == (
+        "sgd",
+        0.1,
+        0.9,
+        1e-4,
+        50,
+        128,
+    )
+    fine_tuning = get_recipe("vgg16_fine_tuning", "seed")
+    assert fine_tuning.optimizer == "rmsprop" and fine_tuning.fine_tuning.trainable == "last_block"
+
+
+def test_unknown_experiment_and_recipe() -> None:
+    with pytest.raises(ValueError, match="Unknown experiment 'lenet'"):
+        get_recipe("lenet")
+    with pytest.raises(ValueError, match="no recipe 'best'"):
+        get_recipe("lenet5", "best")
+
+
+def test_recipes_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        Recipe(1, "mnist_cnn", "A CNN", "seed", "mnist", "mnist_cnn")  # which number is the epochs?
+    with pytest.raises(TypeError, match="trainable"):
+        FineTuning(epochs=1, optimizer="adam", lr=1e-5)  # a fine-tuning stage says what it unfreezes
+
+
+def test_the_fine_tuning_stage_inherits_nothing_from_the_head_stage() -> None:
+    recipe = get_recipe("vgg16_fine_tuning", "improved")
+    stage_fields = {field.name for field in fields(Stage)}
+    assert stage_fields <= {field.name for field in fields(FineTuning)}
+    changed = recipe.fine_tuning
+    assert (changed.optimizer, changed.lr, changed.weight_decay, changed.schedule) == ("adamw", 3e-5, 1e-2, "onecycle")
+    # the head's stage has its own settings; changing them leaves the fine-tuning stage as it is
+    assert recipe.first_stage.schedule == "cosine" and recipe.first_stage.lr == 1e-3
+    assert get_recipe("vgg16_fine_tuning", "seed").fine_tuning.weight_decay == 0.0
+
+
+def test_first_stage_holds_the_recipe_optimisation_settings() -> None:
+    recipe = get_recipe("resnet", "improved")
+    stage = recipe.first_stage
+    assert (stage.epochs, stage.optimizer, stage.lr, stage.nesterov, stage.weight_decay) == (
+        100,
+        "sgd",
+        0.1,
+        True,
+        5e-4,
+    )
+    assert (stage.schedule, stage.label_smoothing) == ("onecycle", 0.1)
+
+
+def test_quick_shortens_every_stage() -> None:
+    quick = get_recipe("vgg16_fine_tuning").quick()
+    assert quick.epochs == quick.fine_tuning.epochs == quick.quick_epochs
+    assert quick.fine_tuning.lr == get_recipe("vgg16_fine_tuning").fine_tuning.lr
+
+
+def test_transfer_recipes_are_recognised_by_the_model_type_and_run_on_any_backbone() -> None:
+    transfer = [recipe.experiment for recipe in list_experiments() if recipe.is_transfer]
+    assert transfer == [6, 8, 9]
+    assert [get_recipe("6").model_for(backbone) for backbone in BACKBONES] == [
+        "vgg16_transfer",
+        "efficientnet_lite0_transfer",
+    ]
+    with pytest.raises(ValueError, match="Unknown backbone 'resnet'"):
+        get_recipe("6").model_for("resnet")
+
+
+def test_settings_record_every_field_as_json() -> None:
+    settings = get_recipe("vgg16_feature_extraction").settings()
+    assert settings["cached_views"] == ["Mirror()"] + ["ShearZoomFlip(shear=0.2, zoom=0.2, flip=True)"] * 4
+    assert set(settings) == {field.name for field in fields(Recipe)}
+
+
+def test_the_readme_shows_the_study_numbers_of_the_one_table() -> None:
+    rows = re.findall(r"^\| (\d) \| .* \| `(\w+)` \| (.*) \|$", README.read_text(), flags=re.M)
+    assert {int(number): reported for number, _, reported in rows} == STUDY_REPORTED
+    assert {int(number): name for number, name, _ in rows} == {r.experiment: r.name for r in list_experiments()}
+    assert set(RECIPES) == {name for _, name, _ in rows}
