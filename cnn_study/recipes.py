@@ -23,13 +23,13 @@ Examples:
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from .datasets import CropFlip, Cutout, Mirror, ShearZoomFlip
 from .datasets.loader import Augmentation
 from .models import is_transfer_model
-from .training import Schedule, Stage
+from .training import Stage
 
 #: What the original notebooks reported, by experiment number: the numbers ours must match or beat.
 STUDY_REPORTED: dict[int, str] = {
@@ -64,11 +64,13 @@ class FineTuning(Stage):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Recipe:
+class Recipe(Stage):
     """Everything that defines one training run of one experiment.
 
-    The optimisation fields (``epochs`` to ``label_smoothing``) are those of the first training stage
-    (`Recipe.first_stage`); a fine-tuning recipe states its second stage in full in ``fine_tuning``.
+    A recipe is the `cnn_study.training.Stage` of its first (or only) training stage (``epochs``,
+    ``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``weight_decay``, ``schedule``,
+    ``label_smoothing``: see `Recipe.first_stage`) plus everything else a run needs; a fine-tuning
+    recipe states its second stage in full in ``fine_tuning``.
 
     Attributes:
         experiment: Number of the experiment in the study (1-9).
@@ -79,15 +81,7 @@ class Recipe:
         dataset: Key of `cnn_study.datasets.DATASETS`.
         model: Registry name of the model.
         model_kwargs: Extra keyword arguments for `cnn_study.models.create_model`.
-        epochs: Training epochs (of the first stage, for fine-tuning recipes).
         batch_size: Images per batch.
-        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``.
-        lr: Peak learning rate.
-        momentum: Momentum for SGD (Nesterov when ``nesterov``).
-        nesterov: Use Nesterov momentum with SGD.
-        weight_decay: L2 penalty (decoupled for AdamW).
-        schedule: ``"constant"``, ``"cosine"`` (annealed to zero) or ``"onecycle"``.
-        label_smoothing: Label smoothing of the training loss.
         augment: Whole-batch augmentations (see `cnn_study.datasets.augment`); with
             ``feature_cache`` they apply to the fine-tuning stage only (cached features use ``cached_views``).
         validation_fraction: Share of the training set held out for validation;
@@ -114,15 +108,7 @@ class Recipe:
     dataset: str
     model: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int
     batch_size: int
-    optimizer: str
-    lr: float
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: Schedule = "constant"
-    label_smoothing: float = 0.0
     augment: tuple[Augmentation, ...] = ()
     validation_fraction: float | None = None
     feature_cache: bool = False
@@ -135,17 +121,8 @@ class Recipe:
 
     @property
     def first_stage(self) -> Stage:
-        """The optimisation settings of the first (or only) training stage."""
-        return Stage(
-            epochs=self.epochs,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            label_smoothing=self.label_smoothing,
-        )
+        """The optimisation settings of the first (or only) training stage, as a plain `Stage`."""
+        return Stage(**{field.name: getattr(self, field.name) for field in fields(Stage)})
 
     @property
     def total_epochs(self) -> int:
