@@ -20,11 +20,13 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch import nn
+
 from . import __version__
 from ._messages import command_line_messages
 from .datasets import DATASETS, BatchLoader
 from .experiments import run
-from .models import get_model_info, is_transfer_model, list_models, load_trained_model, summary
+from .models import TransferClassifier, get_model_info, is_transfer_model, list_models, load_trained_model, summary
 from .recipes import RECIPES, experiments_using, get_recipe, list_experiments
 from .results import PUBLISHED_RESULTS, export_weights, format_results, results_folder, scan_results
 from .training import evaluate, select_device
@@ -88,6 +90,8 @@ def command_evaluate(args: argparse.Namespace) -> None:
     device = select_device(args.device)
     _, test = DATASETS[args.dataset or meta["dataset"]](args.data, download=args.download)
     loader = BatchLoader.for_model(test, model, device=device)  # as `run` fed it: size, normalisation, layout
+    if isinstance(model, TransferClassifier):  # inference only: run the base with its batch norms folded
+        model = nn.Sequential(model.feature_extractor(folded=True), model.classifier_head())
     result = evaluate(model.to(device), loader)
     print(f"{args.model_file} ({meta['model']}): {test.name} accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
 

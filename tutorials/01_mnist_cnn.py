@@ -30,6 +30,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from IPython.display import Markdown, display
+
 from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
@@ -77,7 +79,9 @@ print(
 # The full runs, made with `cnn-study run mnist_cnn --recipe seed|improved`:
 
 # %%
-print(results.format_results([m for m in results.load_results() if m["name"] == "mnist_cnn"]))
+display(
+    Markdown(results.format_results([m for m in results.load_results() if m["name"] == "mnist_cnn"], markdown=True))
+)
 visualize.training_curves(results.published_histories("mnist_cnn"), title="Full runs: seed vs improved recipe")
 
 # %% [markdown]

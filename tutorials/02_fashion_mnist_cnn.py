@@ -29,7 +29,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
@@ -66,7 +66,9 @@ print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_
 # ## Full runs
 
 # %%
-print(results.format_results([m for m in results.load_results() if m["name"] == "fashion_cnn"]))
+display(
+    Markdown(results.format_results([m for m in results.load_results() if m["name"] == "fashion_cnn"], markdown=True))
+)
 histories = results.published_histories("fashion_cnn")
 if histories:
     display(visualize.training_curves(histories, title="Full runs: seed vs improved recipe"))

@@ -34,6 +34,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from IPython.display import Markdown, display
+
 from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
@@ -71,7 +73,7 @@ visualize.training_curves(result.history, title="This run")
 # ## Full runs, and the shipped weights
 
 # %%
-print(results.format_results([m for m in results.load_results() if m["name"] == "lenet5"]))
+display(Markdown(results.format_results([m for m in results.load_results() if m["name"] == "lenet5"], markdown=True)))
 visualize.training_curves(results.published_histories("lenet5"), title="Full runs: seed vs improved recipe")
 
 # %%

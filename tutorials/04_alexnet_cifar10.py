@@ -27,6 +27,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from IPython.display import Markdown, display
+
 from cnn_study import datasets, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
@@ -86,7 +88,7 @@ for name, run in runs.items():
 
 # %%
 full = [m for m in results.load_results() if m["name"] == "alexnet"]
-print(results.format_results(full))
+display(Markdown(results.format_results(full, markdown=True)))
 for m in full:
     validation = f"val {m['val_accuracy']:.2%}" if m["val_accuracy"] is not None else "no validation split"
     print(f"{m['recipe']:>9}: train {m['train_accuracy']:.2%}, {validation}, test {m['test_accuracy']:.2%}")

@@ -25,6 +25,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from IPython.display import Markdown, display
+
 from cnn_study import datasets, experiments, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -60,7 +62,7 @@ print(models.summary("zfnet_cifar", depth=2))
 result = experiments.run(recipes.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
 full = [m for m in results.load_results() if m["name"] == "zfnet"]
-print(results.format_results(full))
+display(Markdown(results.format_results(full, markdown=True)))
 
 # %% [markdown]
 # ## The first layer

@@ -27,7 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from cnn_study import datasets, experiments, models, recipes, results, visualize
 
@@ -72,7 +72,7 @@ print(
 
 # %%
 full = [m for m in results.load_results() if m["name"] == "vgg16_dogs_vs_cats"]
-print(results.format_results(full))
+display(Markdown(results.format_results(full, markdown=True)))
 
 # %% [markdown]
 # ## What the network looks at

@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
 from cnn_study import datasets, experiments, models, recipes, results, training, visualize
@@ -82,7 +83,7 @@ figure
 result = experiments.run(recipes.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
 full = [m for m in results.load_results() if m["name"] == "resnet"]
-print(results.format_results(full))
+display(Markdown(results.format_results(full, markdown=True)))
 
 # %% [markdown]
 # ## Deeper

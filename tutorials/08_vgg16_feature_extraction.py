@@ -38,7 +38,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from cnn_study import datasets, experiments, recipes, results, visualize
 from cnn_study.training import evaluate
@@ -88,7 +88,7 @@ for recipe_name in ("seed", "improved"):
 
 # %%
 full = [m for m in results.load_results() if m["name"] == "vgg16_feature_extraction"]
-print(results.format_results(full))
+display(Markdown(results.format_results(full, markdown=True)))
 histories = results.published_histories("vgg16_feature_extraction")
 if histories:
     display(visualize.training_curves(histories, title="Full runs"))

@@ -26,7 +26,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from cnn_study import datasets, experiments, models, recipes, results, visualize
 
@@ -73,7 +73,7 @@ visualize.training_curves(result.history, title="This run: head stage, then fine
 
 # %%
 full = [m for m in results.load_results() if m["name"] == "vgg16_fine_tuning"]
-print(results.format_results(full))
+display(Markdown(results.format_results(full, markdown=True)))
 for metrics in full:
     print(f"{metrics['recipe']}: {metrics['accuracy_before_fine_tuning']:.2%} -> {metrics['test_accuracy']:.2%}")
 histories = results.published_histories("vgg16_fine_tuning")

@@ -39,7 +39,7 @@ from ._registry import (
     register_model,
 )
 from .trained import MODEL_META_KEYS, load_trained_model, load_trained_model_file, save_trained_model
-from .transfer import TransferClassifier, is_transfer_model
+from .transfer import TransferClassifier, fold_batch_norms, is_transfer_model
 
 
 def summary(name: str, *, depth: int = 3, **kwargs: Any) -> torchinfo.ModelStatistics:
@@ -82,6 +82,7 @@ __all__ = [
     "create_model",
     "efficientnet_lite0",
     "fashion_cnn",
+    "fold_batch_norms",
     "get_model_info",
     "is_transfer_model",
     "lenet5",
