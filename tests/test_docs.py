@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
@@ -89,3 +90,40 @@ def test_results_page_shows_the_published_runs(site: Path) -> None:
     html = (site / "results" / "index.html").read_text()
     assert "<table>" in html and "lenet5" in html and "figures/lenet5-improved.png" in html
     assert (site / "figures" / "lenet5-improved.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_tutorial_page_opens_with_colab_notebook_and_source_links(site: Path, tutorial: str) -> None:
+    html = (site / "tutorials" / tutorial / "index.html").read_text()
+    links = re.search(r'<p class="notebook-links">(.*?)</p>', html, flags=re.S)
+    assert links, f"{tutorial}: no notebook links"
+    hrefs = dict((text, href) for href, text in re.findall(r'href="([^"]+)"[^>]*>([^<]+)</a>', links.group(1)))
+    assert hrefs["Open in Colab"] == (
+        f"https://colab.research.google.com/github/cnn-study/cnn-study/blob/gh-pages/dev/notebooks/{tutorial}.ipynb"
+    )
+    assert hrefs["View source"] == f"https://github.com/cnn-study/cnn-study/blob/main/tutorials/{tutorial}.py"
+    notebook_file = (site / "tutorials" / tutorial / hrefs["Download notebook"]).resolve()
+    assert notebook_file == site / "notebooks" / f"{tutorial}.ipynb"
+    notebook = nbformat.read(notebook_file, as_version=4)
+    nbformat.validate(notebook)
+    install = notebook.cells[1]
+    assert install.cell_type == "code" and '%pip install --quiet "cnn-study[offline]"' in install.source
+    assert 'find_spec("cnn_study") is None' in install.source  # only where the package is missing
+    assert "CNN_STUDY_QUICK" in notebook.cells[0].source and "GPU" in notebook.cells[0].source
+    tutorial_code = [cell.source for cell in notebook.cells[2:] if cell.cell_type == "code"]
+    assert any("cnn_study" in source for source in tutorial_code)  # the tutorial itself follows
+
+
+def test_results_page_and_home_show_the_comparison_charts(site: Path) -> None:
+    for page in ("results/index.html", "index.html"):
+        html = (site / page).read_text()
+        for chart in ("study-comparison", "accuracy-vs-cost"):
+            [alt] = re.findall(rf'<img alt="([^"]+)" src="[./]*figures/{chart}.png"', html)
+            assert len(alt) > 60, f"{page}: {chart} needs a real description"
+    for chart in ("study-comparison", "accuracy-vs-cost"):
+        assert (site / "figures" / f"{chart}.png").stat().st_size > 20_000
+
+
+def test_tutorial_results_tables_render_as_html_tables(site: Path) -> None:
+    html = (site / "tutorials" / "06_vgg16_dogs_vs_cats" / "index.html").read_text()
+    assert re.search(r"<table>\s*<thead>\s*<tr>\s*<th>#</th>\s*<th>experiment</th>", html)

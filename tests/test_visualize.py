@@ -324,3 +324,35 @@ def test_misclassified_shows_only_mistakes_most_confident_first() -> None:
         truth, predicted = axes.get_title().split("\n→ ")
         assert truth == data.classes[data.labels[index]] and predicted.split(" (")[0] != truth
         assert np.allclose(_images(axes)[0], data.images[index].permute(1, 2, 0).numpy() / 255, atol=1e-6)
+
+
+def test_study_comparison_draws_the_study_and_each_recipe_per_experiment() -> None:
+    rows = [
+        {"experiment": 1, "recipe": "seed", "test_accuracy": 0.991},
+        {"experiment": 1, "recipe": "improved", "test_accuracy": 0.9938},
+        {"experiment": 7, "recipe": "improved", "test_accuracy": 0.8982},
+        {"experiment": 7, "recipe": "seed", "test_accuracy": None},  # unfinished: left out
+    ]
+    figure = visualize.study_comparison(rows, {1: 0.9793, 7: None})
+    [axes] = figure.axes
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["1", "7"]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["the study", "ours: seed", "ours: improved"]
+    heights = {
+        (container.get_label(), index): bar.get_height()
+        for container in axes.containers
+        for index, bar in enumerate(container)
+    }
+    assert heights[("the study", 0)] == pytest.approx(97.93) and np.isnan(heights[("the study", 1)])
+    assert heights[("ours: improved", 1)] == pytest.approx(89.82) and np.isnan(heights[("ours: seed", 1)])
+
+
+def test_accuracy_vs_cost_places_each_run_at_its_size_and_time() -> None:
+    rows = [
+        {"experiment": 3, "recipe": "seed", "test_accuracy": 0.9891, "wall_seconds": 272.0, "parameters": 61706},
+        {"experiment": 7, "recipe": "resnet56", "test_accuracy": 0.9109, "wall_seconds": 24000.0, "parameters": 855770},
+    ]
+    by_size, by_time = visualize.accuracy_vs_cost(rows).axes
+    assert [tuple(c.get_offsets()[0]) for c in by_size.collections] == [(61706, 98.91), (855770, 91.09)]
+    assert [tuple(c.get_offsets()[0]) for c in by_time.collections] == [(272.0, 98.91), (24000.0, 91.09)]
+    assert [text.get_text() for text in by_size.texts] == ["3 seed", "7 resnet56"]
+    assert by_size.get_xscale() == by_time.get_xscale() == "log"
