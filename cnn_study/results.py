@@ -215,7 +215,7 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
             m["model"],
             _epochs_cell(m),
             m["device"],
-            _time_cell(m.get("wall_seconds")),
+            _time_cell(run_seconds(m)),
             _memory_cell(m),
         ]
         for m in results
@@ -231,6 +231,19 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
 
 def _accuracy_cell(metrics: dict[str, Any]) -> str:
     return "unfinished" if metrics["test_accuracy"] is None else f"{metrics['test_accuracy']:.2%}"
+
+
+def run_seconds(metrics: dict[str, Any]) -> float | None:
+    """How long a run took: the larger of its wall time and the sum of its epochs' times.
+
+    ``wall_seconds`` covers the whole call, feature extraction and evaluation included, but only the last
+    call of a resumed run; ``epoch_seconds`` covers every epoch, resumed ones too, but nothing else.
+
+    >>> run_seconds({"wall_seconds": 77.0, "epoch_seconds": 4.0}), run_seconds({"wall_seconds": 600.0})
+    (77.0, 600.0)
+    """
+    times = [metrics.get(key) for key in ("wall_seconds", "epoch_seconds") if metrics.get(key) is not None]
+    return max(times) if times else None
 
 
 def _time_cell(seconds: float | None) -> str:

@@ -579,9 +579,9 @@ def study_comparison(results: Sequence[Mapping], reported: Mapping[int, float | 
         axes.bar_label(bars, fmt="%.1f", fontsize=6, padding=1, rotation=90)
     axes.set_xticks(positions, [str(n) for n in experiments])
     low = min(100 * value for _, _, values in series for value in values.values() if value is not None)
-    axes.set(xlabel="experiment", ylabel="test accuracy (%)", ylim=(max(0, low - 10), 103))
-    axes.set_title("The study's numbers and ours")
-    axes.legend(fontsize=8, ncols=len(series), loc="lower center")
+    axes.set(xlabel="experiment", ylabel="test accuracy (%)", ylim=(max(0, low - 10), 104))
+    axes.legend(fontsize=8, ncols=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    figure.suptitle("The study's numbers and ours (the study's last number: validation for 4 and 8)")
     return figure
 
 
@@ -589,25 +589,26 @@ def accuracy_vs_cost(results: Sequence[Mapping]) -> Figure:
     """Test accuracy against model size and against training time, one labelled point per finished run.
 
     Args:
-        results: Metrics dicts of finished runs (``experiment``, ``recipe``, ``test_accuracy``, ``wall_seconds``
-            and ``parameters``, all of the model's, a frozen base's too).
+        results: Metrics dicts of finished runs (``experiment``, ``recipe``, ``test_accuracy``, ``seconds``:
+            how long the run took, e.g. `cnn_study.results.run_seconds`, and ``parameters``: all of the
+            model's, a frozen base's too).
 
     Returns:
         Two axes side by side, both with a logarithmic x axis.
 
     Examples:
-        >>> rows = [{"experiment": 3, "recipe": "seed", "test_accuracy": 0.99, "wall_seconds": 60, "parameters": 61706}]
+        >>> rows = [{"experiment": 3, "recipe": "seed", "test_accuracy": 0.99, "seconds": 60, "parameters": 61706}]
         >>> [axes.get_xscale() for axes in accuracy_vs_cost(rows).axes]
         ['log', 'log']
     """
     finished = [row for row in results if row["test_accuracy"] is not None]
     if not finished:
         raise ValueError("No finished run to plot.")
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
     by_size, by_time = figure.subplots(1, 2, sharey=True)
     for axes, x_of, xlabel in (
         (by_size, lambda row: row["parameters"], "parameters"),
-        (by_time, lambda row: row["wall_seconds"], "training time of the run (s)"),
+        (by_time, lambda row: row["seconds"], "time the run took (s)"),
     ):
         for row in finished:
             x, y = x_of(row), 100 * row["test_accuracy"]
@@ -619,5 +620,6 @@ def accuracy_vs_cost(results: Sequence[Mapping]) -> Figure:
         axes.set(xlabel=xlabel)
         axes.grid(alpha=0.3)
     by_size.set(ylabel="test accuracy (%)", title="Accuracy and model size")
-    by_time.set_title("Accuracy and training time (CPU and GPU runs mixed: see the device column)")
+    by_time.set_title("Accuracy and training time")
+    figure.suptitle("One point per published run; CPU and GPU runs are mixed (see the device column)")
     return figure

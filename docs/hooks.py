@@ -28,7 +28,7 @@ from mkdocs.structure.pages import Page
 from cnn_study import visualize
 from cnn_study.models import create_model, get_model_info, is_transfer_model, list_models, summary
 from cnn_study.recipes import STUDY_REPORTED, experiments_using, list_experiments, study_accuracy
-from cnn_study.results import format_results, load_history, load_results
+from cnn_study.results import format_results, load_history, load_results, run_seconds
 
 log = logging.getLogger("mkdocs.hooks.cnn_study")
 
@@ -189,7 +189,10 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, "architectures/index.md", content="\n".join(overview)))
     for tutorial in sorted(TUTORIALS.glob("*.py")):
         files.append(File.generated(config, f"notebooks/{tutorial.stem}.ipynb", content=_notebook(tutorial)))
-    results = [dict(row, parameters=row.get("parameters") or _parameters(row)) for row in load_results()]
+    results = [
+        dict(row, parameters=row.get("parameters") or _parameters(row), seconds=run_seconds(row))
+        for row in load_results()
+    ]
     reported = {recipe.experiment: study_accuracy(recipe.experiment) for recipe in list_experiments()}
     for name, figure in (
         ("study-comparison", visualize.study_comparison(results, reported)),

@@ -348,8 +348,8 @@ def test_study_comparison_draws_the_study_and_each_recipe_per_experiment() -> No
 
 def test_accuracy_vs_cost_places_each_run_at_its_size_and_time() -> None:
     rows = [
-        {"experiment": 3, "recipe": "seed", "test_accuracy": 0.9891, "wall_seconds": 272.0, "parameters": 61706},
-        {"experiment": 7, "recipe": "resnet56", "test_accuracy": 0.9109, "wall_seconds": 24000.0, "parameters": 855770},
+        {"experiment": 3, "recipe": "seed", "test_accuracy": 0.9891, "seconds": 272.0, "parameters": 61706},
+        {"experiment": 7, "recipe": "resnet56", "test_accuracy": 0.9109, "seconds": 24000.0, "parameters": 855770},
     ]
     by_size, by_time = visualize.accuracy_vs_cost(rows).axes
     assert [tuple(c.get_offsets()[0]) for c in by_size.collections] == [(61706, 98.91), (855770, 91.09)]
