@@ -27,7 +27,7 @@ from ._messages import command_line_messages
 from .datasets import DATASETS, BatchLoader
 from .experiments import run
 from .models import TransferClassifier, get_model_info, is_transfer_model, list_models, load_trained_model, summary
-from .recipes import RECIPES, experiments_using, get_recipe, list_experiments
+from .recipes import BACKBONES, RECIPES, experiments_using, get_recipe, list_experiments
 from .results import PUBLISHED_RESULTS, export_weights, format_results, results_folder, scan_results
 from .training import evaluate, select_device
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 or mps")
     running.add_argument(
         "--backbone",
-        choices=("vgg16", "efficientnet_lite0"),
+        choices=BACKBONES,
         help="transfer experiments: pretrained base (default vgg16)",
     )
     running.add_argument("--quick", action="store_true", help="small subset and 1-2 epochs, for a fast check")

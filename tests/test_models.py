@@ -57,6 +57,8 @@ def test_unknown_model_name_suggests_the_closest() -> None:
 def test_registering_a_name_twice_fails() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_model("lenet5", paper="x", year=2000)(lambda **_: None)
+    with pytest.raises(TypeError, match="must be annotated with the model class it returns"):
+        register_model("unannotated_net", paper="x", year=2000)(lambda **_: None)
 
 
 @pytest.mark.parametrize("name", LIGHT_MODELS)

@@ -110,7 +110,12 @@ def register_model(
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"A model named {name!r} is already registered.")
-        model_class = typing.get_type_hints(builder)["return"]
+        model_class = typing.get_type_hints(builder).get("return")
+        if not (isinstance(model_class, type) and hasattr(model_class, "registered_input_size")):
+            raise TypeError(
+                f"The builder of {name!r} must be annotated with the model class it returns (a subclass of "
+                f"cnn_study.models.ImageClassifier), e.g. 'def {name}(*, num_classes: int = 10) -> MyNet:'."
+            )
         builder_defaults = _defaults(builder)
         num_classes = builder_defaults.get("num_classes", _defaults(model_class.__init__)["num_classes"])
         input_size = model_class.registered_input_size(builder_defaults)
