@@ -32,7 +32,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -112,3 +112,46 @@ visualize.filters(model, "features.0")
 # %%
 image = test_loader.transform(test.images[:1])[0]
 visualize.feature_maps(model, image, layers=["features.0", "features.2"], max_channels=16)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** How many parameters (weights and biases) does the fully connected layer after the flatten
+# have? Count them by hand from the shapes, then check.
+
+# %%
+answer = ...  # your answer
+exercises.check("mnist-cnn-hidden-parameters", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# # the flattened feature map: 64 channels of 12 x 12; 128 outputs, each with a bias
+# answer = 64 * 12 * 12 * 128 + 128
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** What shape does `forward_features` return for a batch of 8 MNIST images? Work it out from the
+# layers, then confirm with `torch.zeros(8, 1, 28, 28)`.
+
+# %%
+answer = ...  # your answer
+exercises.check("mnist-cnn-feature-shape", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# import torch
+#
+# answer = tuple(models.create_model("mnist_cnn").forward_features(torch.zeros(8, 1, 28, 28)).shape)
+# ```
+#
+# </details>

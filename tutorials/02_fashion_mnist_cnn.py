@@ -31,7 +31,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -88,3 +88,49 @@ visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.class
 
 # %%
 visualize.misclassified(model, test_loader, count=8)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** Which class does the shipped Fashion-MNIST model get wrong most often? Use 200 test images per
+# class (`test.sample(200, seed=0)`) and `visualize.confusion_counts`.
+
+# %%
+answer = ...  # your answer
+exercises.check("fashion-hardest-class", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# from cnn_study.training import evaluate
+#
+# fashion = models.create_model("fashion_cnn", weights="fashion_mnist")
+# part = datasets.fashion_mnist(download=True).test.sample(200, seed=0)
+# scored = evaluate(fashion, datasets.BatchLoader.for_model(part, fashion))
+# counts = visualize.confusion_counts(scored.labels, scored.predictions, len(part.classes))
+# answer = part.classes[int((counts.sum(axis=1) - counts.diagonal()).argmax())]
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** With label smoothing 0.1 over 10 classes, what probability does the training target give the
+# true class?
+
+# %%
+answer = ...  # your answer
+exercises.check("fashion-smoothed-target", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = (1 - 0.1) + 0.1 / 10
+# ```
+#
+# </details>

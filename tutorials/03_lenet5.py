@@ -36,7 +36,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -94,3 +94,48 @@ visualize.filters(lenet, "features.0")
 # %%
 image = test_loader.transform(test.images[:1])[0]
 visualize.feature_maps(lenet, image, layers=["features.0", "features.3"])
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** Count LeNet-5's parameters by hand, layer by layer (C1, C3, C5, F6, output), as a list of five
+# numbers. Their sum should be the 61,706 of the summary above.
+
+# %%
+answer = ...  # your answer
+exercises.check("lenet5-parameters-by-layer", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = [
+#     1 * 6 * 5 * 5 + 6,  # C1
+#     6 * 16 * 5 * 5 + 16,  # C3 (all six maps connected)
+#     16 * 120 * 5 * 5 + 120,  # C5
+#     120 * 84 + 84,  # F6
+#     84 * 10 + 10,  # output
+# ]
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** What is the side of S2's feature maps for a 28 x 28 input?
+
+# %%
+answer = ...  # your answer
+exercises.check("lenet5-s2-size", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = 28 // 2  # C1's padding keeps 28; S2 halves it
+# ```
+#
+# </details>

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -114,3 +114,44 @@ visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.class
 # %%
 image = loader.transform(loader.data.images[:1])[0]
 visualize.grad_cam(improved_model, image, classes=test.classes, mean=test.mean, std=test.std)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** In the published full run of the seed recipe, how many percentage points separate training
+# from validation accuracy at the last epoch? (`results.load_history`)
+
+# %%
+answer = ...  # your answer
+exercises.check("alexnet-overfitting-gap", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# last = results.load_history("alexnet", "seed").epochs[-1]
+# answer = 100 * (last.train_accuracy - last.val_accuracy)
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** How many parameters has the first fully connected layer of `alexnet_cifar`? Its input is the
+# last feature map, flattened.
+
+# %%
+answer = ...  # your answer
+exercises.check("alexnet-first-dense-parameters", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = 256 * 4 * 4 * 1024 + 1024  # three 2x2 max-pools: 32 -> 4
+# ```
+#
+# </details>

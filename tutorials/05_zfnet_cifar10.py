@@ -27,7 +27,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
@@ -76,3 +76,43 @@ visualize.filters(result.model, "features.0", max_filters=32)
 # %%
 image = datasets.BatchLoader(test, 1).transform(test.images[:1])[0]
 visualize.feature_maps(result.model, image, layers=["features.0", "features.4"])
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** The seed recipe holds out 20% of the training set (`train.split(0.2, seed=0)`). How many
+# images has the smallest class in that validation part? What does that say about how the split is drawn?
+
+# %%
+answer = ...  # your answer
+exercises.check("zfnet-smallest-validation-class", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# _, held_out = datasets.cifar10(download=True).train.split(0.2, seed=0)
+# answer = min(held_out.class_counts().values())  # every class: the split is stratified
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** How many filters does ZFNet's first convolution learn (the filters pictured above)?
+
+# %%
+answer = ...  # your answer
+exercises.check("zfnet-first-layer-filters", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = models.create_model("zfnet_cifar").features[0].out_channels
+# ```
+#
+# </details>

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
@@ -85,3 +85,49 @@ loader = datasets.BatchLoader.for_model(validation, model)  # the model's size a
 images = loader.transform(validation.images[[0, 600]])
 for image in images:
     display(visualize.grad_cam(result.model, image, classes=validation.classes, mean=model.mean, std=model.std))
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** How many parameters does the head train with `pooling="avg"` on each base? Answer with a dict
+# `{"vgg16": ..., "efficientnet_lite0": ...}`; VGG16's last feature map has 512 channels, EfficientNet-Lite0's
+# 1,280.
+
+# %%
+answer = ...  # your answer
+exercises.check("transfer-head-parameters", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = {
+#     base: channels * 256 + 256 + 256 * 1 + 1
+#     for base, channels in (("vgg16", 512), ("efficientnet_lite0", 1280))
+# }
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** What is the side of VGG16's last feature map for a 150 x 150 photo?
+
+# %%
+answer = ...  # your answer
+exercises.check("transfer-vgg16-feature-size", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# side = 150
+# for _ in range(5):  # five 2x2 max-pools, rounding down
+#     side //= 2
+# answer = side
+# ```
+#
+# </details>

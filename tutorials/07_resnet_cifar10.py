@@ -33,7 +33,7 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from cnn_study import datasets, experiments, models, recipes, results, training, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, training, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -77,7 +77,8 @@ figure
 # %% [markdown]
 # ## Training
 #
-# > **Quick mode:** 50 images per class for one epoch. The full 50-epoch run is `cnn-study run resnet --recipe seed`.
+# > **Quick mode:** 50 images per class for one epoch. The full 50-epoch run is `cnn-study run resnet --recipe
+# seed`.
 
 # %%
 result = experiments.run(recipes.get_recipe("resnet", "seed"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
@@ -124,3 +125,44 @@ visualize.filters(trained, "stem.0")
 # %%
 image = datasets.BatchLoader(test, 1).transform(test.images[:1])[0]
 visualize.feature_maps(trained, image, layers=["stem.0", "stage1.2.conv2", "stage3.2.conv2"], max_channels=8)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** How many parameters has ResNet-32 (n = 5)? Compare with the 0.46M of the paper's Table 6.
+
+# %%
+answer = ...  # your answer
+exercises.check("resnet32-parameters", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = sum(p.numel() for p in models.create_model("resnet32").parameters())
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** The seed recipe's cosine schedule starts at 0.1 and anneals to 0. What is the learning rate
+# halfway?
+
+# %%
+answer = ...  # your answer
+exercises.check("resnet-cosine-halfway", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# import math
+#
+# answer = 0.1 * (1 + math.cos(math.pi / 2)) / 2
+# ```
+#
+# </details>

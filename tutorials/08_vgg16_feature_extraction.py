@@ -40,7 +40,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -98,3 +98,44 @@ model = runs["improved"].model
 test_loader = datasets.BatchLoader.for_model(test.sample(100, seed=0), model)
 evaluation = evaluate(model, test_loader)
 visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.classes)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** With average pooling, how many bytes of float32 features does the cache keep per image, for
+# each base? Answer with a dict `{"vgg16": ..., "efficientnet_lite0": ...}`.
+
+# %%
+answer = ...  # your answer
+exercises.check("features-bytes-per-image", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = {"vgg16": 512 * 4, "efficientnet_lite0": 1280 * 4}  # one float32 per channel
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** How many images does the improved recipe pass through the base to fill its cache, over the
+# 10,000 training images? (`recipes.get_recipe(...).cached_views`)
+
+# %%
+answer = ...  # your answer
+exercises.check("features-images-through-the-base", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# recipe = recipes.get_recipe("vgg16_feature_extraction", "improved")
+# answer = (1 + len(recipe.cached_views)) * 10_000
+# ```
+#
+# </details>

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
@@ -117,3 +117,48 @@ print(f"{'head only (no fine-tuning)':<30} {'one view':<16} {summary.head_only:.
 _, validation = datasets.dogs_vs_cats(image_size=model.input_size[-1], download=True)
 loader = datasets.BatchLoader.for_model(validation.sample(50, seed=0), model)
 visualize.misclassified(result.model, loader, count=8, columns=4)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise ends with `exercises.check(name, answer)`, which says whether the answer is right and gives a
+# hint if not. The solution is hidden below the exercise.
+
+# %% [markdown]
+# **Exercise 1.** How many parameters of the base does `trainable="last_block"` unfreeze, for each base? Answer
+# with a dict `{"vgg16": ..., "efficientnet_lite0": ...}` (`base_weights=None` builds a base quickly).
+
+# %%
+answer = ...  # your answer
+exercises.check("fine-tuning-last-block-parameters", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = {}
+# for base in ("vgg16", "efficientnet_lite0"):
+#     transfer = models.create_model(f"{base}_transfer", base_weights=None, trainable="last_block")
+#     answer[base] = sum(p.numel() for p in transfer.base.parameters() if p.requires_grad)
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** Which fine-tuning candidate had the best mean mirror-averaged held-out accuracy in the
+# cross-validation record above? Answer with its settings as the record names them.
+
+# %%
+answer = ...  # your answer
+exercises.check("fine-tuning-best-candidate", answer)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# record = results.PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved" / "cross_validation.json"
+# means = results.summarise_cross_validation(json.loads(record.read_text())).means
+# answer = max(means, key=lambda settings: means[settings]["mirror_averaged"])
+# ```
+#
+# </details>

@@ -1,0 +1,281 @@
+"""Checks for the tutorials' exercises: ``check(name, answer)`` says whether an answer is right.
+
+Each tutorial ends with two exercises. The learner computes an answer (by hand, or with a few lines
+of code) and calls `check`, which prints ``correct`` or ``not yet`` with a hint, and returns the
+verdict. The right answer is computed from the package when it is called (the model, the dataset, the
+published results), never stored, so that the exercises stay true when the code changes. Every
+exercise's solution, hidden on the page below it, is run through its check by the test suite.
+
+Examples:
+    >>> check("lenet5-s2-size", 14)
+    lenet5-s2-size: correct
+    True
+    >>> check("lenet5-s2-size", 28)
+    lenet5-s2-size: not yet. Hint: C1's padding of 2 keeps 28x28; S2 pools 2x2 blocks into one value.
+    False
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .datasets import DATASETS, BatchLoader
+from .models import create_model
+from .recipes import BACKBONES, get_recipe
+from .results import PUBLISHED_RESULTS, load_history, summarise_cross_validation
+from .training import evaluate, make_optimizer, make_scheduler
+from .visualize import confusion_counts
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: how to compute its answer, how close an answer must be, and a hint.
+
+    Attributes:
+        name: The name `check` is called with, e.g. ``"lenet5-s2-size"``.
+        tutorial: The tutorial it belongs to (its number).
+        answer: Computes the right answer from the package.
+        hint: What to look at when the answer is not right yet.
+        tolerance: For numbers: how far off an answer may be (0 for exact answers).
+    """
+
+    name: str
+    tutorial: int
+    answer: Callable[[], Any]
+    hint: str
+    tolerance: float = 0.0
+
+    def accepts(self, answer: Any) -> bool:
+        """Whether ``answer`` is right: equal (numbers within `tolerance`; sequences as tuples)."""
+        expected = self.answer()
+        if isinstance(expected, dict):
+            return (
+                isinstance(answer, dict)
+                and answer.keys() == expected.keys()
+                and all(_close(answer[key], value, self.tolerance) for key, value in expected.items())
+            )
+        return _close(answer, expected, self.tolerance)
+
+
+def _close(answer: Any, expected: Any, tolerance: float) -> bool:
+    if isinstance(expected, (tuple, list)):
+        return isinstance(answer, (tuple, list)) and tuple(answer) == tuple(expected)
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        return isinstance(answer, (int, float)) and math.isclose(answer, expected, rel_tol=0, abs_tol=tolerance)
+    return answer == expected
+
+
+def _parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def _hardest_fashion_class() -> str:
+    model = create_model("fashion_cnn", weights="fashion_mnist")
+    test = DATASETS["fashion_mnist"](download=True).test.sample(200, seed=0)
+    evaluation = evaluate(model, BatchLoader.for_model(test, model))
+    counts = confusion_counts(evaluation.labels, evaluation.predictions, len(test.classes))
+    errors = counts.sum(axis=1) - counts.diagonal()
+    return test.classes[int(errors.argmax())]
+
+
+def _smallest_validation_class() -> int:
+    train = DATASETS["cifar10"](download=True).train
+    _, validation = train.split(0.2, seed=0)
+    return min(validation.class_counts().values())
+
+
+def _cosine_halfway() -> float:
+    optimizer = make_optimizer("sgd", [nn.Parameter(nn.init.zeros_(nn.Linear(1, 1).weight))], lr=0.1)
+    scheduler = make_scheduler("cosine", optimizer, total_steps=100)
+    for _ in range(50):
+        optimizer.step()
+        scheduler.step()
+    return optimizer.param_groups[0]["lr"]
+
+
+def _transfer_model(backbone: str, **kwargs: Any) -> nn.Module:
+    return create_model(f"{backbone}_transfer", base_weights=None, **kwargs)
+
+
+def _unfrozen_by_last_block(backbone: str) -> int:
+    model = _transfer_model(backbone, trainable="last_block")
+    return _parameters(model.base, trainable_only=True)
+
+
+def _best_fine_tuning_candidate() -> str:
+    record = PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved" / "cross_validation.json"
+    summary = summarise_cross_validation(json.loads(record.read_text()))
+    return max(summary.means, key=lambda settings: summary.means[settings]["mirror_averaged"])
+
+
+_EXERCISES = [
+    Exercise(
+        "mnist-cnn-hidden-parameters",
+        1,
+        lambda: _parameters(create_model("mnist_cnn").head[2]),
+        "its input is the flattened 64 x 12 x 12 feature map; count inputs x outputs weights plus one bias per output.",
+    ),
+    Exercise(
+        "mnist-cnn-feature-shape",
+        1,
+        lambda: (8, 64, 12, 12),
+        "two 3x3 convolutions without padding take 28 to 26 to 24 pixels; the 2x2 max-pool halves that. "
+        "Try create_model('mnist_cnn').forward_features(torch.zeros(8, 1, 28, 28)).shape.",
+    ),
+    Exercise(
+        "fashion-hardest-class",
+        2,
+        _hardest_fashion_class,
+        "evaluate the shipped weights (weights='fashion_mnist') on test.sample(200, seed=0); in "
+        "visualize.confusion_counts a row's total minus its diagonal entry counts that class's mistakes.",
+    ),
+    Exercise(
+        "fashion-smoothed-target",
+        2,
+        lambda: 0.9 + 0.1 / 10,
+        "label smoothing eps keeps 1 - eps on the true class and spreads eps evenly over all 10 classes.",
+        tolerance=1e-9,
+    ),
+    Exercise(
+        "lenet5-parameters-by-layer",
+        3,
+        lambda: [_parameters(layer) for layer in create_model("lenet5").modules() if _has_weights(layer)],
+        "a convolution has in x out x k x k weights plus out biases; a linear layer in x out plus out. "
+        "Five layers: C1, C3, C5, F6, output.",
+    ),
+    Exercise(
+        "lenet5-s2-size",
+        3,
+        lambda: create_model("lenet5").features[:3](torch.zeros(1, 1, 28, 28)).shape[-1],
+        "C1's padding of 2 keeps 28x28; S2 pools 2x2 blocks into one value.",
+    ),
+    Exercise(
+        "alexnet-overfitting-gap",
+        4,
+        lambda: 100 * (load_history("alexnet", "seed").epochs[-1].train_accuracy - _last_val("alexnet")),
+        "results.load_history('alexnet', 'seed').epochs[-1] holds train_accuracy and val_accuracy; "
+        "answer in percentage points.",
+        tolerance=0.5,
+    ),
+    Exercise(
+        "alexnet-first-dense-parameters",
+        4,
+        lambda: _parameters(create_model("alexnet_cifar").head[2]),
+        "three 2x2 max-pools take 32 to 4 pixels, so the flattened map has 256 x 4 x 4 values; "
+        "each of the 1,024 outputs has a weight per value and a bias.",
+    ),
+    Exercise(
+        "zfnet-smallest-validation-class",
+        5,
+        _smallest_validation_class,
+        "train.split(0.2, seed=0) returns (train, validation); validation.class_counts() counts each class.",
+    ),
+    Exercise(
+        "zfnet-first-layer-filters",
+        5,
+        lambda: create_model("zfnet_cifar").features[0].out_channels,
+        "the first entry of the ZFNet layer table (cfgs['zfnet']) is (channels, kernel size).",
+    ),
+    Exercise(
+        "transfer-head-parameters",
+        6,
+        lambda: {b: _parameters(_transfer_model(b, pooling="avg"), trainable_only=True) for b in BACKBONES},
+        "with average pooling the head sees one value per channel of the base (512 for VGG16, 1,280 for "
+        "EfficientNet-Lite0): channels x 256 + 256, then 256 x 1 + 1.",
+    ),
+    Exercise(
+        "transfer-vgg16-feature-size",
+        6,
+        lambda: _transfer_model("vgg16").base(torch.zeros(1, 3, 150, 150)).shape[-1],
+        "VGG16's five 2x2 max-pools each halve the side, rounding down: 150, 75, 37, ...",
+    ),
+    Exercise(
+        "resnet32-parameters",
+        7,
+        lambda: _parameters(create_model("resnet32")),
+        "ResNet-32 is 6n + 2 with n = 5 blocks per stage; sum(p.numel() for p in model.parameters()) counts them.",
+    ),
+    Exercise(
+        "resnet-cosine-halfway",
+        7,
+        _cosine_halfway,
+        "a cosine schedule from 0.1 to 0 is lr = 0.1 x (1 + cos(pi x t / T)) / 2; at t = T / 2 the cosine is 0.",
+        tolerance=1e-6,
+    ),
+    Exercise(
+        "features-bytes-per-image",
+        8,
+        lambda: {backbone: _cached_bytes_per_image(backbone) for backbone in BACKBONES},
+        "after average pooling each image is one float32 (4 bytes) per channel of the base's last feature map.",
+    ),
+    Exercise(
+        "features-images-through-the-base",
+        8,
+        lambda: (1 + len(get_recipe("vgg16_feature_extraction").cached_views)) * 10_000,
+        "the improved recipe caches the plain images plus each of its cached_views, for all 10,000 "
+        "training images (5,000 cats, 5,000 dogs).",
+    ),
+    Exercise(
+        "fine-tuning-last-block-parameters",
+        9,
+        lambda: {b: _unfrozen_by_last_block(b) for b in BACKBONES},
+        "model.set_trainable('last_block'), then count the base's parameters with requires_grad.",
+    ),
+    Exercise(
+        "fine-tuning-best-candidate",
+        9,
+        _best_fine_tuning_candidate,
+        "results.summarise_cross_validation(rows).means maps each candidate to its mean accuracies; "
+        "compare their 'mirror_averaged' values.",
+    ),
+]
+
+
+def _has_weights(layer: nn.Module) -> bool:
+    return isinstance(layer, (nn.Conv2d, nn.Linear))
+
+
+def _last_val(experiment: str) -> float:
+    return load_history(experiment, "seed").epochs[-1].val_accuracy
+
+
+def _cached_bytes_per_image(backbone: str) -> int:
+    model = _transfer_model(backbone, pooling="avg").eval()
+    with torch.no_grad():
+        features = model.feature_extractor()(torch.zeros(1, *model.input_size))
+    return features.numel() * features.element_size()
+
+
+#: Every exercise by name.
+EXERCISES: dict[str, Exercise] = {exercise.name: exercise for exercise in _EXERCISES}
+
+
+def check(name: str, answer: Any) -> bool:
+    """Say whether ``answer`` to the exercise ``name`` is right; print ``correct`` or a hint.
+
+    Args:
+        name: The exercise, as its tutorial names it.
+        answer: The learner's answer.
+
+    Returns:
+        Whether the answer is right.
+
+    Raises:
+        ValueError: No exercise has that name.
+    """
+    if name not in EXERCISES:
+        raise ValueError(f"No exercise {name!r}; the tutorials have: {', '.join(EXERCISES)}.")
+    exercise = EXERCISES[name]
+    if answer is None or answer is Ellipsis:
+        print(f"{name}: replace the ... with your answer, then run the cell again.")
+        return False
+    right = exercise.accepts(answer)
+    print(f"{name}: correct" if right else f"{name}: not yet. Hint: {exercise.hint}")
+    return right
