@@ -274,7 +274,7 @@ def check(name: str, answer: Any) -> bool:
         raise ValueError(f"No exercise {name!r}; the tutorials have: {', '.join(EXERCISES)}.")
     exercise = EXERCISES[name]
     if answer is None or answer is Ellipsis:
-        print(f"{name}: replace the ... with your answer, then run the cell again.")
+        print(f"{name}: replace ... with your answer")
         return False
     right = exercise.accepts(answer)
     print(f"{name}: correct" if right else f"{name}: not yet. Hint: {exercise.hint}")

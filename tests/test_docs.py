@@ -112,6 +112,17 @@ def test_tutorial_page_opens_with_colab_notebook_and_source_links(site: Path, tu
     assert "CNN_STUDY_QUICK" in notebook.cells[0].source and "GPU" in notebook.cells[0].source
     tutorial_code = [cell.source for cell in notebook.cells[2:] if cell.cell_type == "code"]
     assert any("cnn_study" in source for source in tutorial_code)  # the tutorial itself follows
+    solutions = [cell.source for cell in notebook.cells if "<summary>Solution</summary>" in cell.source]
+    assert len(solutions) == 2 and all("```python" in solution for solution in solutions)
+
+
+@pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_tutorial_page_ends_with_exercises_whose_solutions_are_folded(site: Path, tutorial: str) -> None:
+    html = (site / "tutorials" / tutorial / "index.html").read_text()
+    exercises = html[html.index('id="exercises"') :]
+    folded = re.findall(r"<details>\s*<summary>Solution</summary>(.*?)</details>", exercises, flags=re.S)
+    assert len(folded) == 2 and all('class="highlight' in solution or "<pre" in solution for solution in folded)
+    assert exercises.count("replace ... with your answer") == 2  # the cells ran, waiting for an answer
 
 
 def test_results_page_and_home_show_the_comparison_charts(site: Path) -> None:

@@ -65,7 +65,7 @@ def test_a_wrong_answer_gets_the_hint(name, data_dir, capsys) -> None:
     assert not exercises.check(name, "certainly wrong")
     assert f"Hint: {exercises.EXERCISES[name].hint}" in capsys.readouterr().out
     assert not exercises.check(name, ...)  # the placeholder the tutorials start from
-    assert "replace the ... with your answer" in capsys.readouterr().out
+    assert "replace ... with your answer" in capsys.readouterr().out
 
 
 def test_an_unknown_exercise_lists_the_known_ones() -> None:
