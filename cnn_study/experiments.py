@@ -34,7 +34,7 @@ from torch import nn
 
 from . import __version__, visualize
 from ._messages import option
-from .datasets import DATASETS, BatchLoader, ImageData, TrainTest
+from .datasets import DATASETS, BatchLoader, ImageData, TrainTest, training_micro_batch_size
 from .datasets.loader import Augmentation
 from .files import atomic_json_dump, folder_lock
 from .models import create_model, save_trained_model
@@ -262,6 +262,9 @@ def _train_and_report(
         "settings": settings,  # what the run was started with: resume refuses other settings
     }
     fit_options = {"device": device, "resume": resume, "meta": meta, "quiet": quiet, "compile_model": compile_model}
+    # A transfer model's batch norms never train (TransferClassifier.train), so its batch gradient can be summed
+    # over chunks, in far less memory; a model trained from scratch needs each whole batch's statistics.
+    micro_batch_size = training_micro_batch_size(spec.size, device) if recipe.is_transfer else None
     checkpoint = out_dir / CHECKPOINTS[0]
     if recipe.feature_cache:
         views = [batches(train_data)]
@@ -287,6 +290,7 @@ def _train_and_report(
             recipe.first_stage,
             val_loader=monitor,
             checkpoint=checkpoint,
+            micro_batch_size=micro_batch_size,
             **fit_options,
         )
     test_loader = batches(test_data)
@@ -301,6 +305,7 @@ def _train_and_report(
             val_loader=monitor,
             history=history,
             checkpoint=out_dir / CHECKPOINTS[1],
+            micro_batch_size=micro_batch_size,
             **fit_options,
         )
     final = evaluate_on_test() if recipe.fine_tuning else first_stage

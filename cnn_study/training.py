@@ -361,6 +361,7 @@ def fit(
     meta: dict[str, Any] | None = None,
     quiet: bool = False,
     compile_model: bool = False,
+    micro_batch_size: int | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return the per-epoch history.
 
@@ -386,6 +387,9 @@ def fit(
         quiet: Hide the progress bar.
         compile_model: Run the training steps through `compile_for_training`
             (evaluation stays eager; checkpoints hold the plain model's parameters).
+        micro_batch_size: Compute each batch's gradient in chunks of at most this many images, summed
+            before the optimizer step (gradient accumulation): the same step in less memory, for a model
+            without batch statistics in training mode. ``None``: whole batches.
 
     Returns:
         The `History` of all epochs (resumed ones included).
@@ -408,16 +412,18 @@ def fit(
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=quiet, unit="batch")
         for step, (images, labels) in enumerate(bar):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with mixed_precision(device):
-                logits = forward(images)
-            loss, predictions = loss_and_predictions(logits.float(), labels, label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            chunk = micro_batch_size or len(labels)
+            for chunk_images, chunk_labels in zip(images.split(chunk), labels.split(chunk)):
+                with mixed_precision(device):
+                    logits = forward(chunk_images)
+                loss, predictions = loss_and_predictions(logits.float(), chunk_labels, label_smoothing)
+                (loss * (len(chunk_labels) / len(labels))).backward()  # the batch's mean loss, chunk by chunk
+                total_loss += loss.detach() * len(chunk_labels)
+                correct += (predictions == chunk_labels).sum()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total_loss += loss.detach() * len(labels)
-            correct += (predictions == labels).sum()
             seen += len(labels)
             if not quiet and step % 20 == 0:  # reading the numbers waits for the device: not every step
                 bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")

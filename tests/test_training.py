@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cnn_study import training
 from cnn_study.datasets import BatchLoader, ImageData
@@ -378,3 +379,29 @@ def test_device_name_and_compile_modes(monkeypatch) -> None:
     assert compile_for_training(model, torch.device("cpu")) is model
     compile_for_training(model, torch.device("cuda"))
     assert calls == [{"mode": None, "dynamic": False}, {"mode": "reduce-overhead", "dynamic": False}]
+
+
+def test_micro_batches_take_the_same_step_as_whole_batches() -> None:
+    """Gradient accumulation: chunks of 3 of a batch of 8 give the whole batch's mean-loss gradient."""
+    torch.manual_seed(0)
+    images, labels = torch.randn(16, 1, 6, 6), torch.randint(0, 3, (16,))
+    trained = []
+    for micro_batch_size in (None, 3):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+        history = fit(
+            model,
+            TensorBatches(images, labels, 8),
+            epochs=2,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9),
+            label_smoothing=0.1,
+            device="cpu",
+            quiet=True,
+            micro_batch_size=micro_batch_size,
+        )
+        trained.append((model.state_dict(), history.epochs[-1]))
+    (whole, whole_record), (chunked, chunked_record) = trained
+    assert all(torch.allclose(whole[name], chunked[name], atol=1e-5) for name in whole)
+    assert not torch.equal(whole["3.weight"], nn.Linear(64, 3).weight)  # it trained
+    assert chunked_record.train_loss == pytest.approx(whole_record.train_loss, abs=1e-5)
+    assert chunked_record.train_accuracy == whole_record.train_accuracy

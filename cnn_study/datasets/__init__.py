@@ -26,7 +26,14 @@ from .catalog import (
     mnist,
 )
 from .image_data import ImageData
-from .loader import INFERENCE_PIXELS, Augmentation, BatchLoader, inference_batch_size
+from .loader import (
+    INFERENCE_PIXELS,
+    TRAINING_PIXELS,
+    Augmentation,
+    BatchLoader,
+    inference_batch_size,
+    training_micro_batch_size,
+)
 from .sources import CorruptDataError, load_image_folder, read_idx
 
 #: Dataset functions by name, for recipes and the command line.
@@ -43,6 +50,7 @@ __all__ = [
     "DATASETS",
     "DATA_ENV",
     "INFERENCE_PIXELS",
+    "TRAINING_PIXELS",
     "Augmentation",
     "BatchLoader",
     "CorruptDataError",
@@ -66,4 +74,5 @@ __all__ = [
     "mnist",
     "random_flip",
     "read_idx",
+    "training_micro_batch_size",
 ]

@@ -41,6 +41,30 @@ def inference_batch_size(size: Sequence[int], device: str | torch.device = "cpu"
     return max(1, min(limit, budget // (size[-2] * size[-1])))
 
 
+#: Pixels per training chunk on a CPU (and MPS): 8 photos at 224 px. Fine-tuning EfficientNet-Lite0 on
+#: batches of 64 such photos held 6.2 GB in one piece and 1.6 GB in chunks of 8, and took 3.5 s per batch
+#: instead of 6.2 s (2-core CPU). CUDA trains whole batches.
+TRAINING_PIXELS = 8 * 224 * 224
+
+
+def training_micro_batch_size(size: Sequence[int], device: str | torch.device = "cpu") -> int | None:
+    """The chunk size `cnn_study.training.fit` accumulates a batch's gradient in, or ``None`` for whole batches.
+
+    Args:
+        size: ``(channels, height, width)`` of one input image.
+        device: Where training runs: on CUDA, whole batches.
+
+    Examples:
+        >>> training_micro_batch_size((3, 224, 224)), training_micro_batch_size((3, 150, 150))
+        (8, 17)
+        >>> training_micro_batch_size((3, 32, 32)), training_micro_batch_size((3, 224, 224), "cuda")
+        (392, None)
+    """
+    if torch.device(device).type == "cuda":
+        return None
+    return max(1, TRAINING_PIXELS // (size[-2] * size[-1]))
+
+
 class FeedableModel(Protocol):
     """A model that says how it wants to be fed (`cnn_study.models.ImageClassifier` and its subclasses)."""
 
