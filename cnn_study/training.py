@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import sys
 import time
 from collections.abc import Iterable, Sized
@@ -91,21 +92,32 @@ def device_name(device: torch.device) -> str:
 def peak_memory(device: torch.device) -> dict[str, float | None]:
     """The most memory this process has held so far, in MB: ``peak_rss_mb`` and, on CUDA, ``peak_cuda_mb``.
 
-    ``peak_rss_mb`` is the peak resident set size of the process (``getrusage``; ``None`` on Windows,
-    which lacks it), what a laptop's RAM must hold; ``peak_cuda_mb`` is ``torch.cuda.max_memory_allocated``.
+    ``peak_rss_mb`` is the peak resident set size of the process, what a laptop's RAM must hold: ``VmHWM``
+    of ``/proc/self/status`` on Linux (``getrusage`` there counts the memory of the parent a process was
+    started from, up to its start), ``getrusage`` elsewhere, ``None`` on Windows. ``peak_cuda_mb`` is
+    ``torch.cuda.max_memory_allocated``.
 
     >>> peak_memory(torch.device("cpu"))["peak_rss_mb"] > 10
     True
     """
+    cuda_mb = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
+    return {"peak_rss_mb": _peak_rss_mb(), "peak_cuda_mb": cuda_mb}
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux
+        status = ""
+    high_water = re.search(r"^VmHWM:\s+(\d+) kB", status, flags=re.M)
+    if high_water:
+        return round(int(high_water.group(1)) / 1024, 1)
     try:
         import resource
     except ImportError:  # Windows
-        rss_mb = None
-    else:
-        max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-        rss_mb = round(max_rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
-    cuda_mb = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
-    return {"peak_rss_mb": rss_mb, "peak_cuda_mb": cuda_mb}
+        return None
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(max_rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def seed_everything(seed: int) -> None:

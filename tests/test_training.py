@@ -200,21 +200,34 @@ def test_evaluate_can_average_every_image_with_its_mirror_image() -> None:
     assert not torch.allclose(single_view.probabilities, expected, atol=1e-2)
 
 
+FLOAT32 = torch.autocast("cpu", enabled=False)
+
+
 def test_extract_features_matches_the_base_output() -> None:
     base = create_model("lenet5").features.eval()
     images = torch.randn(10, 1, 28, 28)
-    features, labels = extract_features(base, TensorBatches(images, torch.arange(10), 4), "cpu", quiet=True)
+    batches = TensorBatches(images, torch.arange(10), 4)
+    features, labels = extract_features(base, batches, "cpu", quiet=True, precision=FLOAT32)
     with torch.no_grad():
-        assert torch.allclose(features, base(images))
+        expected = base(images)
+    assert torch.allclose(features, expected) and features.shape == (10, 120, 1, 1)
     assert labels.tolist() == list(range(10))
+    default, _ = extract_features(base, batches, "cpu", quiet=True)  # bfloat16 where the CPU has it natively
+    assert default.dtype == torch.float32
+    if training.cpu_has_native_bfloat16():
+        assert not torch.equal(default, expected) and torch.allclose(default, expected, rtol=0.05, atol=0.05)
+    else:
+        assert torch.equal(default, features)
 
 
 def test_extract_features_follows_a_channels_last_loader() -> None:
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     data = ImageData(images, torch.arange(6) % 2, ("a", "b"), (0.5,) * 3, (0.25,) * 3)
     model = create_model("zfnet_cifar", num_classes=2).eval()
-    plain, _ = extract_features(model.features, BatchLoader(data, 3), "cpu", quiet=True)
-    fast, _ = extract_features(model.features, BatchLoader(data, 3, channels_last=True), "cpu", quiet=True)
+    plain, _ = extract_features(model.features, BatchLoader(data, 3), "cpu", quiet=True, precision=FLOAT32)
+    fast, _ = extract_features(
+        model.features, BatchLoader(data, 3, channels_last=True), "cpu", quiet=True, precision=FLOAT32
+    )
     assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(fast, plain, atol=1e-5)
 
