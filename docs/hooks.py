@@ -53,8 +53,6 @@ def _notebook(tutorial: Path) -> str:
     """The tutorial as a notebook with the set-up cells first, validated against the notebook schema."""
     notebook = jupytext.read(tutorial)
     notebook.cells[:0] = [nbformat.v4.new_markdown_cell(SETUP_MARKDOWN), nbformat.v4.new_code_cell(SETUP_CODE)]
-    notebook.metadata["colab"] = {"provenance": []}
-    notebook.metadata["accelerator"] = "GPU"
     nbformat.validate(notebook)
     return nbformat.writes(notebook)
 
