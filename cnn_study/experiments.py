@@ -241,14 +241,14 @@ def _train_and_report(
         train_data, val_data = train_data.split(recipe.validation_fraction, seed=recipe.seed)
 
     def batches(
-        data: ImageData, *, train: bool = False, augment: tuple[Augmentation, ...] = (), seed: int = 0
+        data: ImageData, *, train: bool = False, augment: tuple[Augmentation, ...] = (), seed_offset: int = 0
     ) -> BatchLoader:
         """Training batches (``train``: the recipe's batch size, shuffled and augmented) or inference batches."""
         if train:
             return BatchLoader.for_model(
                 data, model, recipe.batch_size, device=device, shuffle=True, augment=recipe.augment, seed=recipe.seed
             )
-        return BatchLoader.for_model(data, model, device=device, augment=augment, seed=recipe.seed + seed)
+        return BatchLoader.for_model(data, model, device=device, augment=augment, seed=recipe.seed + seed_offset)
 
     monitor = batches(val_data if val_data is not None else test_data)
     spec = model.input_spec()
@@ -269,7 +269,7 @@ def _train_and_report(
     if recipe.feature_cache:
         views = [batches(train_data)]
         views += [
-            batches(train_data, augment=(view,), seed=number)  # random views differ
+            batches(train_data, augment=(view,), seed_offset=number)  # random views differ
             for number, view in enumerate(recipe.cached_views, start=1)
         ]
         history = fit_head_on_features(
