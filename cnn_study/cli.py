@@ -108,7 +108,7 @@ def command_results(args: argparse.Namespace) -> None:
 
 
 def command_export_weights(args: argparse.Namespace) -> None:
-    path = export_weights(args.run_dir, args.name, args.out)
+    path = export_weights(args.run_dir, args.name, args.out, head_only=args.head_only)
     print(f"wrote {path}")
 
 
@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--name", required=True, help="weights name, usually the dataset (mnist, cifar10)")
     exporting.add_argument(
         "--out", type=Path, required=True, help="destination folder (cnn_study/models/weights in a checkout to ship it)"
+    )
+    exporting.add_argument(
+        "--head-only", action="store_true", help="a transfer run with a frozen base: ship the head, not the base"
     )
     exporting.set_defaults(handler=command_export_weights)
     return parser

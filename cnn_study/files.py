@@ -3,19 +3,21 @@
 A reader never sees a half-written checkpoint, cache or results file: every write goes to a temporary
 file in the same folder (``.<name>.<pid>.<random>.tmp``), is flushed to disk and then renamed over the
 target. A process killed mid-write leaves its temporary behind; the next write of the same file removes
-the temporaries of processes that no longer run.
+the temporaries of processes that no longer run. Shipped weights carry a `state_dict_sha256` that
+loading checks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pickle
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -285,3 +287,24 @@ def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], sour
             f"(last {last} {theirs.get(last)}), the model has {len(ours)} (last {list(ours)[-1]} "
             f"{list(ours.values())[-1]}). It was saved from another model or number of classes."
         ) from error
+
+
+def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """The SHA-256 of a state dict: every entry's name, dtype, shape and bytes, in name order.
+
+    Shipped weights record it in their metadata (``meta["sha256"]``) and loading checks it, so a file
+    damaged on disk or in transit fails with a clear error instead of giving a subtly wrong model.
+
+    Examples:
+        >>> state = {"weight": torch.ones(2, 2), "bias": torch.zeros(2)}
+        >>> state_dict_sha256(state) == state_dict_sha256(dict(reversed(state.items())))
+        True
+        >>> state_dict_sha256(state) == state_dict_sha256({**state, "bias": torch.ones(2)})
+        False
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_json_dump, atomic_torch_save, read_json
-from .models import load_trained_model_file
+import torch
+
+from .files import atomic_json_dump, atomic_torch_save, read_json, state_dict_sha256
+from .models import create_model, load_trained_model_file
 from .recipes import STUDY_REPORTED, Recipe, get_recipe
 from .training import History, load_checkpoint
 
@@ -299,27 +301,68 @@ def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS)
     }
 
 
-def export_weights(run_dir: str | Path, name: str, out_dir: str | Path) -> Path:
+def published_held_out(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, str]:
+    """What each published run of one experiment measured its per-epoch held-out curve on, by results folder
+    name: ``"validation"`` for a recipe with a validation split, else ``"test"`` (what `run` monitors then).
+
+    Pass it as ``held_out`` to `cnn_study.visualize.training_curves` with `published_histories`.
+
+    Args:
+        experiment: Experiment key, e.g. ``"lenet5"``.
+        folder: Results folder.
+
+    Examples:
+        >>> published_held_out("lenet5")
+        {'improved': 'test', 'seed': 'validation'}
+    """
+    return {
+        path.parent.name: "test"
+        if read_json(path, "metrics file", METRICS_KEYS)["val_accuracy"] is None
+        else "validation"
+        for path in sorted(Path(folder).glob(f"{experiment}/*/metrics.json"))
+    }
+
+
+def export_weights(run_dir: str | Path, name: str, out_dir: str | Path, *, head_only: bool = False) -> Path:
     """Turn a finished run's ``model.pt`` into shippable weights ``<out_dir>/<model>-<name>.pt``.
 
     The file holds ``{"state_dict", "meta"}``; ``meta`` records the classes, the normalisation, the test
-    accuracy and the recipe (torchvision-style), so that ``create_model(model, weights=name)`` knows what
-    it loads once the file is in the package's ``cnn_study/models/weights/``.
+    accuracy, the recipe (torchvision-style), the builder's keyword arguments and the SHA-256 of the
+    parameters (`cnn_study.files.state_dict_sha256`, checked when the file is loaded), so that
+    ``create_model(model, weights=name)`` knows what it loads once the file is in the package's
+    ``cnn_study/models/weights/``.
 
     Args:
         run_dir: A results folder written by `run`.
         name: Weights name, usually the dataset (``"mnist"``).
         out_dir: Destination folder.
+        head_only: For a transfer model whose base stayed frozen: keep only the head (``meta["parts"]`` is
+            ``"head"``). Loading puts it on the base weights the model's builder loads, which must be the
+            ones it was trained on; this is checked here, tensor by tensor.
 
     Raises:
-        ValueError: The run was a ``--quick`` run.
+        ValueError: The run was a ``--quick`` run, or ``head_only`` and the run's base differs from the
+            builder's (it was fine-tuned, or trained on other base weights).
     """
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / "metrics.json", "metrics file", METRICS_KEYS)
     if metrics["quick"]:
         raise ValueError(f"{run_dir} is a --quick run; export weights from a full run.")
     trained = load_trained_model_file(run_dir / "model.pt")
-    return atomic_torch_save(trained, Path(out_dir) / f"{metrics['model']}-{name}.pt")
+    state_dict, meta = trained["state_dict"], dict(trained["meta"])
+    if head_only:
+        built = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_kwargs", {}))
+        changed = [
+            key for key, value in built.base.state_dict().items() if not torch.equal(value, state_dict[f"base.{key}"])
+        ]
+        if changed:
+            raise ValueError(
+                f"{run_dir}: the trained base differs from the one {meta['model']} builds ({len(changed)} tensors, "
+                f"e.g. {changed[0]}); export the whole model (head_only=False)."
+            )
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith("base.")}
+    meta.update(parts="head" if head_only else "all", sha256=state_dict_sha256(state_dict))
+    return atomic_torch_save({"state_dict": state_dict, "meta": meta}, Path(out_dir) / f"{metrics['model']}-{name}.pt")
 
 
 @dataclass(frozen=True)

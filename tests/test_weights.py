@@ -1,11 +1,17 @@
-"""Every shipped checkpoint reaches, on its test set, the accuracy its metadata claims."""
+"""Shipped checkpoints: each reaches, on its test set, the accuracy its metadata claims, and carries a SHA-256
+of its parameters that loading checks; a transfer head ships without its base and loads onto it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 
 from cnn_study.datasets import DATASETS, BatchLoader
-from cnn_study.models import WEIGHTS_DIR, available_weights, create_model, list_models
+from cnn_study.files import state_dict_sha256
+from cnn_study.models import WEIGHTS_DIR, available_weights, create_model, list_models, save_trained_model
+from cnn_study.results import export_weights
 from cnn_study.training import evaluate
 
 SHIPPED = [(path.stem.split("-")[0], path.stem.split("-", 1)[1]) for path in sorted(WEIGHTS_DIR.glob("*.pt"))]
@@ -13,22 +19,94 @@ SHIPPED = [(path.stem.split("-")[0], path.stem.split("-", 1)[1]) for path in sor
 
 def test_the_small_models_ship_trained_weights() -> None:
     assert {"mnist_cnn", "lenet5", "fashion_cnn", "resnet20"} <= {model for model, _ in SHIPPED}
-    assert sum(path.stat().st_size for path in WEIGHTS_DIR.glob("*.pt")) < 15e6
+    assert sum(path.stat().st_size for path in WEIGHTS_DIR.glob("*.pt")) < 20e6
 
 
 @pytest.mark.parametrize(("model", "name"), SHIPPED)
 def test_shipped_weights_reach_their_recorded_accuracy(model: str, name: str, data_dir) -> None:
     assert model in list_models()
     meta = available_weights(model)[name].meta
-    assert {"classes", "mean", "std", "dataset", "test_accuracy", "recipe"} <= set(meta)
+    assert {"classes", "mean", "std", "dataset", "test_accuracy", "recipe", "sha256", "parts"} <= set(meta)
     network = create_model(model, weights=name)
     _, test = DATASETS[meta["dataset"]](data_dir)
     assert list(test.classes) == list(meta["classes"])
-    accuracy = evaluate(network, BatchLoader(test, 1000, mean=meta["mean"], std=meta["std"])).accuracy
+    loader = BatchLoader.for_model(test, network)
+    accuracy = evaluate(network, loader, average_mirror=meta.get("test_mirror", False)).accuracy
     assert accuracy == pytest.approx(meta["test_accuracy"], abs=0.002)
+
+
+@pytest.mark.parametrize(("model", "name"), SHIPPED)
+def test_shipped_weights_match_their_recorded_sha256(model: str, name: str) -> None:
+    content = torch.load(WEIGHTS_DIR / f"{model}-{name}.pt", weights_only=True)
+    assert state_dict_sha256(content["state_dict"]) == content["meta"]["sha256"]
+
+
+def test_a_damaged_weights_file_fails_its_hash_check(tmp_path, monkeypatch) -> None:
+    damaged = tmp_path / "lenet5-mnist.pt"
+    content = torch.load(WEIGHTS_DIR / "lenet5-mnist.pt", weights_only=True)
+    content["state_dict"]["features.0.weight"][0, 0, 0, 0] += 1e-3  # one weight changed on disk
+    torch.save(content, damaged)
+    monkeypatch.setattr("cnn_study.models._registry.WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="lenet5-mnist.pt is damaged: .* SHA-256 .* --force-reinstall"):
+        create_model("lenet5", weights="mnist")
 
 
 def test_weights_refuse_another_class_count() -> None:
     model, name = SHIPPED[0]
     with pytest.raises(ValueError, match="num_classes=3"):
         create_model(model, weights=name, num_classes=3)
+
+
+def _finished_run(folder, model: torch.nn.Module, model_kwargs: dict) -> None:
+    """A results folder as `run` leaves it, for a binary transfer model."""
+    folder.mkdir(parents=True)
+    meta = {
+        "model": "efficientnet_lite0_transfer",
+        "model_kwargs": model_kwargs,
+        "num_classes": 1,
+        "classes": ["cat", "dog"],
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "dataset": "dogs_vs_cats",
+        "test_accuracy": 0.5,
+    }
+    save_trained_model(model, meta, folder / "model.pt")
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            {
+                "experiment": 6,
+                "name": "vgg16_dogs_vs_cats",
+                "recipe": "improved",
+                "quick": False,
+                "model": "efficientnet_lite0_transfer",
+                "test_accuracy": 0.5,
+                "epochs": 1,
+                "device": "cpu",
+            }
+        )
+    )
+
+
+@pytest.mark.usefixtures("offline_extra")
+def test_a_shipped_head_loads_onto_its_imagenet_base_to_identical_outputs(tmp_path, monkeypatch) -> None:
+    model_kwargs = {"pooling": "avg", "dropout": 0.5}
+    trained = create_model("efficientnet_lite0_transfer", **model_kwargs).eval()
+    torch.nn.init.normal_(trained.get_classifier().weight)  # a head that differs from a fresh one
+    _finished_run(tmp_path / "run", trained, model_kwargs)
+    shipped = export_weights(tmp_path / "run", "dogs_vs_cats", tmp_path / "weights", head_only=True)
+    assert shipped.stat().st_size < 2e6  # the head's 0.33M parameters, not the 3.4M of the base
+    monkeypatch.setattr("cnn_study.models._registry.WEIGHTS_DIR", tmp_path / "weights")
+    reloaded = create_model("efficientnet_lite0_transfer", weights="dogs_vs_cats").eval()
+    images = torch.randn(2, 3, 224, 224)
+    assert torch.equal(trained(images), reloaded(images))
+    assert available_weights("efficientnet_lite0_transfer")["dogs_vs_cats"].meta["parts"] == "head"
+
+
+@pytest.mark.usefixtures("offline_extra")
+def test_a_fine_tuned_base_cannot_ship_as_a_head(tmp_path) -> None:
+    trained = create_model("efficientnet_lite0_transfer").eval()
+    with torch.no_grad():
+        trained.base._conv_head.weight.mul_(1.01)  # what fine-tuning the last block does
+    _finished_run(tmp_path / "run", trained, {})
+    with pytest.raises(ValueError, match="trained base differs .* export the whole model"):
+        export_weights(tmp_path / "run", "dogs_vs_cats", tmp_path / "weights", head_only=True)

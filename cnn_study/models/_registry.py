@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..files import safe_torch_load
+from ..files import safe_torch_load, state_dict_sha256
 
 #: Where shipped trained weights live, as ``<model>-<name>.pt`` (see `available_weights`).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -189,7 +189,14 @@ def _shipped_meta(path: Path) -> dict[str, Any]:
 
 
 def _load_shipped(path: Path, progress: bool) -> dict[str, torch.Tensor]:
-    return load_state_dict_file(path)
+    content = safe_torch_load(path, "shipped weights file")
+    state_dict, recorded = content["state_dict"], content["meta"].get("sha256")
+    if recorded is None or state_dict_sha256(state_dict) != recorded:
+        raise ValueError(
+            f"{path} is damaged: its parameters do not match the SHA-256 in its metadata. "
+            "Reinstall the package: pip install --force-reinstall cnn-study."
+        )
+    return state_dict
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -252,8 +259,8 @@ def create_model(
         return info.builder(num_classes=num_classes or info.num_classes, **kwargs)
 
     named = available_weights(name)
-    if str(weights) in named:
-        chosen = named[str(weights)]
+    chosen = named.get(str(weights))
+    if chosen is not None:
         weights_classes = chosen.meta["num_classes"]
         if num_classes is not None and num_classes != weights_classes:
             raise ValueError(
@@ -262,6 +269,9 @@ def create_model(
             )
         state_dict = chosen.get_state_dict(progress=progress)
         num_classes = weights_classes
+        # Shipped weights say how their model was built (e.g. a transfer head's pooling); a shipped head
+        # ("parts": "head") goes on top of the base weights it was trained on, which the builder loads.
+        kwargs = {**chosen.meta.get("model_kwargs", {}), **kwargs}
     elif Path(weights).suffix in {".pt", ".pth"} or Path(weights).exists():
         state_dict = load_state_dict_file(weights)
     else:
@@ -270,13 +280,16 @@ def create_model(
             "or pass the path of a .pt/.pth state-dict file."
         )
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
+    head_only = chosen is not None and chosen.meta.get("parts") == "head"
     try:
-        model.load_state_dict(state_dict)
+        missing, unexpected = model.load_state_dict(state_dict, strict=not head_only)
+        if head_only and (unexpected or any(not key.startswith("base.") for key in missing)):
+            raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
     except RuntimeError as error:
         raise ValueError(
             f"The weights {str(weights)!r} do not fit {name} with num_classes={num_classes or info.num_classes}: "
             f"{error}"
         ) from error
-    if str(weights) in named:  # the model is fed as its weights were trained: their normalisation
-        model.mean, model.std = tuple(named[str(weights)].meta["mean"]), tuple(named[str(weights)].meta["std"])
+    if chosen is not None:  # the model is fed as its weights were trained: their normalisation
+        model.mean, model.std = tuple(chosen.meta["mean"]), tuple(chosen.meta["std"])
     return model
