@@ -302,3 +302,16 @@ def test_a_trained_model_file_reloads_with_its_normalisation(tmp_path) -> None:
     assert reloaded.input_spec() == InputSpec((3, 32, 32), (0.4, 0.5, 0.6), (0.2, 0.2, 0.2))
     with pytest.raises(ValueError, match="lacks dataset"):
         save_trained_model(model, {key: value for key, value in meta.items() if key != "dataset"}, tmp_path / "x.pt")
+
+
+def test_a_plain_resnet_is_the_same_network_without_the_shortcuts() -> None:
+    residual = create_model("resnet20").eval()
+    plain = create_model("resnet20", shortcuts=False).eval()
+    plain.load_state_dict(residual.state_dict())  # the same parameters, name for name
+    x = torch.randn(2, 16, 8, 8)
+    # an identity shortcut, and the option-A one at the start of stage 2: subsample, pad 16 zero channels
+    for path, shortcut in (("stage1.1", x), ("stage2.0", nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 0, 16)))):
+        block = residual.get_submodule(path)
+        inner = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
+        assert torch.allclose(plain.get_submodule(path)(x), torch.relu(inner))
+        assert torch.allclose(block(x), torch.relu(inner + shortcut))

@@ -12,6 +12,11 @@ When a stage halves the resolution and doubles the width, the paper's
 "option A" shortcut subsamples ``x`` with stride 2 and pads the new channels
 with zeros, so shortcuts add no parameters.
 
+``shortcuts=False`` builds the paper's *plain* counterpart (Section 4.2, Fig. 6):
+the same layers and parameters without the ``+ x``, the network in which
+He et al. saw the degradation problem (deeper plain networks reach a higher
+*training* error).
+
 References:
     * He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition",
       CVPR 2016, Section 4.2.
@@ -48,21 +53,24 @@ class BasicBlock(nn.Module):
         in_channels: Channels of the block input.
         out_channels: Channels of the block output.
         stride: Stride of the first convolution (2 at the start of a stage).
+        shortcut: Add the input to the output (``False``: a plain block, ``relu(F(x))``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         needs_projection = stride != 1 or in_channels != out_channels
-        self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride) if needs_projection else nn.Identity()
+        self.shortcut: nn.Module | None = None
+        if shortcut:
+            self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride) if needs_projection else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = F.relu(self.bn1(self.conv1(x)))
         residual = self.bn2(self.conv2(residual))
-        return F.relu(residual + self.shortcut(x))
+        return F.relu(residual if self.shortcut is None else residual + self.shortcut(x))
 
 
 class CifarResNet(ImageClassifier):
@@ -71,6 +79,7 @@ class CifarResNet(ImageClassifier):
     Args:
         blocks_per_stage: ``n``, the number of basic blocks in each of the three stages.
         num_classes: Number of output classes.
+        shortcuts: ``False`` builds the plain network of the same depth (no ``+ x`` in any block).
 
     Examples:
         >>> import torch
@@ -83,7 +92,7 @@ class CifarResNet(ImageClassifier):
     fixed_input_size = False
     stage_channels = (16, 32, 64)
 
-    def __init__(self, blocks_per_stage: int, num_classes: int = 10) -> None:
+    def __init__(self, blocks_per_stage: int, num_classes: int = 10, shortcuts: bool = True) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False),
@@ -94,8 +103,8 @@ class CifarResNet(ImageClassifier):
         in_channels = 16
         for index, channels in enumerate(self.stage_channels):
             first_stride = 1 if index == 0 else 2
-            blocks = [BasicBlock(in_channels, channels, first_stride)]
-            blocks += [BasicBlock(channels, channels) for _ in range(blocks_per_stage - 1)]
+            blocks = [BasicBlock(in_channels, channels, first_stride, shortcuts)]
+            blocks += [BasicBlock(channels, channels, shortcut=shortcuts) for _ in range(blocks_per_stage - 1)]
             stages.append(nn.Sequential(*blocks))
             in_channels = channels
         self.stage1, self.stage2, self.stage3 = stages
@@ -119,30 +128,45 @@ HE_2016 = {"paper": "He et al., Deep Residual Learning for Image Recognition", "
 
 
 @register_model("resnet20", **HE_2016)
-def resnet20(*, num_classes: int = 10) -> CifarResNet:
-    """Build ResNet-20 for CIFAR-10 (3 blocks per stage, 0.27M parameters)."""
-    return CifarResNet(3, num_classes=num_classes)
+def resnet20(*, num_classes: int = 10, shortcuts: bool = True) -> CifarResNet:
+    """Build ResNet-20 for CIFAR-10 (3 blocks per stage, 0.27M parameters).
+
+    ``shortcuts=False`` builds its plain counterpart, with the same layers and parameters.
+    """
+    return CifarResNet(3, num_classes=num_classes, shortcuts=shortcuts)
 
 
 @register_model("resnet32", **HE_2016)
-def resnet32(*, num_classes: int = 10) -> CifarResNet:
-    """Build ResNet-32 for CIFAR-10 (5 blocks per stage, 0.46M parameters)."""
-    return CifarResNet(5, num_classes=num_classes)
+def resnet32(*, num_classes: int = 10, shortcuts: bool = True) -> CifarResNet:
+    """Build ResNet-32 for CIFAR-10 (5 blocks per stage, 0.46M parameters).
+
+    ``shortcuts=False`` builds its plain counterpart, with the same layers and parameters.
+    """
+    return CifarResNet(5, num_classes=num_classes, shortcuts=shortcuts)
 
 
 @register_model("resnet44", **HE_2016)
-def resnet44(*, num_classes: int = 10) -> CifarResNet:
-    """Build ResNet-44 for CIFAR-10 (7 blocks per stage, 0.66M parameters)."""
-    return CifarResNet(7, num_classes=num_classes)
+def resnet44(*, num_classes: int = 10, shortcuts: bool = True) -> CifarResNet:
+    """Build ResNet-44 for CIFAR-10 (7 blocks per stage, 0.66M parameters).
+
+    ``shortcuts=False`` builds its plain counterpart, with the same layers and parameters.
+    """
+    return CifarResNet(7, num_classes=num_classes, shortcuts=shortcuts)
 
 
 @register_model("resnet56", **HE_2016)
-def resnet56(*, num_classes: int = 10) -> CifarResNet:
-    """Build ResNet-56 for CIFAR-10 (9 blocks per stage, 0.85M parameters)."""
-    return CifarResNet(9, num_classes=num_classes)
+def resnet56(*, num_classes: int = 10, shortcuts: bool = True) -> CifarResNet:
+    """Build ResNet-56 for CIFAR-10 (9 blocks per stage, 0.85M parameters).
+
+    ``shortcuts=False`` builds its plain counterpart, with the same layers and parameters.
+    """
+    return CifarResNet(9, num_classes=num_classes, shortcuts=shortcuts)
 
 
 @register_model("resnet110", **HE_2016)
-def resnet110(*, num_classes: int = 10) -> CifarResNet:
-    """Build ResNet-110 for CIFAR-10 (18 blocks per stage, 1.7M parameters)."""
-    return CifarResNet(18, num_classes=num_classes)
+def resnet110(*, num_classes: int = 10, shortcuts: bool = True) -> CifarResNet:
+    """Build ResNet-110 for CIFAR-10 (18 blocks per stage, 1.7M parameters).
+
+    ``shortcuts=False`` builds its plain counterpart, with the same layers and parameters.
+    """
+    return CifarResNet(18, num_classes=num_classes, shortcuts=shortcuts)
