@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +52,23 @@ def _numpy(values: ArrayLike) -> np.ndarray:
 # ----------------------------------------------------------------------------- training curves
 
 
-def training_curves(histories: History | Mapping[str, History], title: str | None = None) -> Figure:
-    """Loss and accuracy per epoch, training (solid) and validation (dashed).
+def training_curves(
+    histories: History | Mapping[str, History],
+    title: str | None = None,
+    *,
+    held_out: str | Mapping[str, str] = "validation",
+    marks: Mapping[str, float] | None = None,
+) -> Figure:
+    """Loss and accuracy per epoch, training (solid) and held-out (dashed).
 
     Args:
         histories: One history, or several by label (e.g. ``{"seed": h1, "improved": h2}``)
             to compare runs on the same axes.
         title: Figure title.
+        held_out: What the dashed curves were measured on, for their legend: ``"validation"``, or ``"test"``
+            for a run without a validation split (`cnn_study.experiments.run` then monitors the test set);
+            a mapping gives it per history label (`cnn_study.results.published_held_out` does for published runs).
+        marks: Vertical lines by label, at an epoch (e.g. ``{"fine-tuning starts": 10.5}``).
 
     Returns:
         A figure with two axes: loss, then accuracy (in percent).
@@ -78,16 +89,19 @@ def training_curves(histories: History | Mapping[str, History], title: str | Non
                 marker=".",
                 label=f"{prefix}train",
             )
-            validation = history.column(f"val_{metric}")
-            if all(value is not None for value in validation):
+            monitored = history.column(f"val_{metric}")
+            if all(value is not None for value in monitored):
                 axes.plot(
                     epochs,
-                    [v * scale for v in validation],
+                    [v * scale for v in monitored],
                     color=colour,
                     linestyle="--",
                     marker=".",
-                    label=f"{prefix}validation",
+                    label=f"{prefix}{held_out if isinstance(held_out, str) else held_out[label]}",
                 )
+    for axes in (loss_axes, accuracy_axes):
+        for label, epoch in (marks or {}).items():
+            axes.axvline(epoch, color="0.4", linestyle=":", label=label)
     loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for axes in (loss_axes, accuracy_axes):
@@ -540,6 +554,132 @@ def grad_cam(
         axes.axis("off")
     name = classes[target] if classes is not None else str(target)
     figure.suptitle(f"Evidence for class {name!r}")
+    return figure
+
+
+@dataclass
+class OcclusionMap:
+    """What `occlusion_map` returns.
+
+    Attributes:
+        probabilities: The class probability per square position, ``rows x columns``; position ``[i, j]``
+            covers rows ``i * stride`` to ``i * stride + patch - 1`` (and likewise columns).
+        target: The class whose probability was recorded.
+        unoccluded: Its probability on the whole image.
+    """
+
+    probabilities: torch.Tensor
+    target: int
+    unoccluded: float
+
+
+def occlusion_map(
+    model: nn.Module,
+    image: torch.Tensor,
+    target: int | None = None,
+    *,
+    patch: int = 8,
+    stride: int = 2,
+    batch_size: int = 256,
+) -> OcclusionMap:
+    """Occlusion sensitivity (Zeiler & Fergus 2014, Section 4.2): the probability of ``target`` while a square
+    of side ``patch`` covers each part of the image.
+
+    The square is filled with zeros, which for a normalised image is the dataset's mean colour: grey, as in
+    the paper. A low value means the square hid what the model needed for the class. The occluded copies of
+    the image are classified in batches.
+
+    Args:
+        model: A classifier with one logit per class (softmax) or a single logit for class 1 (sigmoid).
+        image: One normalised image, ``C x H x W``.
+        target: Class whose probability to record; defaults to the predicted class.
+        patch: Side of the occluding square, in pixels.
+        stride: Step between square positions, in pixels.
+        batch_size: Occluded copies per forward pass.
+
+    Returns:
+        An `OcclusionMap`, with ``(H - patch) // stride + 1`` rows of positions.
+
+    Examples:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4, 2))
+        >>> occlusion_map(model, torch.zeros(1, 4, 4), target=0, patch=2, stride=2).probabilities.shape
+        torch.Size([2, 2])
+    """
+    if image.dim() != 3:
+        raise ValueError(f"image must be one image of shape C x H x W, got shape {tuple(image.shape)}.")
+    height, width = image.shape[-2:]
+    if not 0 < patch <= min(height, width):
+        raise ValueError(f"patch must be between 1 and the image side {min(height, width)}, got {patch}.")
+    tops, lefts = range(0, height - patch + 1, stride), range(0, width - patch + 1, stride)
+    copies = image.unsqueeze(0).repeat(1 + len(tops) * len(lefts), 1, 1, 1)  # copy 0 stays whole
+    for index, (top, left) in enumerate(((top, left) for top in tops for left in lefts), start=1):
+        copies[index, :, top : top + patch, left : left + patch] = 0.0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = torch.cat([model(chunk.to(device)) for chunk in copies.split(batch_size)]).float().cpu()
+    finally:
+        model.train(was_training)
+    binary = scores.shape[1] == 1
+    if target is None:
+        target = int(scores[0, 0] > 0) if binary else int(scores[0].argmax())
+    if binary:
+        probabilities = torch.sigmoid(scores[:, 0] if target == 1 else -scores[:, 0])
+    else:
+        probabilities = scores.softmax(dim=1)[:, target]
+    return OcclusionMap(probabilities[1:].reshape(len(tops), len(lefts)), target, probabilities[0].item())
+
+
+def occlusion(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    classes: Sequence[str] | None = None,
+    target: int | None = None,
+    patch: int = 8,
+    stride: int = 2,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Figure:
+    """Occlusion-sensitivity figure: the image, the class probability at each position of a grey square, and
+    the two overlaid (each probability drawn around the centre of its square).
+
+    Args:
+        model: The classifier.
+        image: One normalised image, ``C x H x W``.
+        classes: Class names for the title.
+        target: Class to record; defaults to the prediction.
+        patch: Side of the occluding square (see `occlusion_map`).
+        stride: Step between square positions.
+        mean: Normalisation mean, to show the image as it was.
+        std: Normalisation std.
+    """
+    result = occlusion_map(model, image, target, patch=patch, stride=stride)
+    height, width = image.shape[-2:]
+    rows, columns = result.probabilities.shape
+    # Each value is drawn as a stride x stride cell around the centre of its square.
+    first_centre, half = (patch - 1) / 2, stride / 2
+    last_row, last_column = first_centre + (rows - 1) * stride, first_centre + (columns - 1) * stride
+    extent = (first_centre - half, last_column + half, last_row + half, first_centre - half)
+    picture = _display(image, mean, std)
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    original, sensitivity, overlay = figure.subplots(1, 3)
+    original.imshow(picture, cmap="gray")
+    original.set_title("image")
+    shown = sensitivity.imshow(result.probabilities.numpy(), cmap="viridis", vmin=0, vmax=1, extent=extent)
+    sensitivity.set_title(f"{patch}x{patch} grey square here")
+    figure.colorbar(shown, ax=sensitivity, shrink=0.8, label="probability of the class")
+    overlay.imshow(picture, cmap="gray")
+    overlay.imshow(result.probabilities.numpy(), cmap="viridis", vmin=0, vmax=1, extent=extent, alpha=0.5)
+    overlay.set_title("overlay")
+    for axes in (original, sensitivity, overlay):
+        axes.set(xlim=(-0.5, width - 0.5), ylim=(height - 0.5, -0.5))
+        axes.axis("off")
+    name = classes[result.target] if classes is not None else str(result.target)
+    figure.suptitle(f"Occlusion sensitivity for class {name!r} (probability {result.unoccluded:.2f} unoccluded)")
     return figure
 
 

@@ -356,3 +356,72 @@ def test_accuracy_vs_cost_places_each_run_at_its_size_and_time() -> None:
     assert [tuple(c.get_offsets()[0]) for c in by_time.collections] == [(272.0, 98.91), (24000.0, 91.09)]
     assert [text.get_text() for text in by_size.texts] == ["3 seed", "7 resnet56"]
     assert by_size.get_xscale() == by_time.get_xscale() == "log"
+
+
+def test_training_curves_name_the_held_out_set_per_run_and_mark_epochs() -> None:
+    history = History([EpochRecord(e, 1 / e, 0.5, 1.0, 0.5, 0.1, 1.0) for e in range(1, 5)])
+    figure = visualize.training_curves(
+        {"seed": history, "improved": history},
+        held_out={"seed": "validation", "improved": "test"},
+        marks={"fine-tuning starts": 2.5},
+    )
+    loss_axes, accuracy_axes = figure.axes
+    labels = [line.get_label() for line in loss_axes.lines]
+    assert labels == ["seed train", "seed validation", "improved train", "improved test", "fine-tuning starts"]
+    for axes in (loss_axes, accuracy_axes):
+        assert list(axes.lines[-1].get_xdata()) == [2.5, 2.5]
+    only_test = visualize.training_curves(history, held_out="test")
+    assert [line.get_label() for line in only_test.axes[0].lines] == ["train", "test"]
+
+
+def _one_region_model(binary: bool = False) -> torch.nn.Module:
+    """Class 1's logit is the sum of the 4 x 4 block at rows 4-7, columns 8-11 (off the diagonal); class 0's is 0."""
+    weight = torch.zeros(1, 1, 12, 16)
+    weight[0, 0, 4:8, 8:12] = 1.0
+    readout = LinearReadout(weight if binary else torch.cat([torch.zeros_like(weight), weight]))
+    return readout
+
+
+def test_occlusion_lowers_the_class_only_where_the_square_covers_its_evidence() -> None:
+    image = torch.ones(1, 12, 16)
+    model = _one_region_model()
+    result = visualize.occlusion_map(model, image, target=1, patch=4, stride=4)
+    assert result.probabilities.shape == (3, 4) and result.target == 1
+    assert result.unoccluded == pytest.approx(torch.sigmoid(torch.tensor(16.0)).item())
+    expected = torch.full((3, 4), result.unoccluded)
+    expected[1, 2] = 0.5  # the square hides all 16 evidence pixels: both logits 0
+    assert torch.allclose(result.probabilities, expected)
+    overlapping = visualize.occlusion_map(model, image, target=1, patch=4, stride=2).probabilities
+    # square at rows 2-5, columns 6-9 hides 2 x 2 of the evidence: class 1's logit 16 - 4 = 12
+    assert overlapping[1, 3] == pytest.approx(torch.sigmoid(torch.tensor(12.0)).item())
+    assert visualize.occlusion_map(model, image).target == 1  # defaults to the prediction
+
+
+def test_occlusion_of_a_one_logit_model_scores_class_0_by_the_negated_logit() -> None:
+    image = torch.ones(1, 12, 16)
+    model = _one_region_model(binary=True)
+    for target, sign in ((1, 1.0), (0, -1.0)):
+        result = visualize.occlusion_map(model, image, target=target, patch=4, stride=4)
+        assert result.unoccluded == pytest.approx(torch.sigmoid(torch.tensor(sign * 16.0)).item())
+        assert result.probabilities[1, 2] == pytest.approx(0.5)
+
+
+def test_occlusion_figure_draws_the_probabilities_over_the_image() -> None:
+    image = torch.ones(1, 12, 16)
+    model = _one_region_model()
+    figure = visualize.occlusion(model, image, classes=["blank", "square"], target=1, patch=4, stride=4)
+    original, sensitivity, overlay = figure.axes[:3]
+    drawn = _images(sensitivity)[0]
+    assert np.allclose(drawn, visualize.occlusion_map(model, image, target=1, patch=4, stride=4).probabilities)
+    assert _images(sensitivity)[0].shape == (3, 4) and len(_images(overlay)) == 2
+    # with stride == patch the squares tile the image, and each value is drawn exactly over its square
+    assert sensitivity.get_images()[0].get_extent() == [-0.5, 15.5, 11.5, -0.5]
+    assert "square" in figure._suptitle.get_text()
+
+
+def test_occlusion_rejects_a_batch_and_an_oversized_square() -> None:
+    model = _one_region_model()
+    with pytest.raises(ValueError, match="one image of shape C x H x W"):
+        visualize.occlusion_map(model, torch.ones(2, 1, 12, 16))
+    with pytest.raises(ValueError, match="patch must be between 1 and the image side 12"):
+        visualize.occlusion_map(model, torch.ones(1, 12, 16), patch=13)
