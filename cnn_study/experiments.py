@@ -68,6 +68,24 @@ class RunResult:
     out_dir: Path
     test_loader: BatchLoader
 
+    def summary(self) -> str:
+        """One line that says what the test accuracy was measured on: run kind, model, test-set size, chance.
+
+        A quick run's accuracy over a few dozen test images checks that the code runs; the line says so,
+        and names the chance level (always answering the commonest test class) to read it against.
+        """
+        m = self.metrics
+        labels = self.test_loader.data.labels
+        chance = torch.bincount(labels).max().item() / len(labels)
+        kind = "quick run (a smoke test, not a result)" if m["quick"] else "run"
+        accuracy = f"{m['test_accuracy']:.2%}"
+        if m["accuracy_before_fine_tuning"] is not None:
+            accuracy = f"{m['accuracy_before_fine_tuning']:.2%} after the head stage, {accuracy} after fine-tuning"
+        return (
+            f"{kind}, {m['model']}, {m['epochs']} epoch(s) on {m['train_size']:,} training images: "
+            f"test accuracy {accuracy} on {m['test_size']:,} test images (chance {chance:.0%})"
+        )
+
 
 def compiles_by_default(recipe: Recipe, device: torch.device, quick: bool = False) -> bool:
     """Whether `run` compiles ``recipe`` when not told: on CUDA, for full runs of models trained from scratch.
@@ -345,6 +363,7 @@ def _train_and_report(
         num_classes=model.num_classes,
         dataset=recipe.dataset,
         test_accuracy=final.accuracy,
+        test_mirror=recipe.test_mirror,  # test_accuracy averaged each image with its mirror image
         recipe=f"{command} ({len(history)} epochs{', quick' if quick else ''})",
     )
     save_trained_model(model, model_meta, out_dir / "model.pt")

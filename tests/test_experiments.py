@@ -233,3 +233,15 @@ def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) ->
     assert (result.metrics["train_size"], result.metrics["test_size"]) == (1_000, 300)
     again = evaluate(result.model, result.test_loader)  # the batches the metrics were measured on
     assert (len(again.predictions), again.accuracy) == (300, result.metrics["test_accuracy"])
+    assert result.summary() == (
+        f"run, mnist_cnn, 1 epoch(s) on 1,000 training images: test accuracy {again.accuracy:.2%} "
+        "on 300 test images (chance 10%)"
+    )
+    unbalanced = TrainTest(
+        fold.train, test.subset(torch.cat([torch.arange(8), (test.labels == 3).nonzero()[:, 0][:12]]))
+    )
+    quick = run(get_recipe("mnist_cnn"), out=tmp_path / "quick", data=unbalanced, device="cpu", epochs=1, quiet=True)
+    quick.metrics["quick"] = True
+    shares = torch.bincount(quick.test_loader.data.labels).max().item() / 20  # the commonest class: 3
+    assert quick.summary().startswith("quick run (a smoke test, not a result), mnist_cnn")
+    assert quick.summary().endswith(f"on 20 test images (chance {shares:.0%})")
