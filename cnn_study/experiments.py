@@ -358,6 +358,8 @@ def _train_and_report(
         "recipe_settings": recipe.settings(),
     }
     command = f"cnn-study run {recipe.name} --recipe {recipe.recipe}"
+    if model_name != recipe.model:
+        command += f" --backbone {backbone}"
     model_meta = dict(
         meta,
         num_classes=model.num_classes,

@@ -100,6 +100,10 @@ def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_p
     )
     model, meta = load_trained_model(result.out_dir / "model.pt")
     assert meta["model"] == "efficientnet_lite0_transfer" and meta["classes"] == ["cat", "dog"]
+    assert (
+        meta["recipe"]
+        == "cnn-study run vgg16_dogs_vs_cats --recipe improved --backbone efficientnet_lite0 (1 epochs, quick)"
+    )
     images = torch.randn(2, 3, 224, 224)
     for same_kernels in (model, result.model.eval()):  # one memory layout for both, so that the same kernels run
         same_kernels.to(memory_format=torch.channels_last)
