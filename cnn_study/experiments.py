@@ -358,14 +358,15 @@ def _train_and_report(
         "recipe_settings": recipe.settings(),
     }
     command = f"cnn-study run {recipe.name} --recipe {recipe.recipe}"
-    if model_name != recipe.model:
-        command += f" --backbone {backbone}"
+    if model_name != recipe.model:  # a transfer recipe on another base: <base>_transfer
+        command += f" --backbone {model_name.removesuffix('_transfer')}"
     model_meta = dict(
         meta,
         num_classes=model.num_classes,
         dataset=recipe.dataset,
         test_accuracy=final.accuracy,
         test_mirror=recipe.test_mirror,  # test_accuracy averaged each image with its mirror image
+        frozen_base=recipe.is_transfer and recipe.fine_tuning is None,  # the head learned extract_features' output
         recipe=f"{command} ({len(history)} epochs{', quick' if quick else ''})",
     )
     save_trained_model(model, model_meta, out_dir / "model.pt")
