@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import sys
 import pytest
 
 from cnn_study.cli import main
+from cnn_study.datasets import DATASETS
+from cnn_study.models import create_model, save_trained_model
 from cnn_study.recipes import get_recipe
 
 
@@ -88,3 +91,34 @@ def test_results_without_runs_exits_1(tmp_path, capsys) -> None:
 def test_console_script_and_module_entry_point() -> None:
     completed = subprocess.run([sys.executable, "-m", "cnn_study", "--help"], capture_output=True, text=True)
     assert completed.returncode == 0 and "summary" in completed.stdout
+
+
+@pytest.mark.usefixtures("offline_extra")
+def test_evaluate_tests_a_frozen_base_head_as_it_was_trained(data_dir, tmp_path, capsys, monkeypatch) -> None:
+    entered = []
+
+    @contextlib.contextmanager
+    def recording_precision(device):
+        entered.append(device.type)
+        yield
+
+    monkeypatch.setattr("cnn_study.cli.extraction_precision", recording_precision)
+    photos = DATASETS["dogs_vs_cats"]  # 20 of the validation photos, to keep the test fast
+    monkeypatch.setitem(DATASETS, "dogs_vs_cats", lambda *args, **kwargs: (None, photos(*args, **kwargs)[1].sample(10)))
+    model = create_model("efficientnet_lite0_transfer", pooling="avg").eval()
+    meta = {
+        "model": "efficientnet_lite0_transfer",
+        "model_kwargs": {"pooling": "avg"},
+        "num_classes": 1,
+        "classes": ["cat", "dog"],
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "dataset": "dogs_vs_cats",
+        "frozen_base": True,
+        "test_mirror": True,
+    }
+    model_file = save_trained_model(model, meta, tmp_path / "model.pt")
+    assert main(["evaluate", str(model_file), "--data", str(data_dir), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert entered == ["cpu"]  # the base ran in the precision its head's features were extracted in
+    assert "(20 images, each image averaged with its mirror image)" in printed
