@@ -1,0 +1,70 @@
+"""``cnn-study evaluate`` end to end, old path against new: wall time and peak RSS, each in a fresh process.
+
+* ``old``: what the command did before issue 18: the test set in batches of 500 at the model's input
+  size, NCHW, the transfer model as trained (batch norms unfolded), float32;
+* ``new``: ``cnn-study evaluate MODEL_FILE`` as it is now (`BatchLoader.for_model`, folded batch
+  norms, and for a head trained on a frozen base the base in `cnn_study.training.extraction_precision`).
+
+Both score the same images with the same weights and print their accuracy, so the speed-up is read
+next to any change in the result. Each path is timed from the start of its process (imports
+included) to its exit, as a user waits for it.
+
+Usage::
+
+    CNN_STUDY_DATA=... python benchmarks/evaluate_cli.py runs/vgg16_dogs_vs_cats/improved-efficientnet_lite0/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+OLD_PATH = """
+import json, sys
+from cnn_study.datasets import DATASETS, BatchLoader
+from cnn_study.models import load_trained_model
+from cnn_study.training import evaluate, peak_memory
+model, meta = load_trained_model(sys.argv[1])
+_, test = DATASETS[meta["dataset"]](None)
+spec = model.input_spec()
+loader = BatchLoader(test, 500, image_size=spec.size[-1], mean=spec.mean, std=spec.std)
+accuracy = evaluate(model, loader, average_mirror=meta.get("test_mirror", False)).accuracy
+print(json.dumps({"accuracy": accuracy, **peak_memory(next(model.parameters()).device)}))
+"""
+
+NEW_PATH = """
+import json, sys
+from cnn_study.cli import main
+from cnn_study.training import peak_memory
+import torch
+assert main(["evaluate", sys.argv[1], "--device", "cpu"]) == 0
+print(json.dumps(peak_memory(torch.device("cpu"))))
+"""
+
+
+def measure(code: str, model_file: str) -> tuple[float, dict]:
+    """Run ``code`` in a fresh Python process; its wall time and the JSON of its last output line."""
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-c", code, model_file], capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - started
+    lines = completed.stdout.strip().splitlines()
+    return seconds, {**json.loads(lines[-1]), "output": lines[:-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_file", help="a model.pt written by cnn-study run")
+    model_file = parser.parse_args().model_file
+    old_seconds, old = measure(OLD_PATH, model_file)
+    new_seconds, new = measure(NEW_PATH, model_file)
+    print(f"{'path':<5} {'seconds':>8} {'peak RSS':>9}  result")
+    print(f"{'old':<5} {old_seconds:>8.1f} {old['peak_rss_mb'] / 1024:>7.2f} GB  accuracy {old['accuracy']:.2%}")
+    print(f"{'new':<5} {new_seconds:>8.1f} {new['peak_rss_mb'] / 1024:>7.2f} GB  {new['output'][-1]}")
+    print(f"speed-up: {old_seconds / new_seconds:.2f}x end to end")
+
+
+if __name__ == "__main__":
+    main()
