@@ -4,10 +4,12 @@ AlexNet (Krizhevsky, Sutskever, Hinton 2012) has five convolutional layers,
 three overlapping max-pools and three fully connected layers. Its ImageNet
 shapes assume 224x224 inputs; on 32x32 images the first layer's stride of 4
 would leave almost nothing to convolve. The adaptation keeps the depth, the
-layer order, the channel widths of torchvision's single-GPU AlexNet, ReLU,
-overlapping pooling and dropout, and shrinks what depends on image size:
+layer order, ReLU, overlapping pooling and dropout, takes the channel widths
+of torchvision's single-GPU AlexNet (Krizhevsky 2014: 64-192-384-256-256; the
+2012 paper's two-GPU network has 96-256-384-384-256), and shrinks what
+depends on image size:
 
-| layer | ImageNet original            | CIFAR-10 version                |
+| layer | torchvision (ImageNet)       | CIFAR-10 version                |
 |-------|------------------------------|---------------------------------|
 | conv1 | 64 x 11x11, stride 4, pad 2  | 64 x 5x5, stride 1, pad 2       |
 | pool1 | 3x3, stride 2 (55 -> 27)     | 3x3, stride 2, pad 1 (32 -> 16) |
@@ -21,8 +23,9 @@ overlapping pooling and dropout, and shrinks what depends on image size:
 The architecture is data (`cfgs`), as in torchvision's ``vgg.py``;
 ZFNet (`cnn_study.models.zfnet_cifar`) is the same network with another table.
 ``batch_norm=True`` inserts batch normalisation after each convolution, which
-the original lacked (it used local response normalisation) and which the
-improved recipe uses.
+the original lacked (the 2012 paper used local response normalisation after
+the first two convolutions; neither torchvision nor this version has it) and
+which the improved recipe uses.
 
 References:
     * Krizhevsky, Sutskever, Hinton. "ImageNet Classification with Deep

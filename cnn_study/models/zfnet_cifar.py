@@ -1,11 +1,19 @@
 """ZFNet adapted to 32x32 CIFAR-10 images, experiment 5.
 
 Zeiler and Fergus (2014) visualised AlexNet's features with deconvolution,
-saw "dead" and aliased first-layer filters, and fixed them by making the first
-layer smaller and denser: 7x7 filters with stride 2 instead of 11x11 with
-stride 4. They also widened the middle layers (384, 384, 256). ZFNet is
-therefore AlexNet with another layer table; it reuses
+saw first-layer filters with "little coverage of the mid frequencies" and
+aliasing in the second layer's features caused by the first layer's stride
+of 4, and fixed both by making the first layer smaller and denser: 7x7
+filters with stride 2 instead of 11x11 with stride 4 (their Section 4.1).
+The other layers keep the 2012 AlexNet's widths (96, 256, 384, 384, 256),
+in one column instead of two; only a variant in their Section 5.1 widened
+layers 3-5. ZFNet is therefore AlexNet with another layer table; it reuses
 `cnn_study.models.alexnet_cifar.AlexNetCIFAR`.
+
+On 32x32 images both adaptations use a small, stride-1 first layer (3x3 here,
+5x5 in `alexnet_cifar`), so ZFNet's change to the first layer has no
+counterpart: the two CIFAR-10 networks differ in their widths and first
+kernel only.
 
 | layer | ZFNet (ImageNet)           | CIFAR-10 version                |
 |-------|----------------------------|---------------------------------|
