@@ -425,3 +425,41 @@ def test_occlusion_rejects_a_batch_and_an_oversized_square() -> None:
         visualize.occlusion_map(model, torch.ones(2, 1, 12, 16))
     with pytest.raises(ValueError, match="patch must be between 1 and the image side 12"):
         visualize.occlusion_map(model, torch.ones(1, 12, 16), patch=13)
+
+
+def test_confusion_matrix_normalises_each_row_by_its_own_count() -> None:
+    # class a: 4 images (2 right); class b: 1 image (wrong); class c: none
+    figure = visualize.confusion_matrix([0, 0, 0, 0, 1], [0, 0, 1, 2, 2], ["a", "b", "c"], normalize=True)
+    matrix_axes, colour_bar = figure.axes
+    assert np.allclose(_images(matrix_axes)[0], [[0.5, 0.25, 0.25], [0, 0, 1], [0, 0, 0]])  # an empty row stays 0
+    assert [t.get_text() for t in matrix_axes.texts][:3] == ["0.50", "0.25", "0.25"]
+    assert colour_bar.get_ylabel() == "fraction of class"
+
+
+def test_confusion_matrix_counts_scale_from_zero_and_write_dark_cells_in_white() -> None:
+    figure = visualize.confusion_matrix([0, 0, 1, 1, 1], [0, 1, 0, 1, 1], ["cat", "dog"])
+    matrix_axes, colour_bar = figure.axes
+    assert matrix_axes.get_images()[0].get_clim() == (0, 2)  # every cell is at least 1: the scale still starts at 0
+    assert colour_bar.get_ylabel() == "images"
+    assert [(t.get_text(), t.get_color()) for t in matrix_axes.texts] == [
+        ("1", "black"),
+        ("1", "black"),
+        ("1", "black"),
+        ("2", "white"),  # above half the largest value
+    ]
+    assert matrix_axes.get_title() == "Confusion matrix (accuracy 60.00%)"
+    assert (matrix_axes.get_xlabel(), matrix_axes.get_ylabel()) == ("predicted class", "true class")
+    assert [label.get_rotation() for label in matrix_axes.get_xticklabels()] == [0, 0]  # short names stay level
+    long_names = visualize.confusion_matrix([0, 1], [0, 1], ["airplane", "automobile"]).axes[0]
+    assert [label.get_rotation() for label in long_names.get_xticklabels()] == [45, 45]
+
+
+def test_confusion_counts_check_lengths_and_class_range_with_clear_messages() -> None:
+    assert visualize.confusion_counts([0, 0], [0, 0], 1).tolist() == [[2]]  # one class only: valid
+    assert visualize.confusion_counts([2, 0], [1, 2], 3).tolist() == [[0, 0, 1], [0, 0, 0], [0, 1, 0]]
+    with pytest.raises(ValueError, match=r"^labels has 2 entries, predictions 3: one each per image\.$"):
+        visualize.confusion_counts([0, 1], [0, 1, 1], 2)
+    with pytest.raises(ValueError, match=r"^labels holds classes 0\.\.3, outside the 3 classes 0\.\.2; pass one"):
+        visualize.confusion_counts([0, 3], [0, 1], 3)
+    with pytest.raises(ValueError, match=r"^predictions holds classes -1\.\.1, outside the 3 classes 0\.\.2;"):
+        visualize.confusion_counts([0, 1], [-1, 1], 3)
