@@ -463,3 +463,43 @@ def test_confusion_counts_check_lengths_and_class_range_with_clear_messages() ->
         visualize.confusion_counts([0, 3], [0, 1], 3)
     with pytest.raises(ValueError, match=r"^predictions holds classes -1\.\.1, outside the 3 classes 0\.\.2;"):
         visualize.confusion_counts([0, 1], [-1, 1], 3)
+
+
+def _unbalanced() -> dict[str, ImageData]:
+    """Two parts with different counts per class (3, 2, 1 and 1, 0, 2), so that bars and wedges differ."""
+    images = torch.zeros(9, 1, 4, 4, dtype=torch.uint8)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 0, 2, 2])
+    data = ImageData(images, labels, ("cat", "dog", "fox"), (0.5,), (0.5,), "toy")
+    return {"train": data.subset(torch.arange(6)), "validation": data.subset(torch.arange(6, 9))}
+
+
+def test_class_distribution_bars_sit_side_by_side_with_their_counts_written_on_them() -> None:
+    figure = visualize.class_distribution(_unbalanced(), kind="bar")
+    axes = figure.axes[0]
+    train_bars, validation_bars = axes.containers
+    assert [bar.get_height() for bar in train_bars] == [3, 2, 1]
+    assert [bar.get_height() for bar in validation_bars] == [1, 0, 2]
+    # two parts share each class position: 0.4 wide each, centred 0.2 to either side of it
+    assert [bar.get_x() + bar.get_width() / 2 for bar in train_bars] == pytest.approx([-0.2, 0.8, 1.8])
+    assert [bar.get_x() + bar.get_width() / 2 for bar in validation_bars] == pytest.approx([0.2, 1.2, 2.2])
+    assert [bar.get_width() for bar in train_bars] == pytest.approx([0.4] * 3)
+    assert [text.get_text() for text in axes.texts] == ["3", "2", "1", "1", "0", "2"]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["train", "validation"]
+    assert (axes.get_ylabel(), axes.get_title()) == ("images", "Images per class")
+    alone = visualize.class_distribution(_unbalanced()["train"], title="Training part").axes[0]
+    assert alone.get_legend() is None and alone.get_title() == "Training part"
+    assert [bar.get_x() + bar.get_width() / 2 for bar in alone.patches] == pytest.approx([0, 1, 2])
+
+
+def test_class_distribution_pies_show_each_part_as_shares_of_its_own_total() -> None:
+    figure = visualize.class_distribution(_unbalanced(), kind="pie", title="Split")
+    train_axes, validation_axes = figure.axes
+    assert (train_axes.get_title(), validation_axes.get_title()) == ("train", "validation")
+    angles = [wedge.theta2 - wedge.theta1 for wedge in train_axes.patches]
+    assert angles == pytest.approx([180, 120, 60])  # 3, 2 and 1 of 6 images
+    assert train_axes.patches[0].theta1 == pytest.approx(90)  # the first class starts at the top
+    labels = [text.get_text() for text in train_axes.texts]
+    assert labels == ["cat", "dog", "fox", "50.0%", "33.3%", "16.7%"]
+    assert figure._suptitle.get_text() == "Split"
+    with pytest.raises(ValueError, match="parts is empty"):
+        visualize.class_distribution({}, kind="pie")
