@@ -503,3 +503,31 @@ def test_class_distribution_pies_show_each_part_as_shares_of_its_own_total() -> 
     assert figure._suptitle.get_text() == "Split"
     with pytest.raises(ValueError, match="parts is empty"):
         visualize.class_distribution({}, kind="pie")
+
+
+def test_training_curves_pair_each_runs_solid_train_and_dashed_held_out_lines_by_colour() -> None:
+    def history(accuracy: float) -> History:  # epochs 3-5, as a resumed or fine-tuning stage numbers them
+        return History([EpochRecord(e, 2.0 / e, accuracy, 3.0 / e, accuracy - 0.1, 0.1, 1.0) for e in (3, 4, 5)])
+
+    figure = visualize.training_curves({"seed": history(0.5), "improved": history(0.9)}, title="Two runs")
+    loss_axes, accuracy_axes = figure.axes
+    assert (loss_axes.get_title(), loss_axes.get_xlabel(), loss_axes.get_ylabel()) == ("Loss", "epoch", "loss")
+    assert (accuracy_axes.get_title(), accuracy_axes.get_xlabel(), accuracy_axes.get_ylabel()) == (
+        "Accuracy",
+        "epoch",
+        "accuracy (%)",
+    )
+    assert figure._suptitle.get_text() == "Two runs"
+    for axes in (loss_axes, accuracy_axes):
+        seed_train, seed_held_out, improved_train, improved_held_out = axes.lines
+        assert seed_train.get_color() == seed_held_out.get_color() != improved_train.get_color()
+        assert improved_train.get_color() == improved_held_out.get_color()
+        assert [line.get_linestyle() for line in axes.lines] == ["-", "--", "-", "--"]
+        assert all(line.get_marker() == "." and list(line.get_xdata()) == [3, 4, 5] for line in axes.lines)
+        assert all(tick == int(tick) for tick in axes.get_xticks())  # whole epochs only
+        assert axes.get_legend() is not None
+    assert list(loss_axes.lines[1].get_ydata()) == pytest.approx([1.0, 0.75, 0.6])  # losses as they are
+    assert list(accuracy_axes.lines[3].get_ydata()) == pytest.approx([80, 80, 80])  # accuracies in percent
+    single = visualize.training_curves(history(0.5))
+    assert [line.get_label() for line in single.axes[1].lines] == ["train", "validation"]
+    assert single._suptitle is None
