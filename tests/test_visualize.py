@@ -531,3 +531,24 @@ def test_training_curves_pair_each_runs_solid_train_and_dashed_held_out_lines_by
     single = visualize.training_curves(history(0.5))
     assert [line.get_label() for line in single.axes[1].lines] == ["train", "validation"]
     assert single._suptitle is None
+
+
+def test_image_grid_titles_each_image_with_its_class_and_marks_wrong_predictions_red() -> None:
+    images = torch.stack([torch.full((1, 4, 6), value, dtype=torch.uint8) for value in (0, 51, 255)])
+    figure = visualize.image_grid(images, [0, 1, 2], ["a", "b", "c"], predictions=[0, 2, 2], columns=2, title="Grid")
+    assert len(figure.axes) == 4 and not any(axes.axison for axes in figure.axes)  # 2 x 2, no frames or ticks
+    shown = [axes.get_images() for axes in figure.axes]
+    assert [len(images) for images in shown] == [1, 1, 1, 0]  # the fourth cell stays empty
+    assert np.allclose(shown[1][0].get_array(), np.full((4, 6), 0.2))  # greyscale: H x W in [0, 1]
+    assert all(image[0].get_clim() == (0, 1) and image[0].get_cmap().name == "gray" for image in shown[:3])
+    titles = [(axes.get_title(), axes.title.get_color()) for axes in figure.axes[:3]]
+    assert titles == [("a\n→ a", "black"), ("b\n→ c", "red"), ("c\n→ c", "black")]
+    assert figure._suptitle.get_text() == "Grid"
+    plain = visualize.image_grid(images, [2, 1, 0], ["a", "b", "c"], columns=8)
+    assert [axes.get_title() for axes in plain.axes[:3]] == ["c", "b", "a"] and len(plain.axes) == 8
+
+
+def test_image_grid_clips_what_normalisation_cannot_show() -> None:
+    normalised = torch.tensor([[[-9.0, 0.0, 9.0]]])  # one 1 x 3 image: far below, at and far above the mean
+    figure = visualize.image_grid(normalised[None], [0], ["a"], mean=(0.5,), std=(0.25,))
+    assert np.allclose(_images(figure.axes[0])[0], [[0.0, 0.5, 1.0]])
