@@ -552,3 +552,42 @@ def test_image_grid_clips_what_normalisation_cannot_show() -> None:
     normalised = torch.tensor([[[-9.0, 0.0, 9.0]]])  # one 1 x 3 image: far below, at and far above the mean
     figure = visualize.image_grid(normalised[None], [0], ["a"], mean=(0.5,), std=(0.25,))
     assert np.allclose(_images(figure.axes[0])[0], [[0.0, 0.5, 1.0]])
+
+
+def test_feature_maps_default_to_the_first_and_last_convolution_and_name_each_channel() -> None:
+    model = create_model("lenet5")  # convolutions features.0 (6 maps) and features.3 (16 maps), then C5
+    figure = visualize.feature_maps(model, torch.randn(1, 28, 28), max_channels=10)
+    titles = [subfigure._suptitle.get_text() for subfigure in figure.subfigs]
+    assert titles == [
+        "features.0: (6, 28, 28) (showing 6 of 6 channels)",
+        "features.6: (120, 1, 1) (showing 10 of 120 channels)",
+    ]
+    assert len(figure.axes) == 16  # the grid's spare cells are removed
+    assert [axes.get_title() for axes in figure.axes[:7]] == ["#0", "#1", "#2", "#3", "#4", "#5", "#0"]
+    assert all(not axes.axison for axes in figure.axes)
+    assert model.training  # the figure leaves the model in the mode it found it
+
+
+def test_filters_of_a_deeper_layer_share_one_symmetric_colour_scale_and_label_rows_and_inputs() -> None:
+    model = create_model("lenet5")
+    weights = model.features[3].weight.detach()[:2, :3]
+    figure = visualize.filters(model, layer="features.3", max_filters=2, max_inputs=3)
+    limit = weights.abs().max().item()
+    for axes in figure.axes:
+        image = axes.get_images()[0]
+        assert image.get_clim() == pytest.approx((-limit, limit)) and image.get_cmap().name == "RdBu_r"
+        assert list(axes.get_xticks()) == [] and list(axes.get_yticks()) == []
+    assert [axes.get_ylabel() for axes in figure.axes] == ["#0", "", "", "#1", "", ""]
+    assert [axes.get_title() for axes in figure.axes] == ["in 0", "in 1", "in 2", "", "", ""]
+    assert figure._suptitle.get_text() == "features.3: (16, 6, 5, 5) kernels (showing 2)"
+    with pytest.raises(ValueError, match=r"features.1 is a ReLU, not a convolution; choose one of"):
+        visualize.filters(model, layer="features.1")
+
+
+def test_filters_of_the_image_layer_are_colour_pictures_each_scaled_to_its_own_range() -> None:
+    resnet = create_model("resnet20")
+    figure = visualize.filters(resnet, max_filters=3)
+    assert len(figure.axes) == 3 and figure._suptitle.get_text() == "stem.0: (16, 3, 3, 3) kernels (showing 3)"
+    for kernel, axes in zip(resnet.stem[0].weight.detach()[:3], figure.axes, strict=True):
+        expected = ((kernel - kernel.min()) / (kernel.max() - kernel.min())).permute(1, 2, 0)  # H x W x RGB
+        assert np.allclose(_images(axes)[0], expected.numpy(), atol=1e-5)
