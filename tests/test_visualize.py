@@ -591,3 +591,11 @@ def test_filters_of_the_image_layer_are_colour_pictures_each_scaled_to_its_own_r
     for kernel, axes in zip(resnet.stem[0].weight.detach()[:3], figure.axes, strict=True):
         expected = ((kernel - kernel.min()) / (kernel.max() - kernel.min())).permute(1, 2, 0)  # H x W x RGB
         assert np.allclose(_images(axes)[0], expected.numpy(), atol=1e-5)
+
+
+def test_save_figure_takes_the_format_from_the_suffix_png_without_one_at_120_dpi(tmp_path) -> None:
+    figure = visualize.confusion_matrix([0, 1], [0, 1], ["a", "b"])
+    assert visualize.save_figure(figure, tmp_path / "cm.pdf").read_bytes().startswith(b"%PDF")
+    assert visualize.save_figure(figure, tmp_path / "cm").read_bytes().startswith(b"\x89PNG")
+    with Image.open(visualize.save_figure(figure, tmp_path / "cm.png")) as image:
+        assert image.size == (round(figure.get_figwidth() * 120), round(figure.get_figheight() * 120))
