@@ -599,3 +599,23 @@ def test_save_figure_takes_the_format_from_the_suffix_png_without_one_at_120_dpi
     assert visualize.save_figure(figure, tmp_path / "cm").read_bytes().startswith(b"\x89PNG")
     with Image.open(visualize.save_figure(figure, tmp_path / "cm.png")) as image:
         assert image.size == (round(figure.get_figwidth() * 120), round(figure.get_figheight() * 120))
+
+
+def test_grad_cam_figure_shows_the_image_its_map_on_a_fixed_scale_and_the_two_overlaid() -> None:
+    weight, image = _spatial_weights()[:, :1], _two_squares()[:1]  # one channel: a greyscale image
+    model = LinearReadout(weight)
+    model.train()
+    heat, _ = visualize.grad_cam_map(model, image, target=0)
+    assert model.training  # the map leaves the model in the mode it found it
+    figure = visualize.grad_cam(model, image, classes=["right", "left"], target=0)
+    original, heat_axes, overlay, colour_bar = figure.axes
+    assert [axes.get_title() for axes in (original, heat_axes, overlay)] == ["image", "Grad-CAM", "overlay"]
+    assert not any(axes.axison for axes in (original, heat_axes, overlay))
+    shown_heat = heat_axes.get_images()[0]
+    assert np.allclose(shown_heat.get_array(), heat.numpy()) and shown_heat.get_clim() == (0, 1)
+    assert shown_heat.get_cmap().name == "jet"
+    under, over = overlay.get_images()
+    assert np.allclose(over.get_array(), heat.numpy()) and over.get_alpha() == 0.45 and under.get_alpha() is None
+    assert figure._suptitle.get_text() == "Evidence for class 'right'"
+    with pytest.raises(ValueError, match=r"one image of shape C x H x W, got shape \(1, 1, 6, 10\): pass images\[i\]"):
+        visualize.grad_cam_map(model, image[None])
