@@ -138,3 +138,32 @@ def test_results_page_and_home_show_the_comparison_charts(site: Path) -> None:
 def test_tutorial_results_tables_render_as_html_tables(site: Path) -> None:
     html = (site / "tutorials" / "06_vgg16_dogs_vs_cats" / "index.html").read_text()
     assert re.search(r"<table>\s*<thead>\s*<tr>\s*<th>#</th>\s*<th>experiment</th>", html)
+
+
+def _outputs(html: str) -> list[str]:
+    """The text each executed cell printed, in page order."""
+    blocks = re.findall(r'<div class="jp-RenderedText[^"]*"[^>]*>\s*<pre>(.*?)</pre>', html, flags=re.S)
+    return [re.sub(r"<[^>]+>", "", block) for block in blocks]
+
+
+TRANSFER_TUTORIALS = [name for name in TUTORIALS if name.startswith(("06_", "08_", "09_"))]
+
+
+@pytest.mark.parametrize("tutorial", TRANSFER_TUTORIALS)
+def test_transfer_tutorials_name_the_base_that_ran(site: Path, tutorial: str) -> None:
+    html = (site / "tutorials" / tutorial / "index.html").read_text()
+    base = os.environ.get("CNN_STUDY_BACKBONE", "efficientnet_lite0")
+    assert _outputs(html)[0].startswith(f"pretrained base on this page: {base} ("), tutorial
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert "every number and figure below comes from EfficientNet-Lite0" in " ".join(text.split())
+
+
+@pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_quick_run_accuracies_come_with_their_test_set_size_and_chance(site: Path, tutorial: str) -> None:
+    html = (site / "tutorials" / tutorial / "index.html").read_text()
+    lines = [line for output in _outputs(html) for line in output.splitlines()]
+    quick = [line for line in lines if "quick" in line.lower() and re.search(r"\d%", line)]
+    assert quick, f"{tutorial}: the site is built in quick mode, but no quick run's result is printed"
+    for line in quick:
+        assert re.search(r"on [\d,]+ test images \(chance \d+%\)", line), f"{tutorial}: {line}"
+        assert "not a result" in line, f"{tutorial}: {line}"

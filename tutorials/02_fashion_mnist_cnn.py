@@ -12,16 +12,25 @@
 # # 2. A CNN on Fashion-MNIST
 #
 # Fashion-MNIST has the shape of MNIST (60,000 + 10,000 greyscale images, 28x28, ten classes) but shows
-# clothes: shirts, pullovers and coats look alike, so it is much harder. The original study's CNN reached
-# **80.57%**. Three changes from the decade after AlexNet lift the same small architecture past 93%:
+# clothes: shirts, pullovers and coats look alike, so it is much harder. The original study's plain
+# two-layer CNN reached **80.57%**.
 #
-# * **batch normalisation** after every convolution keeps activations in a good range, so training is stable
-#   at higher learning rates;
-# * **augmentation** (random shifts and mirror images) shows the network a slightly different image every epoch;
-# * **label smoothing** stops the network from becoming over-confident.
+# This page separates two things that are easy to mix up: the **network** and the **training recipe**.
 #
-# > **Quick mode.** While the site is built, training uses a small subset for two epochs; set
-# > `CNN_STUDY_QUICK=0` to train the full recipe. The full runs' numbers are shown below.
+# * The network, `fashion_cnn`, is not the study's. It keeps its outline (two stages of 3x3 convolutions,
+#   each followed by max-pooling, then one hidden layer) and adds what the decade after AlexNet taught: two
+#   convolutions per stage (VGG), **batch normalisation** after each (Ioffe and Szegedy, 2015) and dropout.
+#   Trained the study's way (the `seed` recipe: Adam at 1e-3, 10 epochs, batches of 128, no augmentation)
+#   it reaches about 93%: most of the distance to 80.57% is the network (and whatever else the study's run
+#   did that we cannot see), not a training trick.
+# * The `improved` recipe then changes only the training of the same network: AdamW with weight decay and a
+#   one-cycle schedule, 20 epochs instead of 10, **augmentation** (random shifts of up to 2 pixels and mirror
+#   images) and **label smoothing** (0.1). Together they add under one point; this page does not measure
+#   which of them brings what (batch normalisation is in both recipes, so its effect is not measured either).
+#
+# > **Quick mode.** While the site is built, training uses a small subset for two epochs: its accuracy,
+# > printed with its test-set size and chance level, shows that the code runs and nothing more. Set
+# > `CNN_STUDY_QUICK=0` to train the full recipe. The full runs' numbers are read from their results files.
 
 # %%
 # %matplotlib inline
@@ -60,18 +69,22 @@ for field in ("optimizer", "lr", "weight_decay", "schedule", "epochs", "augment"
 
 # %%
 result = experiments.run(improved, out=OUT, quick=QUICK, quiet=True, overwrite=True)
-print(f"{'quick' if QUICK else 'full'} run: test accuracy {result.metrics['test_accuracy']:.2%}")
+print(result.summary())
 
 # %% [markdown]
 # ## Full runs
+#
+# Both recipes on all 60,000 training images, tested on all 10,000 test images (neither has a validation
+# split, so the dashed curves are the test set, measured after every epoch and never used to choose anything):
 
 # %%
-display(
-    Markdown(results.format_results([m for m in results.load_results() if m["name"] == "fashion_cnn"], markdown=True))
+full = {m["recipe"]: m for m in results.load_results() if m["name"] == "fashion_cnn"}
+display(Markdown(results.format_results(list(full.values()), markdown=True)))
+gain = full["improved"]["test_accuracy"] - full["seed"]["test_accuracy"]
+print(f"the improved recipe's training changes: {gain * 100:+.2f} points on the 10,000 test images")
+visualize.training_curves(
+    results.published_histories("fashion_cnn"), title="Full runs: seed vs improved recipe", held_out="test"
 )
-histories = results.published_histories("fashion_cnn")
-if histories:
-    display(visualize.training_curves(histories, title="Full runs: seed vs improved recipe"))
 
 # %% [markdown]
 # ## Which clothes get confused?

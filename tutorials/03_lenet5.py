@@ -13,20 +13,34 @@
 #
 # LeNet-5 (LeCun, Bottou, Bengio and Haffner, 1998) read the digits on bank cheques. Its pattern,
 # convolution → subsampling → convolution → subsampling → fully connected, is the template of every CNN
-# that followed. The layers are named after the paper:
+# that followed. The package's `lenet5` keeps the paper's layers and their names, and, like the study,
+# modernises what is inside them:
 #
-# | layer | what it does | output |
-# |---|---|---|
-# | C1 | 6 filters 5x5 (padding 2 on 28x28 MNIST) | 6 x 28 x 28 |
-# | S2 | 2x2 average pooling | 6 x 14 x 14 |
-# | C3 | 16 filters 5x5 | 16 x 10 x 10 |
-# | S4 | 2x2 average pooling | 16 x 5 x 5 |
-# | C5 | 120 filters 5x5: a fully connected layer on the 5x5 maps | 120 x 1 x 1 |
-# | F6 | fully connected | 84 |
-# | output | fully connected | 10 |
+# | layer | LeCun et al. (1998) | `lenet5` here | output here |
+# |---|---|---|---|
+# | input | 32 x 32 (digits padded) | 28 x 28, padded by C1 | 1 x 28 x 28 |
+# | C1 | 6 filters 5x5 | the same, padding 2 | 6 x 28 x 28 |
+# | S2 | trainable subsampling (below) | 2x2 average pooling | 6 x 14 x 14 |
+# | C3 | 16 filters 5x5 on some of S2's maps (Table I): 1,516 parameters | on all six: 2,416 | 16 x 10 x 10 |
+# | S4 | trainable subsampling, as S2 | 2x2 average pooling | 16 x 5 x 5 |
+# | C5 | 120 filters 5x5: a fully connected layer on the 5x5 maps | the same | 120 x 1 x 1 |
+# | F6 | 84 units, scaled tanh | 84 units, ReLU | 84 |
+# | output | 10 Euclidean RBF units with fixed weights | 10 fully connected units (softmax) | 10 |
 #
-# As in the study we use ReLU instead of the scaled tanh, Adam, 10 epochs, batches of 128, and hold out
-# 20% of the training set for validation. The study reported **99.03%**.
+# > **Differences from the paper, and why.** The paper's subsampling layers add the four inputs of each 2x2
+# > block, multiply the sum by a learned coefficient, add a learned bias and pass the result through a
+# > sigmoid; ours take the plain average, as the study did, and the activations are ReLU instead of the
+# > scaled tanh (1.7159 tanh(2a/3)): the modern defaults, which train well with Adam and PyTorch's default
+# > initialisation. C3 connects to all six S2 maps: the paper's sparse table (Section II.B) kept the
+# > number of connections in bounds and made the 16 maps see different inputs; a dense C3 costs 900 more
+# > parameters. The output is an ordinary linear layer trained with cross-entropy
+# > instead of RBF units trained with the paper's MAP criterion, and the optimiser is Adam instead of
+# > stochastic diagonal Levenberg-Marquardt. The paper's network has 60,000 trainable parameters, ours
+# > 61,706 (Exercise 1 counts them); it reached 0.95% test error (99.05%) without and 0.8% with distorted
+# > training images (LeCun et al. 1998, Section III.C).
+#
+# As in the study we train with Adam for 10 epochs, batches of 128, and hold out 20% of the training set for
+# validation (the `seed` recipe). The study reported **99.03%**.
 
 # %%
 # %matplotlib inline
@@ -45,8 +59,14 @@ OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning 
 # %%
 print(models.summary("lenet5"))
 
+# %%
+lenet_parameters = sum(p.numel() for p in models.create_model("lenet5").parameters())
+simple_parameters = sum(p.numel() for p in models.create_model("mnist_cnn").parameters())
+print(f"LeNet-5: {lenet_parameters:,} parameters; the simple CNN of tutorial 1: {simple_parameters:,}")
+print(f"the simple CNN has {simple_parameters / lenet_parameters:.1f} times as many")
+
 # %% [markdown]
-# 61,706 parameters: fifty times fewer than the simple CNN of tutorial 1, for a better result.
+# Whether the smaller network is also as accurate is a question for the full runs below.
 #
 # ## A stratified validation split
 #
@@ -63,18 +83,38 @@ visualize.class_distribution({"train (80%)": train_part, "validation (20%)": val
 # %%
 recipe = recipes.get_recipe("lenet5", "seed")
 result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
-print(
-    f"{'quick' if QUICK else 'full'} run: validation {result.metrics['val_accuracy']:.2%}, "
-    f"test {result.metrics['test_accuracy']:.2%}"
-)
-visualize.training_curves(result.history, title="This run")
+print(result.summary())
 
 # %% [markdown]
 # ## Full runs, and the shipped weights
+#
+# The seed recipe trains on 48,000 images and watches the other 12,000 (dashed: validation); the improved
+# recipe trains on all 60,000, so its dashed curve is the test set.
 
 # %%
 display(Markdown(results.format_results([m for m in results.load_results() if m["name"] == "lenet5"], markdown=True)))
-visualize.training_curves(results.published_histories("lenet5"), title="Full runs: seed vs improved recipe")
+visualize.training_curves(
+    results.published_histories("lenet5"),
+    title="Full runs: seed vs improved recipe",
+    held_out=results.published_held_out("lenet5"),
+)
+
+# %% [markdown]
+# Against tutorial 1's simple CNN, recipe by recipe, on the same 10,000 test images:
+
+# %%
+published = {(m["name"], m["recipe"]): m["test_accuracy"] for m in results.load_results()}
+for recipe_name in ("seed", "improved"):
+    print(
+        f"{recipe_name:>9}: LeNet-5 {published['lenet5', recipe_name]:.2%}, "
+        f"simple CNN {published['mnist_cnn', recipe_name]:.2%}"
+    )
+
+# %% [markdown]
+# Under the study's recipe the simple CNN is ahead by about two tenths of a point,
+# with 19 times the parameters; under the improved recipes LeNet-5 is ahead by about one tenth. The recipes
+# also differ between the two networks (epochs, and LeNet-5's seed recipe holds out 12,000 training images),
+# so this says that the two are about equally good on MNIST, not that one architecture beats the other.
 
 # %%
 lenet = models.create_model("lenet5", weights="mnist").eval()
