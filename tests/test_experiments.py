@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from cnn_study.datasets import TrainTest
 from cnn_study.experiments import compiles_by_default, run
 from cnn_study.models import create_model, load_trained_model
 from cnn_study.recipes import get_recipe, list_experiments
-from cnn_study.results import format_results, load_results, published_histories, results_folder
+from cnn_study.results import PUBLISHED_RESULTS, format_results, load_results, published_histories, results_folder
 from cnn_study.training import evaluate, seed_everything
 
 from .conftest import has_offline_extra, missing
@@ -249,3 +251,33 @@ def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) ->
     shares = torch.bincount(quick.test_loader.data.labels).max().item() / 20  # the commonest class: 3
     assert quick.summary().startswith("quick run (a smoke test, not a result), mnist_cnn")
     assert quick.summary().endswith(f"on 20 test images (chance {shares:.0%})")
+
+
+def _small_scale_studies():
+    """``scripts/small_scale_studies.py`` as a module (scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "small_scale_studies.py"
+    spec = importlib.util.spec_from_file_location("small_scale_studies", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_small_scale_studies_are_the_scripts_runs_and_show_what_the_tutorials_say() -> None:
+    studies = _small_scale_studies()
+    folder = PUBLISHED_RESULTS / "small_scale"
+    for study, (variants, train_per_class, test_per_class, epochs) in studies.STUDIES.items():
+        published = {m["recipe"]: m for m in load_results(folder) if m["name"] == study}
+        assert set(published) == set(variants()), study
+        for name, recipe in variants().items():
+            metrics = published[name]
+            assert (metrics["train_size"], metrics["test_size"]) == (10 * train_per_class, 10 * test_per_class)
+            assert metrics["epochs"] == epochs and metrics["quick"] is False
+            expected = replace(recipe, recipe=name, epochs=epochs).settings()
+            assert _recorded_part(expected, metrics["recipe_settings"]) == metrics["recipe_settings"], name
+    # tutorial 7: the deeper plain network trains worse; shortcuts let the deep network train far better
+    resnet = {m["recipe"]: m["train_accuracy"] for m in load_results(folder) if m["name"] == "resnet"}
+    assert resnet["plain56"] < resnet["plain20"] - 0.1 and resnet["resnet56"] > resnet["plain56"] + 0.1
+    # tutorial 4: with batch normalisation the seed recipe memorises: a wide gap, and a test loss that turns upwards
+    memorising = published_histories("alexnet", folder)["batch-norm"].epochs[-1]
+    test_loss = published_histories("alexnet", folder)["batch-norm"].column("val_loss")
+    assert memorising.train_accuracy - memorising.val_accuracy > 0.3 and test_loss[-1] > 1.2 * min(test_loss)
