@@ -3,7 +3,8 @@
 * ``old``: what the command did before issue 18: the test set in batches of 500 at the model's input
   size, NCHW, the transfer model as trained (batch norms unfolded), float32;
 * ``new``: ``cnn-study evaluate MODEL_FILE`` as it is now (`BatchLoader.for_model`, folded batch
-  norms, and for a head trained on a frozen base the base in `cnn_study.training.extraction_precision`).
+  norms, float32 as the run measured);
+* ``new --bfloat16``: the same with the base in `cnn_study.training.extraction_precision`.
 
 Both score the same images with the same weights and print their accuracy, so the speed-up is read
 next to any change in the result. Each path is timed from the start of its process (imports
@@ -40,15 +41,15 @@ import json, sys
 from cnn_study.cli import main
 from cnn_study.training import peak_memory
 import torch
-assert main(["evaluate", sys.argv[1], "--device", "cpu"]) == 0
+assert main(["evaluate", sys.argv[1], "--device", "cpu", *sys.argv[2:]]) == 0
 print(json.dumps(peak_memory(torch.device("cpu"))))
 """
 
 
-def measure(code: str, model_file: str) -> tuple[float, dict]:
+def measure(code: str, *arguments: str) -> tuple[float, dict]:
     """Run ``code`` in a fresh Python process; its wall time and the JSON of its last output line."""
     started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-c", code, model_file], capture_output=True, text=True, check=True)
+    completed = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - started
     lines = completed.stdout.strip().splitlines()
     return seconds, {**json.loads(lines[-1]), "output": lines[:-1]}
@@ -59,11 +60,15 @@ def main() -> None:
     parser.add_argument("model_file", help="a model.pt written by cnn-study run")
     model_file = parser.parse_args().model_file
     old_seconds, old = measure(OLD_PATH, model_file)
-    new_seconds, new = measure(NEW_PATH, model_file)
-    print(f"{'path':<5} {'seconds':>8} {'peak RSS':>9}  result")
-    print(f"{'old':<5} {old_seconds:>8.1f} {old['peak_rss_mb'] / 1024:>7.2f} GB  accuracy {old['accuracy']:.2%}")
-    print(f"{'new':<5} {new_seconds:>8.1f} {new['peak_rss_mb'] / 1024:>7.2f} GB  {new['output'][-1]}")
-    print(f"speed-up: {old_seconds / new_seconds:.2f}x end to end")
+    print(f"{'path':<16} {'seconds':>8} {'peak RSS':>9}  speed-up  result")
+    old_memory = old["peak_rss_mb"] / 1024
+    print(f"{'old':<16} {old_seconds:>8.1f} {old_memory:>6.2f} GB     1.00x  accuracy {old['accuracy']:.2%}")
+    for name, options in (("new", ()), ("new --bfloat16", ("--bfloat16",))):
+        seconds, new = measure(NEW_PATH, model_file, *options)
+        result = new["output"][-1].split(": ", 1)[-1]
+        print(
+            f"{name:<16} {seconds:>8.1f} {new['peak_rss_mb'] / 1024:>6.2f} GB {old_seconds / seconds:>8.2f}x  {result}"
+        )
 
 
 if __name__ == "__main__":

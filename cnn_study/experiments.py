@@ -366,7 +366,6 @@ def _train_and_report(
         dataset=recipe.dataset,
         test_accuracy=final.accuracy,
         test_mirror=recipe.test_mirror,  # test_accuracy averaged each image with its mirror image
-        frozen_base=recipe.is_transfer and recipe.fine_tuning is None,  # the head learned extract_features' output
         recipe=f"{command} ({len(history)} epochs{', quick' if quick else ''})",
     )
     save_trained_model(model, model_meta, out_dir / "model.pt")

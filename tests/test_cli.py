@@ -94,7 +94,9 @@ def test_console_script_and_module_entry_point() -> None:
 
 
 @pytest.mark.usefixtures("offline_extra")
-def test_evaluate_tests_a_frozen_base_head_as_it_was_trained(data_dir, tmp_path, capsys, monkeypatch) -> None:
+def test_evaluate_scores_as_the_run_did_and_in_bfloat16_only_when_asked(
+    data_dir, tmp_path, capsys, monkeypatch
+) -> None:
     entered = []
 
     @contextlib.contextmanager
@@ -114,11 +116,10 @@ def test_evaluate_tests_a_frozen_base_head_as_it_was_trained(data_dir, tmp_path,
         "mean": list(model.mean),
         "std": list(model.std),
         "dataset": "dogs_vs_cats",
-        "frozen_base": True,
         "test_mirror": True,
     }
     model_file = save_trained_model(model, meta, tmp_path / "model.pt")
     assert main(["evaluate", str(model_file), "--data", str(data_dir), "--device", "cpu"]) == 0
-    printed = capsys.readouterr().out
-    assert entered == ["cpu"]  # the base ran in the precision its head's features were extracted in
-    assert "(20 images, each image averaged with its mirror image)" in printed
+    assert entered == [] and "(20 images, each averaged with its mirror image)" in capsys.readouterr().out
+    assert main(["evaluate", str(model_file), "--data", str(data_dir), "--device", "cpu", "--bfloat16"]) == 0
+    assert entered == ["cpu"]  # the base ran in the precision feature extraction uses
