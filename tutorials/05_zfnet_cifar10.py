@@ -110,7 +110,7 @@ for recipe_name in ("seed", "improved"):
 # Zeiler and Fergus slid a grey square over an image and recorded the probability of the correct class at
 # every position (their Fig. 7): where it drops, the network relied on what the square hid. The method needs
 # only a trained classifier. The package does not ship ZFNet's weights (34 MB); it ships a trained ResNet-20
-# (tutorial 7, about 90% on the CIFAR-10 test set), so the maps below are that network's, on three test images.
+# (tutorial 7, about 90% on the CIFAR-10 test set), so the maps below are that network's, on four test images.
 # `visualize.occlusion` fills the square with zeros, which after normalisation is the mean colour.
 
 # %%
