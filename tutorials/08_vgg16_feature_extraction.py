@@ -11,11 +11,11 @@
 # %% [markdown]
 # # 8. Feature extraction on CIFAR-10 cats vs dogs
 #
-# !!! warning "Which base ran on this page"
-#     The study used VGG16, and this page's code runs VGG16 wherever torchvision can download its ImageNet
-#     weights (the default). The machines that built this site and made the published runs had no internet,
-#     so **every number and figure below comes from EfficientNet-Lite0**, the package's offline base with
-#     genuine ImageNet weights. The first cell's output names the base; the results table names the model.
+# > **Which base ran on this page.** The study used VGG16, and this page's code runs VGG16 wherever
+# > torchvision can download its ImageNet weights (the default). The machines that built this site and made
+# > the published runs had no internet, so **every number and figure below comes from EfficientNet-Lite0**,
+# > the package's offline base with genuine ImageNet weights. The first cell's output names the base; the
+# > results table names the model.
 #
 # The study took the cat and dog images of CIFAR-10, upsampled them to 150x150, and trained a new head on
 # a frozen VGG16 base with shear, zoom and flip augmentation, Adam and binary cross-entropy for 10 epochs:

@@ -11,11 +11,11 @@
 # %% [markdown]
 # # 9. Fine-tuning on Dogs vs Cats
 #
-# !!! warning "Which base ran on this page"
-#     The study fine-tuned VGG16, and this page's code runs VGG16 wherever torchvision can download its
-#     ImageNet weights (the default). The machines that built this site and made the published runs had no
-#     internet, so **every number and figure below comes from EfficientNet-Lite0**, the package's offline base
-#     with genuine ImageNet weights. The first cell's output names the base; the results table names the model.
+# > **Which base ran on this page.** The study fine-tuned VGG16, and this page's code runs VGG16 wherever
+# > torchvision can download its ImageNet weights (the default). The machines that built this site and made
+# > the published runs had no internet, so **every number and figure below comes from EfficientNet-Lite0**,
+# > the package's offline base with genuine ImageNet weights. The first cell's output names the base; the
+# > results table names the model.
 #
 # Feature extraction keeps the whole base frozen. **Fine-tuning** goes one step further: once the new head
 # has learned (a head trained from random weights would send large, destructive gradients into the base),
