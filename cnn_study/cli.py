@@ -94,8 +94,9 @@ def command_evaluate(args: argparse.Namespace) -> None:
     if isinstance(model, TransferClassifier):  # inference only: run the base with its batch norms folded
         model = nn.Sequential(model.feature_extractor(folded=True), model.classifier_head())
     # By default the number is the run's: float32, as run measured it. --bfloat16 runs the base as feature
-    # extraction does (extraction_precision): on a 2-core CPU with native bfloat16, experiment 6 in 15 s
-    # instead of 25 s end to end with the same 98.60%, but experiment 8 at 85.70% instead of 86.00%.
+    # extraction does (extraction_precision): on a 2-core CPU with native bfloat16, experiment 6 in 13 s
+    # instead of 24 s end to end with the same 98.60%, but experiment 8 at 85.70% instead of 86.00%
+    # (benchmarks/evaluate_cli.py).
     precision = extraction_precision(device) if args.bfloat16 else contextlib.nullcontext()
     with precision:
         result = evaluate(model.to(device), loader, average_mirror=meta.get("test_mirror", False))

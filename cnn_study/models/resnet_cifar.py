@@ -103,7 +103,7 @@ class CifarResNet(ImageClassifier):
         in_channels = 16
         for index, channels in enumerate(self.stage_channels):
             first_stride = 1 if index == 0 else 2
-            blocks = [BasicBlock(in_channels, channels, first_stride, shortcuts)]
+            blocks = [BasicBlock(in_channels, channels, first_stride, shortcut=shortcuts)]
             blocks += [BasicBlock(channels, channels, shortcut=shortcuts) for _ in range(blocks_per_stage - 1)]
             stages.append(nn.Sequential(*blocks))
             in_channels = channels
