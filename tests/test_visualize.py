@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.colors
 import numpy as np
 import pytest
 import torch
@@ -619,3 +620,57 @@ def test_grad_cam_figure_shows_the_image_its_map_on_a_fixed_scale_and_the_two_ov
     assert figure._suptitle.get_text() == "Evidence for class 'right'"
     with pytest.raises(ValueError, match=r"one image of shape C x H x W, got shape \(1, 1, 6, 10\): pass images\[i\]"):
         visualize.grad_cam_map(model, image[None])
+
+
+def test_study_comparison_groups_bars_per_experiment_with_values_written_and_a_scale_that_shows_them() -> None:
+    rows = [
+        {"experiment": 2, "recipe": "improved", "test_accuracy": 0.94},
+        {"experiment": 2, "recipe": "seed", "test_accuracy": 0.93},
+        {"experiment": 5, "recipe": "seed", "test_accuracy": 0.70},
+    ]
+    figure = visualize.study_comparison(rows, {2: 0.8057, 5: 0.807, 9: None})
+    [axes] = figure.axes
+    study, seed, improved = axes.containers
+    # three series share each experiment's slot: 0.8 / 3 wide, centred on -0.267, 0, +0.267
+    width = 0.8 / 3
+    assert [bar.get_x() + bar.get_width() / 2 for bar in study] == pytest.approx([-width, 1 - width])
+    assert [bar.get_x() + bar.get_width() / 2 for bar in seed] == pytest.approx([0, 1])
+    assert [bar.get_x() + bar.get_width() / 2 for bar in improved] == pytest.approx([width, 1 + width])
+    assert study.patches[0].get_facecolor()[:3] == pytest.approx((0.6, 0.6, 0.6))  # the study in grey
+    assert [text.get_text() for text in axes.texts] == ["80.6", "80.7", "93.0", "70.0", "94.0", ""]
+    assert axes.get_ylim() == pytest.approx((60, 104))  # 10 points below the lowest bar, room for labels above
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("experiment", "test accuracy (%)")
+    assert figure._suptitle.get_text().startswith("The study's numbers and ours")
+    with pytest.raises(ValueError, match="Nothing to compare"):
+        visualize.study_comparison([{"experiment": 1, "recipe": "seed", "test_accuracy": None}], {1: None})
+
+
+def test_accuracy_vs_cost_labels_each_point_and_colours_it_by_experiment() -> None:
+    rows = [
+        {"experiment": 3, "recipe": "seed", "test_accuracy": 0.9891, "seconds": 272.0, "parameters": 61706},
+        {"experiment": 7, "recipe": "improved", "test_accuracy": None, "seconds": 1.0, "parameters": 1},  # unfinished
+    ]
+    by_size, by_time = visualize.accuracy_vs_cost(rows).axes
+    for axes, x in ((by_size, 61706), (by_time, 272.0)):
+        [points] = axes.collections  # the unfinished run is left out
+        assert points.get_offsets().tolist() == [[x, pytest.approx(98.91)]]
+        assert points.get_facecolor()[0][:3] == pytest.approx(matplotlib.colors.to_rgb("C2"))  # experiment 3
+        assert [text.get_text() for text in axes.texts] == ["3 seed"]
+    assert (by_size.get_xlabel(), by_size.get_ylabel(), by_size.get_title()) == (
+        "parameters",
+        "test accuracy (%)",
+        "Accuracy and model size",
+    )
+    assert (by_time.get_xlabel(), by_time.get_title()) == ("time the run took (s)", "Accuracy and training time")
+    with pytest.raises(ValueError, match="No finished run"):
+        visualize.accuracy_vs_cost(rows[1:])
+
+
+def test_occlusion_defaults_to_an_8_pixel_square_in_steps_of_2_and_accepts_the_smallest_square() -> None:
+    model = _one_region_model()
+    image = torch.ones(1, 12, 16)
+    assert visualize.occlusion_map(model, image, target=1).probabilities.shape == (3, 5)  # (12 - 8) // 2 + 1, ...
+    one_pixel = visualize.occlusion_map(model, image, target=1, patch=1, stride=4).probabilities
+    assert one_pixel.shape == (3, 4)
+    with pytest.raises(ValueError, match="patch must be between 1 and the image side 12, got 0"):
+        visualize.occlusion_map(model, image, patch=0)
