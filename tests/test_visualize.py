@@ -674,3 +674,27 @@ def test_occlusion_defaults_to_an_8_pixel_square_in_steps_of_2_and_accepts_the_s
     assert one_pixel.shape == (3, 4)
     with pytest.raises(ValueError, match="patch must be between 1 and the image side 12, got 0"):
         visualize.occlusion_map(model, image, patch=0)
+
+
+def test_occlusion_figure_centres_each_value_on_its_square_over_the_whole_image() -> None:
+    image = torch.ones(1, 12, 16)
+    model = _one_region_model()
+    figure = visualize.occlusion(model, image, classes=["blank", "square"], target=1, patch=4, stride=2)
+    original, sensitivity, overlay, colour_bar = figure.axes
+    assert [axes.get_title() for axes in (original, sensitivity, overlay)] == [
+        "image",
+        "4x4 grey square here",
+        "overlay",
+    ]
+    drawn = sensitivity.get_images()[0]
+    # squares start every 2 pixels; the first is centred 1.5 from the edge, each value drawn +-1 around its centre
+    assert drawn.get_extent() == [0.5, 14.5, 10.5, 0.5]  # 7 x 5 squares: last centres 13.5 and 9.5
+    assert drawn.get_clim() == (0, 1) and drawn.get_cmap().name == "viridis"
+    under, over = overlay.get_images()
+    assert over.get_extent() == drawn.get_extent() and over.get_alpha() == 0.5 and under.get_alpha() is None
+    for axes in (original, sensitivity, overlay):
+        assert axes.get_xlim() == (-0.5, 15.5) and axes.get_ylim() == (11.5, -0.5) and not axes.axison
+    assert colour_bar.get_ylabel() == "probability of the class"
+    assert figure._suptitle.get_text() == "Occlusion sensitivity for class 'square' (probability 1.00 unoccluded)"
+    unnamed = visualize.occlusion(model, image, target=1, patch=4, stride=4)
+    assert unnamed._suptitle.get_text().startswith("Occlusion sensitivity for class '1'")
