@@ -191,6 +191,19 @@ def _is_binary(logits: torch.Tensor) -> bool:
     return logits.dim() == 2 and logits.shape[1] == 1
 
 
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities, ``N x classes``, from ``N x classes`` logits (softmax) or one logit per image
+    (sigmoid: ``N x 2``, class 0's probability computed from the negated logit, precise near 0 too).
+
+    Examples:
+        >>> class_probabilities(torch.tensor([[0.0]])).tolist()
+        [[0.5, 0.5]]
+    """
+    if _is_binary(logits):
+        return torch.sigmoid(torch.cat([-logits, logits], dim=1))
+    return logits.softmax(1)
+
+
 def loss_and_predictions(
     logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,11 +294,7 @@ def evaluate(
     if not outputs:
         raise ValueError("loader yielded no batches: evaluate needs at least one image.")
     logits, labels = torch.cat(outputs), torch.cat(targets)
-    if _is_binary(logits):
-        positive = torch.sigmoid(logits.squeeze(1))
-        probabilities = torch.stack([1 - positive, positive], dim=1)
-    else:
-        probabilities = logits.softmax(1)
+    probabilities = class_probabilities(logits)
     predictions = probabilities.argmax(1)
     return Evaluation(
         loss=total_loss / len(labels),

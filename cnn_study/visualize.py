@@ -27,7 +27,7 @@ from torch import nn
 
 from .datasets import ImageData
 from .files import atomic_write
-from .training import History, evaluate
+from .training import History, class_probabilities, evaluate
 
 ArrayLike = Sequence[int] | np.ndarray | torch.Tensor
 
@@ -623,13 +623,9 @@ def occlusion_map(
             scores = torch.cat([model(chunk.to(device)) for chunk in copies.split(batch_size)]).float().cpu()
     finally:
         model.train(was_training)
-    binary = scores.shape[1] == 1
-    if target is None:
-        target = int(scores[0, 0] > 0) if binary else int(scores[0].argmax())
-    if binary:
-        probabilities = torch.sigmoid(scores[:, 0] if target == 1 else -scores[:, 0])
-    else:
-        probabilities = scores.softmax(dim=1)[:, target]
+    by_class = class_probabilities(scores)  # a one-logit model's two classes included
+    target = int(by_class[0].argmax()) if target is None else target
+    probabilities = by_class[:, target]
     return OcclusionMap(probabilities[1:].reshape(len(tops), len(lefts)), target, probabilities[0].item())
 
 
