@@ -160,7 +160,7 @@ def confusion_matrix(
     axes.set_xticks(ticks, classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     axes.set_yticks(ticks, classes)
     axes.set(xlabel="predicted class", ylabel="true class")
-    threshold = values.max() / 2 if values.size else 0
+    threshold = values.max() / 2
     for (row, col), value in np.ndenumerate(values):
         text = f"{value:.2f}" if normalize else f"{value:d}"
         axes.text(col, row, text, ha="center", va="center", fontsize=8, color="white" if value > threshold else "black")
@@ -239,11 +239,13 @@ def class_distribution(
 
 def _display(image: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:
     """A ``C x H x W`` image (``uint8``, or float normalised with ``mean``/``std``) as an ``H x W [x 3]`` array."""
+    if (mean is None) != (std is None):
+        raise ValueError("Pass both mean and std (the image's normalisation), or neither.")
     if image.dtype == torch.uint8:
         array = image.float() / 255
     else:
         array = image.detach().float().cpu()
-        if mean is not None and std is not None:
+        if mean is not None:
             array = array * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
     array = array.clamp(0, 1).cpu().numpy()
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
@@ -308,7 +310,6 @@ def misclassified(model: nn.Module, loader: object, count: int = 16, columns: in
         data.images[worst],
         data.labels[worst],
         data.classes,
-        predictions=result.predictions[worst],
         columns=columns,
         title=f"{len(wrong)} of {len(data)} misclassified; most confident mistakes",
     )

@@ -22,6 +22,14 @@ tqdm.monitor_interval = 0
 REQUIRE_ENV = "CNN_STUDY_REQUIRE_DATA"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-baselines",
+        action="store_true",
+        help="redraw tests/baseline_images/ from the current code (review the pictures before committing)",
+    )
+
+
 def missing(reason: str) -> NoReturn:
     """Skip a test whose offline data or extra is missing, or fail it where ``$CNN_STUDY_REQUIRE_DATA=1``."""
     if os.environ.get(REQUIRE_ENV) == "1":

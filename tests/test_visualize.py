@@ -487,6 +487,7 @@ def test_class_distribution_bars_sit_side_by_side_with_their_counts_written_on_t
     assert [text.get_text() for text in axes.texts] == ["3", "2", "1", "1", "0", "2"]
     assert [text.get_text() for text in axes.get_legend().get_texts()] == ["train", "validation"]
     assert (axes.get_ylabel(), axes.get_title()) == ("images", "Images per class")
+    assert figure.get_size_inches() == pytest.approx((6, 4))  # wider from 8 classes (or fewer shown in groups)
     alone = visualize.class_distribution(_unbalanced()["train"], title="Training part").axes[0]
     assert alone.get_legend() is None and alone.get_title() == "Training part"
     assert [bar.get_x() + bar.get_width() / 2 for bar in alone.patches] == pytest.approx([0, 1, 2])
@@ -639,6 +640,7 @@ def test_study_comparison_groups_bars_per_experiment_with_values_written_and_a_s
     assert study.patches[0].get_facecolor()[:3] == pytest.approx((0.6, 0.6, 0.6))  # the study in grey
     assert [text.get_text() for text in axes.texts] == ["80.6", "80.7", "93.0", "70.0", "94.0", ""]
     assert axes.get_ylim() == pytest.approx((60, 104))  # 10 points below the lowest bar, room for labels above
+    assert figure.get_size_inches() == pytest.approx((7, 4))  # a bar group per experiment: wider from 7 on
     assert (axes.get_xlabel(), axes.get_ylabel()) == ("experiment", "test accuracy (%)")
     assert figure._suptitle.get_text().startswith("The study's numbers and ours")
     with pytest.raises(ValueError, match="Nothing to compare"):
@@ -698,3 +700,175 @@ def test_occlusion_figure_centres_each_value_on_its_square_over_the_whole_image(
     assert figure._suptitle.get_text() == "Occlusion sensitivity for class 'square' (probability 1.00 unoccluded)"
     unnamed = visualize.occlusion(model, image, target=1, patch=4, stride=4)
     assert unnamed._suptitle.get_text().startswith("Occlusion sensitivity for class '1'")
+
+
+# ----------------------------------------------------------------------------- gaps a mutation run found
+
+
+def test_filters_of_a_single_filter_and_input_are_one_grey_kernel_without_input_titles() -> None:
+    model = create_model("lenet5")
+    figure = visualize.filters(model, layer="features.3", max_filters=1, max_inputs=1)
+    [axes] = figure.axes
+    image = axes.get_images()[0]
+    assert np.array_equal(image.get_array(), model.features[3].weight.detach()[0, 0].numpy())
+    assert image.get_cmap().name == "gray" and image.get_interpolation() == "nearest"
+    assert (axes.get_ylabel(), axes.get_title()) == ("#0", "")  # one input: no "in 0" heading
+    two_inputs = visualize.filters(model, layer="features.3", max_filters=1, max_inputs=2)
+    assert [axes.get_title() for axes in two_inputs.axes] == ["in 0", "in 1"]
+
+
+def test_filters_default_to_32_filters_of_8_inputs_in_rows_of_8_and_draw_pixels_as_squares() -> None:
+    model = create_model("resnet20")  # its last convolution has 64 filters of 64 inputs
+    deeper = visualize.filters(model, layer=visualize.layer_names(model)[-1])
+    assert deeper._suptitle.get_text().endswith("kernels (showing 32)") and len(deeper.axes) == 32 * 8
+    image_layer = visualize.filters(model)  # the stem: 16 colour kernels, two rows of 8
+    assert len(image_layer.axes) == 16 and image_layer.get_figheight() == pytest.approx(1.4 * 2 + 0.4)
+    assert all(axes.get_images()[0].get_interpolation() == "nearest" for axes in image_layer.axes)
+
+
+def test_figures_keep_their_colour_maps_under_a_users_style() -> None:
+    with matplotlib.rc_context({"image.cmap": "gray", "image.interpolation": "bilinear"}):
+        maps = visualize.feature_maps(create_model("lenet5"), torch.randn(1, 28, 28), max_channels=2)
+        occluded = visualize.occlusion(_one_region_model(), torch.ones(1, 12, 16), target=1, patch=4, stride=4)
+    assert {axes.get_images()[0].get_cmap().name for axes in maps.axes} == {"viridis"}
+    _, sensitivity, overlay, _ = occluded.axes
+    for image in (sensitivity.get_images()[0], overlay.get_images()[1]):
+        assert image.get_cmap().name == "viridis" and image.get_clim() == (0, 1)
+
+
+def test_feature_maps_show_16_channels_unless_told_otherwise() -> None:
+    figure = visualize.feature_maps(create_model("mnist_cnn"), torch.randn(1, 28, 28), layers=["features.0"])
+    assert len(figure.axes) == 16 and figure.subfigs[0]._suptitle.get_text().endswith("(showing 16 of 32 channels)")
+
+
+def test_unknown_layer_names_the_models_class() -> None:
+    with pytest.raises(ValueError, match=r"^LeNet5 has no layer 'conv9'\. Convolution layers: features\.0, "):
+        visualize.find_layer(create_model("lenet5"), "conv9")
+
+
+def test_grad_cam_of_evidence_everywhere_keeps_the_fixed_0_to_1_scale() -> None:
+    weight = torch.ones(2, 1, 6, 10)  # every pixel counts for both classes: the map is positive everywhere
+    image = torch.linspace(0.5, 1.5, 60).view(1, 6, 10)
+    heat, _ = visualize.grad_cam_map(LinearReadout(weight), image, target=0)
+    assert heat.min() > 0.3  # so a colour scale fitted to the data would start well above 0
+    _, heat_axes, overlay, _ = visualize.grad_cam(LinearReadout(weight), image, target=0).axes
+    assert heat_axes.get_images()[0].get_clim() == (0, 1) and overlay.get_images()[1].get_clim() == (0, 1)
+    against = LinearReadout(-weight)  # no evidence anywhere: the map is 0 and must look like 0, not mid-scale
+    heat, _ = visualize.grad_cam_map(against, image, target=0)
+    assert heat.max() == 0
+    _, heat_axes, overlay, _ = visualize.grad_cam(against, image, target=0).axes
+    assert heat_axes.get_images()[0].get_clim() == (0, 1) and overlay.get_images()[1].get_clim() == (0, 1)
+
+
+def test_grad_cam_of_a_one_logit_model_defaults_to_class_1_only_for_a_positive_logit() -> None:
+    image = torch.ones(1, 6, 10)
+    for logit, expected in ((0.5, 1), (0.0, 0), (-0.5, 0)):
+        model = LinearReadout(torch.full((1, 1, 6, 10), logit / 60))  # the logit is the weighted sum of 60 ones
+        assert visualize.grad_cam_map(model, image)[1] == expected
+
+
+def test_grad_cam_figure_explains_the_class_asked_for_on_a_registered_colour_model() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet20")
+    image = torch.randn(3, 32, 32)
+    predicted = int(model.eval()(image[None]).argmax())
+    other = (predicted + 1) % 10
+    heat, _ = visualize.grad_cam_map(model, image, target=other)
+    assert heat.shape == (32, 32)
+    figure = visualize.grad_cam(model, image, target=other)
+    assert np.allclose(figure.axes[1].get_images()[0].get_array(), heat.numpy())
+    assert figure._suptitle.get_text() == f"Evidence for class '{other}'"
+
+
+def test_grad_cam_checks_the_image_against_what_the_model_expects() -> None:
+    with pytest.raises(ValueError, match=r"LeNet5 expects"):
+        visualize.grad_cam_map(create_model("lenet5"), torch.zeros(1, 32, 32))
+    with pytest.raises(ValueError, match=r"^image must be one image of shape C x H x W, got shape \(6, 10\)\.$"):
+        visualize.grad_cam_map(LinearReadout(_spatial_weights()), torch.zeros(6, 10))
+
+
+def test_image_display_needs_both_mean_and_std() -> None:
+    with pytest.raises(ValueError, match=r"^Pass both mean and std"):
+        visualize.image_grid(torch.zeros(1, 1, 4, 4), [0], ["a"], mean=(0.5,))
+
+
+def test_occlusion_figure_explains_the_class_asked_for_with_the_image_denormalised() -> None:
+    image = torch.ones(1, 12, 16)
+    model = _one_region_model()
+    figure = visualize.occlusion(model, image, target=0, patch=4, stride=4, mean=(0.5,), std=(0.25,))
+    original, sensitivity, _, _ = figure.axes
+    expected = visualize.occlusion_map(model, image, target=0, patch=4, stride=4).probabilities
+    assert np.allclose(sensitivity.get_images()[0].get_array(), expected)
+    assert np.allclose(original.get_images()[0].get_array(), 0.75)  # 1 * 0.25 + 0.5
+    default = visualize.occlusion(model, image, target=1).axes[1]
+    assert default.get_title() == "8x8 grey square here" and default.get_images()[0].get_array().shape == (3, 5)
+
+
+def test_occlusion_accepts_a_square_as_large_as_the_image_and_colour_images() -> None:
+    model = _one_region_model()
+    whole = visualize.occlusion_map(model, torch.ones(1, 12, 16), target=1, patch=12, stride=2)
+    assert whole.probabilities.shape == (1, 3)
+    colour = LinearReadout(torch.cat([torch.zeros(1, 3, 12, 16), torch.ones(1, 3, 12, 16)]))
+    image = torch.ones(3, 12, 16)
+    image[1] = 2.0  # channels differ, so a mix-up of channels and copies would show
+    result = visualize.occlusion_map(colour, image, target=1, patch=4, stride=4)
+    # class 1's logit is the sum of all 3 x 12 x 16 pixels (4 per pixel); a square removes 4 x 4 x 4 of it
+    expected = torch.sigmoid(torch.tensor(4.0 * 12 * 16 - 4 * 16))
+    assert torch.allclose(result.probabilities, torch.full((3, 4), expected.item()))
+
+
+def test_occlusion_defaults_to_the_prediction_on_the_whole_image() -> None:
+    weight = torch.zeros(2, 1, 12, 16)
+    weight[1, 0, :4, :4] = 1.0  # class 1's evidence lies under the first square
+    result = visualize.occlusion_map(LinearReadout(weight), torch.ones(1, 12, 16), patch=4, stride=4)
+    assert result.target == 1 and result.probabilities[0, 0] == pytest.approx(0.5)
+
+
+def test_model_confusion_matrix_passes_normalize_on() -> None:
+    data = _toy_data(40)
+    figure = visualize.model_confusion_matrix(create_model("resnet20", num_classes=4), BatchLoader(data, 16), True)
+    assert np.allclose(_images(figure.axes[0])[0].sum(1), 1.0)
+
+
+def test_confusion_matrix_of_one_image_an_empty_row_and_four_letter_names() -> None:
+    one = visualize.confusion_matrix([1], [1], ["cat", "ship"]).axes[0]
+    assert one.get_title() == "Confusion matrix (accuracy 100.00%)"
+    assert [label.get_rotation() for label in one.get_xticklabels()] == [45, 45]  # "ship" is long enough to tilt
+    normalised = visualize.confusion_matrix([0, 0], [0, 1], ["a", "b"], normalize=True).axes[0]
+    assert [text.get_text() for text in normalised.texts] == ["0.50", "0.50", "0.00", "0.00"]  # no "nan"
+
+
+def test_misclassified_titles_are_red_and_show_16_mistakes_8_to_a_row_by_default() -> None:
+    torch.manual_seed(0)
+    data = _toy_data(40)
+    figure = visualize.misclassified(create_model("resnet20", num_classes=4), BatchLoader(data, 20))
+    titled = [axes for axes in figure.axes if axes.get_title()]
+    assert len(titled) == 16 and len(figure.axes) == 16
+    assert figure.get_figwidth() == pytest.approx(1.5 * 8)
+    assert all(matplotlib.colors.to_rgb(axes.title.get_color()) == (1, 0, 0) for axes in titled)
+
+
+def test_image_grid_puts_8_images_to_a_row_by_default() -> None:
+    figure = visualize.image_grid(torch.zeros(9, 1, 4, 4, dtype=torch.uint8), [0] * 9, ["a"])
+    assert len(figure.axes) == 16 and figure.get_figwidth() == pytest.approx(12)
+    assert not any(axes.axison for axes in figure.axes)  # the 7 empty cells too
+
+
+def test_class_distribution_of_one_unnamed_dataset_calls_it_data() -> None:
+    data = _unbalanced()["train"]
+    unnamed = ImageData(data.images, data.labels, data.classes, data.mean, data.std, "")
+    assert visualize.class_distribution(unnamed, kind="pie").axes[0].get_title() == "data"
+
+
+def test_results_charts_state_their_errors_exactly_and_write_values_upright() -> None:
+    with pytest.raises(ValueError, match=r"^No finished run to plot\.$"):
+        visualize.accuracy_vs_cost([])
+    with pytest.raises(ValueError, match=r"^Nothing to compare: no finished run and no reported number\.$"):
+        visualize.study_comparison([], {})
+    with pytest.raises(ValueError, match=r"^parts is empty: pass an ImageData, or a mapping of names to ImageData\.$"):
+        visualize.class_distribution({})
+    rows = [{"experiment": 1, "recipe": "seed", "test_accuracy": 0.05, "seconds": 1.0, "parameters": 10}]
+    [axes] = visualize.study_comparison(rows, {1: None}).axes
+    assert axes.get_ylim() == (0, 104) and {text.get_rotation() for text in axes.texts} == {90}
+    [points] = visualize.accuracy_vs_cost(rows).axes[0].collections
+    assert points.get_sizes().tolist() == [25]
