@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,11 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from . import explain
 from .datasets import ImageData
+from .explain import find_layer, layer_names
 from .files import atomic_write
-from .training import History, class_probabilities, evaluate
+from .training import History, evaluate
 
 ArrayLike = Sequence[int] | np.ndarray | torch.Tensor
 
@@ -327,24 +328,6 @@ def misclassified(model: nn.Module, loader: object, count: int = 16, columns: in
 # ----------------------------------------------------------------------------- inside the network
 
 
-def layer_names(model: nn.Module, kind: type[nn.Module] = nn.Conv2d) -> list[str]:
-    """Names of the model's layers of a given type (convolutions by default), in forward order.
-
-    Use them as ``layers=`` of `feature_maps` or ``layer=`` of `filters` and `grad_cam`.
-    """
-    return [name for name, module in model.named_modules() if isinstance(module, kind)]
-
-
-def find_layer(model: nn.Module, name: str) -> nn.Module:
-    """Return the submodule called ``name``; raise ``ValueError`` listing the convolution layers if none is."""
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        raise ValueError(
-            f"{type(model).__name__} has no layer {name!r}. Convolution layers: {', '.join(layer_names(model))}."
-        ) from None
-
-
 @torch.no_grad()
 def _activations(model: nn.Module, image: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
     modules = {name: find_layer(model, name) for name in names}
@@ -458,66 +441,6 @@ def filters(model: nn.Module, layer: str | None = None, max_filters: int = 32, m
     return figure
 
 
-def grad_cam_map(
-    model: nn.Module, image: torch.Tensor, target: int | None = None, layer: str | None = None
-) -> tuple[torch.Tensor, int]:
-    """Grad-CAM heat map (Selvaraju et al. 2017) of one image, at the image's resolution.
-
-    The gradient of the target class score with respect to a layer's feature
-    maps, averaged over space, weighs each map; the weighted sum, passed through
-    ReLU, shows where the evidence for the class lies.
-
-    Args:
-        model: A classifier with ``forward_features``/``forward_head``, or any
-            network when ``layer`` is given.
-        image: One normalised image, ``C x H x W``.
-        target: Class to explain; defaults to the predicted class. For a
-            one-logit binary model, class 1 uses the logit and class 0 its negative.
-        layer: Layer whose output to explain; defaults to ``forward_features``' output.
-
-    Returns:
-        ``(heat map H x W in [0, 1], target class)``.
-    """
-    if image.dim() != 3:
-        raise ValueError(
-            f"image must be one image of shape C x H x W, got shape {tuple(image.shape)}"
-            + (": pass images[i], not a batch." if image.dim() == 4 else ".")
-        )
-    if hasattr(model, "check_input"):
-        model.check_input(image.unsqueeze(0))
-    device = next(model.parameters()).device
-    # The input requires a gradient so that the graph reaches the layer even through a frozen base.
-    batch = image.unsqueeze(0).to(device).requires_grad_(True)
-    was_training = model.training
-    model.eval()
-    captured: dict[str, torch.Tensor] = {}
-    try:
-        with torch.enable_grad():
-            if layer is None:
-                features = model.forward_features(batch)
-                captured["features"] = features
-                logits = model.forward_head(features)
-            else:
-                handle = find_layer(model, layer).register_forward_hook(
-                    lambda _m, _i, output: captured.__setitem__("features", output)
-                )
-                try:
-                    logits = model(batch)
-                finally:
-                    handle.remove()
-            binary = logits.shape[1] == 1
-            if target is None:
-                target = int(logits[0, 0] > 0) if binary else int(logits[0].argmax())
-            score = (logits[0, 0] if target == 1 else -logits[0, 0]) if binary else logits[0, target]
-            (gradients,) = torch.autograd.grad(score, captured["features"])
-    finally:
-        model.train(was_training)
-    weights = gradients.mean(dim=(2, 3), keepdim=True)
-    cam = torch.relu((weights * captured["features"]).sum(1, keepdim=True)).detach()
-    cam = torch.nn.functional.interpolate(cam, size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    return (cam / cam.max().clamp(min=1e-8)).cpu(), target
-
-
 def grad_cam(
     model: nn.Module,
     image: torch.Tensor,
@@ -535,11 +458,12 @@ def grad_cam(
         image: One normalised image, ``C x H x W``.
         classes: Class names for the title.
         target: Class to explain; defaults to the prediction.
-        layer: Layer to explain (see `grad_cam_map`).
+        layer: Layer to explain (see `cnn_study.explain.grad_cam`).
         mean: Normalisation mean, to show the image as it was.
         std: Normalisation std.
     """
-    heat, target = grad_cam_map(model, image, target=target, layer=layer)
+    attribution = explain.grad_cam(model, explain.one_image(image)[None], target, layer)
+    heat, target = attribution.maps[0], int(attribution.targets[0])
     picture = _display(image, mean, std)
     figure = Figure(figsize=(10, 3.6), layout="constrained")
     original, heat_axes, overlay = figure.subplots(1, 3)
@@ -556,78 +480,6 @@ def grad_cam(
     name = classes[target] if classes is not None else str(target)
     figure.suptitle(f"Evidence for class {name!r}")
     return figure
-
-
-@dataclass
-class OcclusionMap:
-    """What `occlusion_map` returns.
-
-    Attributes:
-        probabilities: The class probability per square position, ``rows x columns``; position ``[i, j]``
-            covers rows ``i * stride`` to ``i * stride + patch - 1`` (and likewise columns).
-        target: The class whose probability was recorded.
-        unoccluded: Its probability on the whole image.
-    """
-
-    probabilities: torch.Tensor
-    target: int
-    unoccluded: float
-
-
-def occlusion_map(
-    model: nn.Module,
-    image: torch.Tensor,
-    target: int | None = None,
-    *,
-    patch: int = 8,
-    stride: int = 2,
-    batch_size: int = 256,
-) -> OcclusionMap:
-    """Occlusion sensitivity (Zeiler & Fergus 2014, Section 4.2): the probability of ``target`` while a square
-    of side ``patch`` covers each part of the image.
-
-    The square is filled with zeros, which for a normalised image is the dataset's mean colour: grey, as in
-    the paper. A low value means the square hid what the model needed for the class. The occluded copies of
-    the image are classified in batches.
-
-    Args:
-        model: A classifier with one logit per class (softmax) or a single logit for class 1 (sigmoid).
-        image: One normalised image, ``C x H x W``.
-        target: Class whose probability to record; defaults to the predicted class.
-        patch: Side of the occluding square, in pixels.
-        stride: Step between square positions, in pixels.
-        batch_size: Occluded copies per forward pass.
-
-    Returns:
-        An `OcclusionMap`, with ``(H - patch) // stride + 1`` rows of positions.
-
-    Examples:
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4, 2))
-        >>> occlusion_map(model, torch.zeros(1, 4, 4), target=0, patch=2, stride=2).probabilities.shape
-        torch.Size([2, 2])
-    """
-    if image.dim() != 3:
-        raise ValueError(f"image must be one image of shape C x H x W, got shape {tuple(image.shape)}.")
-    height, width = image.shape[-2:]
-    if not 0 < patch <= min(height, width):
-        raise ValueError(f"patch must be between 1 and the image side {min(height, width)}, got {patch}.")
-    tops, lefts = range(0, height - patch + 1, stride), range(0, width - patch + 1, stride)
-    copies = image.unsqueeze(0).repeat(1 + len(tops) * len(lefts), 1, 1, 1)  # copy 0 stays whole
-    for index, (top, left) in enumerate(((top, left) for top in tops for left in lefts), start=1):
-        copies[index, :, top : top + patch, left : left + patch] = 0.0
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            scores = torch.cat([model(chunk.to(device)) for chunk in copies.split(batch_size)]).float().cpu()
-    finally:
-        model.train(was_training)
-    by_class = class_probabilities(scores)  # a one-logit model's two classes included
-    target = int(by_class[0].argmax()) if target is None else target
-    probabilities = by_class[:, target]
-    return OcclusionMap(probabilities[1:].reshape(len(tops), len(lefts)), target, probabilities[0].item())
 
 
 def occlusion(
@@ -649,12 +501,12 @@ def occlusion(
         image: One normalised image, ``C x H x W``.
         classes: Class names for the title.
         target: Class to record; defaults to the prediction.
-        patch: Side of the occluding square (see `occlusion_map`).
+        patch: Side of the occluding square (see `cnn_study.explain.occlusion_map`).
         stride: Step between square positions.
         mean: Normalisation mean, to show the image as it was.
         std: Normalisation std.
     """
-    result = occlusion_map(model, image, target, patch=patch, stride=stride)
+    result = explain.occlusion_map(model, image, target, patch=patch, stride=stride)
     height, width = image.shape[-2:]
     rows, columns = result.probabilities.shape
     # Each value is drawn as a stride x stride cell around the centre of its square.
@@ -678,6 +530,203 @@ def occlusion(
     name = classes[result.target] if classes is not None else str(result.target)
     figure.suptitle(f"Occlusion sensitivity for class {name!r} (probability {result.unoccluded:.2f} unoccluded)")
     return figure
+
+
+# ----------------------------------------------------------------------------- attribution and its checks
+
+
+def _magnitude(maps: torch.Tensor) -> np.ndarray:
+    """Absolute values of ``N x H x W`` maps, each scaled to a maximum of 1 (an all-zero map stays 0)."""
+    magnitude = maps.detach().abs().float()
+    return (magnitude / magnitude.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)).numpy()
+
+
+def attributions(
+    images: torch.Tensor,
+    maps: Mapping[str, explain.Attribution],
+    *,
+    classes: Sequence[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Figure:
+    """Several attribution methods side by side: one row per image, the image and then each method's map.
+
+    Each map is drawn as its magnitude scaled to its own maximum (0 to 1, the same colours for every
+    method), since methods measure evidence in different units.
+
+    Args:
+        images: The images explained, ``N x C x H x W`` (normalised or ``uint8``).
+        maps: Attributions of those images by method name, e.g. ``{"Grad-CAM": explain.grad_cam(model, images)}``.
+        classes: Class names, to title each row with the class explained.
+        mean: Normalisation mean, to show the images as they were.
+        std: Normalisation std.
+    """
+    if not maps:
+        raise ValueError("maps is empty: pass attributions by method name, e.g. {'Grad-CAM': ...}.")
+    targets = next(iter(maps.values())).targets
+    if any(not torch.equal(attribution.targets, targets) for attribution in maps.values()):
+        raise ValueError("The maps explain different classes: pass the same targets to every method.")
+    columns = 1 + len(maps)
+    figure = Figure(figsize=(1.8 * columns, 1.9 * len(images)), layout="constrained")
+    grid = np.array(figure.subplots(len(images), columns, squeeze=False))
+    scaled = {name: _magnitude(attribution.maps) for name, attribution in maps.items()}
+    for row, image in enumerate(images):
+        grid[row, 0].imshow(_display(image, mean, std), cmap="gray", vmin=0, vmax=1)
+        target = int(targets[row])
+        grid[row, 0].set_title(classes[target] if classes is not None else f"class {target}", fontsize=9)
+        for column, (name, values) in enumerate(scaled.items(), start=1):
+            grid[row, column].imshow(values[row], cmap="inferno", vmin=0, vmax=1)
+            if row == 0:
+                grid[row, column].set_title(name, fontsize=9)
+    for axes in grid.ravel():
+        axes.axis("off")
+    return figure
+
+
+def randomisation_test(result: explain.RandomisationTest, *, image: int = 0, thumbnails: int = 6) -> Figure:
+    """The model-parameter randomisation test (Adebayo et al., 2018): how much each image's map still agrees
+    with the trained model's as layers are re-initialised from the top, and one image's maps along the way.
+
+    Args:
+        result: What `cnn_study.explain.randomisation_test` returned.
+        image: Which image's maps to show.
+        thumbnails: How many of the randomised maps to show (evenly spaced, the last included).
+    """
+    steps = len(result.layers)
+    figure = Figure(figsize=(10, 5.6), layout="constrained")
+    curve_figure, maps_figure = figure.subfigures(2, 1, height_ratios=[2.2, 1])
+    axes = curve_figure.subplots()
+    positions = np.arange(steps + 1)  # 0: the trained model, which agrees with itself
+    names = ["trained", *(f"+ {name}" for name in result.layers)]
+    correlations = np.concatenate([np.ones((1, result.correlations.shape[1])), result.correlations.numpy()])
+    axes.plot(positions, correlations, color="0.75", linewidth=0.8)  # one grey line per image
+    axes.plot(positions, correlations.mean(1), color="C3", marker="o", linewidth=2, label="mean over images")
+    axes.axhline(0, color="0.4", linewidth=0.8)
+    labelled = positions[:: max(1, math.ceil(len(positions) / 12))]
+    axes.set_xticks(labelled, [names[p] for p in labelled], rotation=30, ha="right", fontsize=8)
+    axes.set(ylim=(-1.05, 1.05), xlabel="layers re-initialised, from the output back", ylabel="rank correlation")
+    axes.set_title("Agreement with the trained model's map (1: unchanged, 0: unrelated)")
+    axes.legend(loc="upper right")
+    shown = [0, *np.unique(np.linspace(1, steps, min(thumbnails, steps)).round().astype(int)).tolist()]
+    for step, thumbnail in zip(shown, np.atleast_1d(maps_figure.subplots(1, len(shown)))):
+        thumbnail.imshow(_magnitude(result.maps[step, image : image + 1])[0], cmap="inferno", vmin=0, vmax=1)
+        thumbnail.set_title(names[step], fontsize=8)
+        thumbnail.axis("off")
+    return figure
+
+
+def deletion_curves(curves: Mapping[str, explain.DeletionCurve], *, mode: str = "deletion") -> Figure:
+    """Deletion (or insertion) curves of several attribution methods (Petsiuk et al., 2018): the class
+    probability, averaged over the images, against the fraction of pixels removed (or put back) in the
+    order each map ranks them; the legend gives each method's mean area under the curve.
+
+    Args:
+        curves: What `cnn_study.explain.deletion_curve` returned, by method name.
+        mode: ``"deletion"`` (lower area: better) or ``"insertion"`` (higher: better), for the labels.
+    """
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}.")
+    figure = Figure(figsize=(6, 4.2), layout="constrained")
+    axes = figure.subplots()
+    for name, curve in curves.items():
+        axes.plot(
+            100 * curve.fractions.numpy(),
+            curve.probabilities.mean(1).numpy(),
+            marker=".",
+            label=f"{name} (area {curve.areas.mean():.3f})",
+        )
+    verb = "removed" if mode == "deletion" else "put back"
+    better = "lower" if mode == "deletion" else "higher"
+    axes.set(
+        xlabel=f"pixels {verb}, most attributed first (%)",
+        ylabel="probability of the class",
+        ylim=(0, 1.02),
+        title=f"{mode.capitalize()} curves ({better} area: a more faithful map)",
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure
+
+
+def activation_maxima(
+    maxima: Mapping[str, explain.ActivationMaximum],
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    columns: int = 8,
+) -> Figure:
+    """The inputs that most excite chosen channels (`cnn_study.explain.maximise_activation`), one per cell,
+    titled with the channel and how far its activation rose.
+
+    Each image is shown with its normalisation undone, then stretched to the full grey or colour range, since
+    gradient ascent leaves it far outside the range of real images.
+
+    Args:
+        maxima: Results by title, e.g. ``{"features.3 #5": result}``.
+        mean: Normalisation mean of the model's inputs.
+        std: Normalisation std.
+        columns: Images per row.
+    """
+    if not maxima:
+        raise ValueError("maxima is empty: pass results of explain.maximise_activation by title.")
+    rows = math.ceil(len(maxima) / columns)
+    figure = Figure(figsize=(1.6 * min(columns, len(maxima)), 1.9 * rows), layout="constrained")
+    grid = np.atleast_1d(figure.subplots(rows, min(columns, len(maxima)))).ravel()
+    for axes in grid:
+        axes.axis("off")
+    for axes, (title, result) in zip(grid, maxima.items()):
+        image = result.image
+        if mean is not None and std is not None:
+            image = image * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
+        stretched = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-12)
+        axes.imshow(_display(stretched, None, None), cmap="gray", vmin=0, vmax=1)
+        axes.set_title(f"{title}\n{result.start:.2g} → {result.final:.2g}", fontsize=8)
+    return figure
+
+
+def embedding(
+    points: torch.Tensor,
+    labels: ArrayLike,
+    classes: Sequence[str],
+    *,
+    predictions: ArrayLike | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Two-dimensional features (e.g. `cnn_study.explain.pca` of `cnn_study.explain.penultimate_features`),
+    coloured by true class, with misclassified images marked by a black cross.
+
+    Args:
+        points: ``N x 2``.
+        labels: True classes.
+        classes: Class names.
+        predictions: Predicted classes, to mark the mistakes.
+        title: Axes title.
+    """
+    points, labels = _numpy(points), _numpy(labels)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must be N x 2 (project them first, e.g. with explain.pca), got {points.shape}.")
+    figure = Figure(figsize=(6.4, 5.2), layout="constrained")
+    axes = figure.subplots()
+    for index, name in enumerate(classes):
+        chosen = labels == index
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=8, color=f"C{index}", label=name, alpha=0.7)
+    if predictions is not None:
+        wrong = _numpy(predictions) != labels
+        axes.scatter(
+            points[wrong, 0],
+            points[wrong, 1],
+            s=22,
+            marker="x",
+            color="black",
+            linewidths=0.8,
+            label=f"misclassified ({wrong.sum()})",
+        )
+    axes.set(xticks=[], yticks=[], title=title or "Learned features in two dimensions")
+    axes.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return figure
+
+
+# ----------------------------------------------------------------------------- results of runs
 
 
 def study_comparison(results: Sequence[Mapping], reported: Mapping[int, float | None]) -> Figure:

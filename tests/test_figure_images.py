@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.testing.compare import compare_images
 from torch import nn
 
-from cnn_study import visualize
+from cnn_study import explain, visualize
 from cnn_study.datasets import BatchLoader, ImageData
 from cnn_study.training import EpochRecord, History
 
@@ -118,6 +118,29 @@ def _results() -> list[dict]:
 STUDY = {1: 0.9793, 2: 0.8057, 3: 0.9903, 4: 0.5324, 5: 0.807, 6: None, 7: None, 8: 0.9194, 9: 0.9795}
 
 
+def _attributions() -> dict[str, explain.Attribution]:
+    model, images = _small_cnn(scale=4.0), _blobs(2)
+    return {"saliency": explain.saliency(model, images, 1), "Grad-CAM": explain.grad_cam(model, images, 1)}
+
+
+def _deletion_curves() -> dict[str, explain.DeletionCurve]:
+    model, images = _small_cnn(scale=4.0), _blobs(3)
+    attribution = explain.grad_cam(model, images)
+    shuffled = explain.Attribution(torch.rand(3, 16, 16, generator=_generator()), attribution.targets)
+    return {
+        name: explain.deletion_curve(model, images, maps, steps=8)
+        for name, maps in (("Grad-CAM", attribution), ("random order", shuffled))
+    }
+
+
+def _embedding() -> Figure:
+    labels = torch.arange(60) % 3
+    points = torch.randn(60, 2, generator=_generator()) + 3 * torch.stack([labels % 2, labels // 2], 1)
+    predictions = labels.clone()
+    predictions[::7] = (labels[::7] + 1) % 3
+    return visualize.embedding(points, labels, ["cat", "dog", "fox"], predictions=predictions)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "training_curves": lambda: visualize.training_curves(
         {"seed": _history(0.8), "improved": _history(0.9)},
@@ -153,6 +176,22 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "occlusion": lambda: visualize.occlusion(
         _small_cnn(scale=4.0), _blobs(2)[1], classes=["a", "b", "c"], patch=4, stride=2
     ),
+    "attributions": lambda: visualize.attributions(_blobs(2), _attributions(), classes=["a", "b", "c"]),
+    "randomisation_test": lambda: visualize.randomisation_test(
+        explain.randomisation_test(_small_cnn(scale=4.0), _blobs(3), explain.grad_cam)
+    ),
+    "deletion_curves": lambda: visualize.deletion_curves(_deletion_curves()),
+    "activation_maxima": lambda: visualize.activation_maxima(
+        {
+            f"features.3 #{channel}": explain.maximise_activation(
+                _small_cnn(channels=3), "features.3", channel, input_size=(3, 16, 16), steps=8
+            )
+            for channel in range(3)
+        },
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+    ),
+    "embedding": _embedding,
     "study_comparison": lambda: visualize.study_comparison(_results(), STUDY),
     "accuracy_vs_cost": lambda: visualize.accuracy_vs_cost(_results()),
 }

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 import cnn_study.files as io
-from cnn_study import visualize
+from cnn_study import explain, visualize
 from cnn_study.cli import main
 from cnn_study.datasets import (
     CACHE_ENV,
@@ -410,7 +410,11 @@ def test_grad_cam_checks_its_input() -> None:
     with pytest.raises(ValueError, match="expects 1 input channel"):
         visualize.grad_cam(model, torch.zeros(3, 28, 28))
     with pytest.raises(ValueError, match="expects 28x28 images, got 32x32"):
-        visualize.grad_cam_map(model, torch.zeros(1, 32, 32))
+        explain.grad_cam(model, torch.zeros(1, 1, 32, 32))
+    with pytest.raises(
+        ValueError, match=r"a batch of shape N x C x H x W, got shape \(1, 28, 28\): pass image\[None\]"
+    ):
+        explain.saliency(model, torch.zeros(1, 28, 28))
 
 
 def test_confusion_matrix_names_labels_outside_the_classes() -> None:

@@ -8,10 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_study import visualize
+from cnn_study import explain, visualize
 from cnn_study.datasets import BatchLoader, ImageData
 from cnn_study.models import create_model
 from cnn_study.training import EpochRecord, History
+
+
+def _cam(
+    model: torch.nn.Module, image: torch.Tensor, target: int | None = None, layer: str | None = None
+) -> tuple[torch.Tensor, int]:
+    """Grad-CAM of one image: its map and the class explained."""
+    attribution = explain.grad_cam(model, explain.one_image(image)[None], target, layer)
+    return attribution.maps[0], int(attribution.targets[0])
 
 
 def _images(axes) -> list[np.ndarray]:
@@ -145,7 +153,7 @@ def test_grad_cam_concentrates_on_the_region_that_decides_the_class() -> None:
         optimizer.step()
     test_images, test_labels = _square_task(20)
     for image, label in zip(test_images[:4], test_labels[:4]):
-        heat, target = visualize.grad_cam_map(model, image)
+        heat, target = _cam(model, image)
         assert target == label
         assert heat.shape == (28, 28) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
         corner = 18 if label else 4
@@ -159,7 +167,7 @@ def test_grad_cam_concentrates_on_the_region_that_decides_the_class() -> None:
 @pytest.mark.slow  # trains a CNN, or builds VGG16: left out of mutation runs
 def test_grad_cam_on_a_named_layer_and_a_binary_transfer_head() -> None:
     model = create_model("vgg16_transfer", base_weights=None, image_size=64)
-    heat, target = visualize.grad_cam_map(model, torch.randn(3, 64, 64), layer="base.28")
+    heat, target = _cam(model, torch.randn(3, 64, 64), layer="base.28")
     assert heat.shape == (64, 64) and target in (0, 1) and heat.min() >= 0
 
 
@@ -234,12 +242,12 @@ def test_grad_cam_equals_the_hand_computed_map_for_each_class() -> None:
     weight, image = _spatial_weights(), _two_squares()
     model = LinearReadout(weight)
     for target in (0, 1):
-        heat, explained = visualize.grad_cam_map(model, image, target=target)
+        heat, explained = _cam(model, image, target=target)
         assert explained == target and heat.shape == (6, 10)
         assert torch.allclose(heat, _by_hand(weight[target], image), atol=1e-5)
     top_right, bottom_left = (slice(0, 2), slice(7, 9)), (slice(4, 6), slice(1, 3))
-    class_0, _ = visualize.grad_cam_map(model, image, target=0)
-    class_1, _ = visualize.grad_cam_map(model, image, target=1)
+    class_0, _ = _cam(model, image, target=0)
+    class_1, _ = _cam(model, image, target=1)
     assert class_0[top_right].min() == 1.0 and class_0[bottom_left].max() == 0.0  # ReLU: negative evidence is 0
     assert class_1[bottom_left].min() == 1.0 and class_1[top_right].max() == 0.0
 
@@ -247,15 +255,15 @@ def test_grad_cam_equals_the_hand_computed_map_for_each_class() -> None:
 def test_grad_cam_defaults_to_the_predicted_class() -> None:
     weight, image = _spatial_weights(), _two_squares()
     predicted = int(LinearReadout(weight)(image[None]).argmax())
-    heat, target = visualize.grad_cam_map(LinearReadout(weight), image)
+    heat, target = _cam(LinearReadout(weight), image)
     assert target == predicted and torch.allclose(heat, _by_hand(weight[predicted], image), atol=1e-5)
 
 
 def test_grad_cam_of_a_one_logit_binary_model_explains_class_0_by_the_negated_logit() -> None:
     weight, image = _spatial_weights(classes=1), _two_squares()
     model = LinearReadout(weight)
-    positive, _ = visualize.grad_cam_map(model, image, target=1)
-    negative, _ = visualize.grad_cam_map(model, image, target=0)
+    positive, _ = _cam(model, image, target=1)
+    negative, _ = _cam(model, image, target=0)
     assert torch.allclose(positive, _by_hand(weight[0], image), atol=1e-5)
     assert torch.allclose(negative, _by_hand(-weight[0], image), atol=1e-5)
     assert not torch.allclose(positive, negative)
@@ -269,7 +277,7 @@ def test_grad_cam_upsamples_a_coarse_layer_to_the_image() -> None:
         def forward_features(self, x: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.avg_pool2d(x, 2)
 
-    heat, _ = visualize.grad_cam_map(Pooled(weight), image, target=1)
+    heat, _ = _cam(Pooled(weight), image, target=1)
     coarse = _by_hand(weight[1], torch.nn.functional.avg_pool2d(image[None], 2)[0])
     expected = torch.nn.functional.interpolate(coarse[None, None], size=(6, 10), mode="bilinear", align_corners=False)
     assert torch.allclose(heat, (expected / expected.max())[0, 0], atol=1e-5)
@@ -386,23 +394,23 @@ def _one_region_model(binary: bool = False) -> torch.nn.Module:
 def test_occlusion_lowers_the_class_only_where_the_square_covers_its_evidence() -> None:
     image = torch.ones(1, 12, 16)
     model = _one_region_model()
-    result = visualize.occlusion_map(model, image, target=1, patch=4, stride=4)
+    result = explain.occlusion_map(model, image, target=1, patch=4, stride=4)
     assert result.probabilities.shape == (3, 4) and result.target == 1
     assert result.unoccluded == pytest.approx(torch.sigmoid(torch.tensor(16.0)).item())
     expected = torch.full((3, 4), result.unoccluded)
     expected[1, 2] = 0.5  # the square hides all 16 evidence pixels: both logits 0
     assert torch.allclose(result.probabilities, expected)
-    overlapping = visualize.occlusion_map(model, image, target=1, patch=4, stride=2).probabilities
+    overlapping = explain.occlusion_map(model, image, target=1, patch=4, stride=2).probabilities
     # square at rows 2-5, columns 6-9 hides 2 x 2 of the evidence: class 1's logit 16 - 4 = 12
     assert overlapping[1, 3] == pytest.approx(torch.sigmoid(torch.tensor(12.0)).item())
-    assert visualize.occlusion_map(model, image).target == 1  # defaults to the prediction
+    assert explain.occlusion_map(model, image).target == 1  # defaults to the prediction
 
 
 def test_occlusion_of_a_one_logit_model_scores_class_0_by_the_negated_logit() -> None:
     image = torch.ones(1, 12, 16)
     model = _one_region_model(binary=True)
     for target, sign in ((1, 1.0), (0, -1.0)):
-        result = visualize.occlusion_map(model, image, target=target, patch=4, stride=4)
+        result = explain.occlusion_map(model, image, target=target, patch=4, stride=4)
         assert result.unoccluded == pytest.approx(torch.sigmoid(torch.tensor(sign * 16.0)).item())
         assert result.probabilities[1, 2] == pytest.approx(0.5)
 
@@ -413,7 +421,7 @@ def test_occlusion_figure_draws_the_probabilities_over_the_image() -> None:
     figure = visualize.occlusion(model, image, classes=["blank", "square"], target=1, patch=4, stride=4)
     original, sensitivity, overlay = figure.axes[:3]
     drawn = _images(sensitivity)[0]
-    assert np.allclose(drawn, visualize.occlusion_map(model, image, target=1, patch=4, stride=4).probabilities)
+    assert np.allclose(drawn, explain.occlusion_map(model, image, target=1, patch=4, stride=4).probabilities)
     assert _images(sensitivity)[0].shape == (3, 4) and len(_images(overlay)) == 2
     # with stride == patch the squares tile the image, and each value is drawn exactly over its square
     assert sensitivity.get_images()[0].get_extent() == [-0.5, 15.5, 11.5, -0.5]
@@ -423,9 +431,9 @@ def test_occlusion_figure_draws_the_probabilities_over_the_image() -> None:
 def test_occlusion_rejects_a_batch_and_an_oversized_square() -> None:
     model = _one_region_model()
     with pytest.raises(ValueError, match="one image of shape C x H x W"):
-        visualize.occlusion_map(model, torch.ones(2, 1, 12, 16))
+        explain.occlusion_map(model, torch.ones(2, 1, 12, 16))
     with pytest.raises(ValueError, match="patch must be between 1 and the image side 12"):
-        visualize.occlusion_map(model, torch.ones(1, 12, 16), patch=13)
+        explain.occlusion_map(model, torch.ones(1, 12, 16), patch=13)
 
 
 def test_confusion_matrix_normalises_each_row_by_its_own_count() -> None:
@@ -607,7 +615,7 @@ def test_grad_cam_figure_shows_the_image_its_map_on_a_fixed_scale_and_the_two_ov
     weight, image = _spatial_weights()[:, :1], _two_squares()[:1]  # one channel: a greyscale image
     model = LinearReadout(weight)
     model.train()
-    heat, _ = visualize.grad_cam_map(model, image, target=0)
+    heat, _ = _cam(model, image, target=0)
     assert model.training  # the map leaves the model in the mode it found it
     figure = visualize.grad_cam(model, image, classes=["right", "left"], target=0)
     original, heat_axes, overlay, colour_bar = figure.axes
@@ -620,7 +628,7 @@ def test_grad_cam_figure_shows_the_image_its_map_on_a_fixed_scale_and_the_two_ov
     assert np.allclose(over.get_array(), heat.numpy()) and over.get_alpha() == 0.45 and under.get_alpha() is None
     assert figure._suptitle.get_text() == "Evidence for class 'right'"
     with pytest.raises(ValueError, match=r"one image of shape C x H x W, got shape \(1, 1, 6, 10\): pass images\[i\]"):
-        visualize.grad_cam_map(model, image[None])
+        _cam(model, image[None])
 
 
 def test_study_comparison_groups_bars_per_experiment_with_values_written_and_a_scale_that_shows_them() -> None:
@@ -671,11 +679,11 @@ def test_accuracy_vs_cost_labels_each_point_and_colours_it_by_experiment() -> No
 def test_occlusion_defaults_to_an_8_pixel_square_in_steps_of_2_and_accepts_the_smallest_square() -> None:
     model = _one_region_model()
     image = torch.ones(1, 12, 16)
-    assert visualize.occlusion_map(model, image, target=1).probabilities.shape == (3, 5)  # (12 - 8) // 2 + 1, ...
-    one_pixel = visualize.occlusion_map(model, image, target=1, patch=1, stride=4).probabilities
+    assert explain.occlusion_map(model, image, target=1).probabilities.shape == (3, 5)  # (12 - 8) // 2 + 1, ...
+    one_pixel = explain.occlusion_map(model, image, target=1, patch=1, stride=4).probabilities
     assert one_pixel.shape == (3, 4)
     with pytest.raises(ValueError, match="patch must be between 1 and the image side 12, got 0"):
-        visualize.occlusion_map(model, image, patch=0)
+        explain.occlusion_map(model, image, patch=0)
 
 
 def test_occlusion_figure_centres_each_value_on_its_square_over_the_whole_image() -> None:
@@ -749,12 +757,12 @@ def test_unknown_layer_names_the_models_class() -> None:
 def test_grad_cam_of_evidence_everywhere_keeps_the_fixed_0_to_1_scale() -> None:
     weight = torch.ones(2, 1, 6, 10)  # every pixel counts for both classes: the map is positive everywhere
     image = torch.linspace(0.5, 1.5, 60).view(1, 6, 10)
-    heat, _ = visualize.grad_cam_map(LinearReadout(weight), image, target=0)
+    heat, _ = _cam(LinearReadout(weight), image, target=0)
     assert heat.min() > 0.3  # so a colour scale fitted to the data would start well above 0
     _, heat_axes, overlay, _ = visualize.grad_cam(LinearReadout(weight), image, target=0).axes
     assert heat_axes.get_images()[0].get_clim() == (0, 1) and overlay.get_images()[1].get_clim() == (0, 1)
     against = LinearReadout(-weight)  # no evidence anywhere: the map is 0 and must look like 0, not mid-scale
-    heat, _ = visualize.grad_cam_map(against, image, target=0)
+    heat, _ = _cam(against, image, target=0)
     assert heat.max() == 0
     _, heat_axes, overlay, _ = visualize.grad_cam(against, image, target=0).axes
     assert heat_axes.get_images()[0].get_clim() == (0, 1) and overlay.get_images()[1].get_clim() == (0, 1)
@@ -764,7 +772,7 @@ def test_grad_cam_of_a_one_logit_model_defaults_to_class_1_only_for_a_positive_l
     image = torch.ones(1, 6, 10)
     for logit, expected in ((0.5, 1), (0.0, 0), (-0.5, 0)):
         model = LinearReadout(torch.full((1, 1, 6, 10), logit / 60))  # the logit is the weighted sum of 60 ones
-        assert visualize.grad_cam_map(model, image)[1] == expected
+        assert _cam(model, image)[1] == expected
 
 
 def test_grad_cam_figure_explains_the_class_asked_for_on_a_registered_colour_model() -> None:
@@ -773,7 +781,7 @@ def test_grad_cam_figure_explains_the_class_asked_for_on_a_registered_colour_mod
     image = torch.randn(3, 32, 32)
     predicted = int(model.eval()(image[None]).argmax())
     other = (predicted + 1) % 10
-    heat, _ = visualize.grad_cam_map(model, image, target=other)
+    heat, _ = _cam(model, image, target=other)
     assert heat.shape == (32, 32)
     figure = visualize.grad_cam(model, image, target=other)
     assert np.allclose(figure.axes[1].get_images()[0].get_array(), heat.numpy())
@@ -782,9 +790,9 @@ def test_grad_cam_figure_explains_the_class_asked_for_on_a_registered_colour_mod
 
 def test_grad_cam_checks_the_image_against_what_the_model_expects() -> None:
     with pytest.raises(ValueError, match=r"LeNet5 expects"):
-        visualize.grad_cam_map(create_model("lenet5"), torch.zeros(1, 32, 32))
+        _cam(create_model("lenet5"), torch.zeros(1, 32, 32))
     with pytest.raises(ValueError, match=r"^image must be one image of shape C x H x W, got shape \(6, 10\)\.$"):
-        visualize.grad_cam_map(LinearReadout(_spatial_weights()), torch.zeros(6, 10))
+        _cam(LinearReadout(_spatial_weights()), torch.zeros(6, 10))
 
 
 def test_image_display_needs_both_mean_and_std() -> None:
@@ -797,7 +805,7 @@ def test_occlusion_figure_explains_the_class_asked_for_with_the_image_denormalis
     model = _one_region_model()
     figure = visualize.occlusion(model, image, target=0, patch=4, stride=4, mean=(0.5,), std=(0.25,))
     original, sensitivity, _, _ = figure.axes
-    expected = visualize.occlusion_map(model, image, target=0, patch=4, stride=4).probabilities
+    expected = explain.occlusion_map(model, image, target=0, patch=4, stride=4).probabilities
     assert np.allclose(sensitivity.get_images()[0].get_array(), expected)
     assert np.allclose(original.get_images()[0].get_array(), 0.75)  # 1 * 0.25 + 0.5
     default = visualize.occlusion(model, image, target=1).axes[1]
@@ -806,12 +814,12 @@ def test_occlusion_figure_explains_the_class_asked_for_with_the_image_denormalis
 
 def test_occlusion_accepts_a_square_as_large_as_the_image_and_colour_images() -> None:
     model = _one_region_model()
-    whole = visualize.occlusion_map(model, torch.ones(1, 12, 16), target=1, patch=12, stride=2)
+    whole = explain.occlusion_map(model, torch.ones(1, 12, 16), target=1, patch=12, stride=2)
     assert whole.probabilities.shape == (1, 3)
     colour = LinearReadout(torch.cat([torch.zeros(1, 3, 12, 16), torch.ones(1, 3, 12, 16)]))
     image = torch.ones(3, 12, 16)
     image[1] = 2.0  # channels differ, so a mix-up of channels and copies would show
-    result = visualize.occlusion_map(colour, image, target=1, patch=4, stride=4)
+    result = explain.occlusion_map(colour, image, target=1, patch=4, stride=4)
     # class 1's logit is the sum of all 3 x 12 x 16 pixels (4 per pixel); a square removes 4 x 4 x 4 of it
     expected = torch.sigmoid(torch.tensor(4.0 * 12 * 16 - 4 * 16))
     assert torch.allclose(result.probabilities, torch.full((3, 4), expected.item()))
@@ -820,7 +828,7 @@ def test_occlusion_accepts_a_square_as_large_as_the_image_and_colour_images() ->
 def test_occlusion_defaults_to_the_prediction_on_the_whole_image() -> None:
     weight = torch.zeros(2, 1, 12, 16)
     weight[1, 0, :4, :4] = 1.0  # class 1's evidence lies under the first square
-    result = visualize.occlusion_map(LinearReadout(weight), torch.ones(1, 12, 16), patch=4, stride=4)
+    result = explain.occlusion_map(LinearReadout(weight), torch.ones(1, 12, 16), patch=4, stride=4)
     assert result.target == 1 and result.probabilities[0, 0] == pytest.approx(0.5)
 
 
@@ -872,3 +880,77 @@ def test_results_charts_state_their_errors_exactly_and_write_values_upright() ->
     assert axes.get_ylim() == (0, 104) and {text.get_rotation() for text in axes.texts} == {90}
     [points] = visualize.accuracy_vs_cost(rows).axes[0].collections
     assert points.get_sizes().tolist() == [25]
+
+
+# ----------------------------------------------------------------------------- attribution figures
+
+
+def test_attributions_draw_each_maps_magnitude_scaled_to_its_maximum_beside_the_image() -> None:
+    images = torch.stack([_two_squares()[:1], -_two_squares()[:1]])
+    signed = explain.Attribution(torch.stack([torch.full((6, 10), -2.0), torch.zeros(6, 10)]), torch.tensor([1, 0]))
+    signed.maps[0, 0, 0] = 4.0
+    figure = visualize.attributions(images, {"signed": signed}, classes=["right", "left"])
+    grid = np.array(figure.axes).reshape(2, 2)
+    assert [axes.get_title() for axes in grid[:, 0]] == ["left", "right"]  # the class each row explains
+    assert grid[0, 1].get_title() == "signed" and grid[1, 1].get_title() == ""
+    first = grid[0, 1].get_images()[0]
+    assert first.get_array()[0, 0] == 1.0 and first.get_array()[1, 1] == 0.5  # |-2| / 4
+    assert first.get_clim() == (0, 1) and first.get_cmap().name == "inferno"
+    assert np.all(grid[1, 1].get_images()[0].get_array() == 0)  # an all-zero map stays 0, not nan
+    other = explain.Attribution(signed.maps, torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match=r"^The maps explain different classes"):
+        visualize.attributions(images, {"a": signed, "b": other})
+    with pytest.raises(ValueError, match=r"^maps is empty"):
+        visualize.attributions(images, {})
+
+
+def test_randomisation_figure_starts_at_full_agreement_and_follows_the_mean() -> None:
+    correlations = torch.tensor([[0.5, 0.3], [0.1, -0.1]])
+    maps = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    result = explain.RandomisationTest(["fc", "conv"], correlations, maps)
+    figure = visualize.randomisation_test(result, image=1)
+    curve = figure.axes[0]
+    mean = curve.lines[2]
+    assert list(mean.get_xdata()) == [0, 1, 2] and list(mean.get_ydata()) == pytest.approx([1.0, 0.4, 0.0])
+    assert [label.get_text() for label in curve.get_xticklabels()] == ["trained", "+ fc", "+ conv"]
+    thumbnails = figure.axes[1:]
+    assert [axes.get_title() for axes in thumbnails] == ["trained", "+ fc", "+ conv"]
+    expected = maps[2, 1] / maps[2, 1].max()
+    assert np.allclose(thumbnails[2].get_images()[0].get_array(), expected.numpy())
+
+
+def test_deletion_curves_plot_the_mean_probability_per_fraction_and_name_the_area() -> None:
+    curve = explain.DeletionCurve(
+        torch.tensor([0.0, 0.5, 1.0]), torch.tensor([[1.0, 0.8], [0.5, 0.3], [0.1, 0.1]]), torch.tensor([0.5, 0.4])
+    )
+    [axes] = visualize.deletion_curves({"Grad-CAM": curve}).axes
+    [line] = axes.lines
+    assert list(line.get_xdata()) == [0, 50, 100] and list(line.get_ydata()) == pytest.approx([0.9, 0.4, 0.1])
+    assert line.get_label() == "Grad-CAM (area 0.450)"
+    assert axes.get_title() == "Deletion curves (lower area: a more faithful map)"
+    insertion = visualize.deletion_curves({"x": curve}, mode="insertion").axes[0]
+    assert insertion.get_xlabel() == "pixels put back, most attributed first (%)"
+    with pytest.raises(ValueError, match=r"^mode must be 'deletion' or 'insertion', not 'both'\.$"):
+        visualize.deletion_curves({"x": curve}, mode="both")
+
+
+def test_activation_maxima_undo_the_normalisation_and_stretch_each_image() -> None:
+    image = torch.tensor([[[-1.0, 0.0], [1.0, 3.0]]])
+    result = explain.ActivationMaximum(image, 0.5, 6.0)
+    [axes] = visualize.activation_maxima({"conv #3": result}, mean=(0.5,), std=(0.25,)).axes
+    assert axes.get_title() == "conv #3\n0.5 → 6"
+    assert np.allclose(axes.get_images()[0].get_array(), [[0.0, 0.25], [0.5, 1.0]])
+    with pytest.raises(ValueError, match=r"^maxima is empty"):
+        visualize.activation_maxima({})
+
+
+def test_embedding_colours_points_by_class_and_crosses_the_mistakes() -> None:
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [6.0, 5.0]])
+    figure = visualize.embedding(points, [0, 0, 1, 1], ["cat", "dog"], predictions=[0, 1, 1, 1])
+    [axes] = figure.axes
+    cats, dogs, mistakes = axes.collections
+    assert cats.get_offsets().tolist() == [[0, 0], [1, 0]] and dogs.get_offsets().tolist() == [[5, 5], [6, 5]]
+    assert mistakes.get_offsets().tolist() == [[1, 0]]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["cat", "dog", "misclassified (1)"]
+    with pytest.raises(ValueError, match=r"points must be N x 2 \(project them first"):
+        visualize.embedding(torch.zeros(4, 3), [0, 0, 1, 1], ["cat", "dog"])

@@ -1,0 +1,253 @@
+"""Attribution methods, their sanity checks, activation maximisation and learned features: content, by hand
+where a map can be written down, on a trained network where the deciding pixels are known otherwise."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from cnn_study import explain
+from cnn_study.datasets import BatchLoader
+from cnn_study.models import create_model
+
+from .test_visualize import LinearReadout, _spatial_weights, _two_squares
+
+SIDE, SHAPE = 20, 6
+
+
+def _shapes_task(count: int, seed: int, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Noise images with a bright shape at a random place: class 0 a filled square, class 1 a cross, class 2
+    nothing. The shape's pixels, and only they, are the evidence for classes 0 and 1; ``classes=2`` leaves
+    out the empty images.
+
+    Returns:
+        Images ``N x 1 x H x W``, labels, and each image's shape as a mask ``N x H x W``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(count, 1, SIDE, SIDE, generator=generator) * 0.3
+    labels = torch.arange(count) % classes
+    masks = torch.zeros(count, SIDE, SIDE, dtype=torch.bool)
+    cross = torch.zeros(SHAPE, SHAPE)
+    cross[SHAPE // 2 - 1 : SHAPE // 2 + 1, :] = 1
+    cross[:, SHAPE // 2 - 1 : SHAPE // 2 + 1] = 1
+    for image, label, mask in zip(images, labels, masks):
+        top, left = torch.randint(0, SIDE - SHAPE + 1, (2,), generator=generator).tolist()
+        if label < 2:
+            shape = torch.ones(SHAPE, SHAPE) if label == 0 else cross
+            image[0, top : top + SHAPE, left : left + SHAPE] += 2.0 * shape
+            mask[top : top + SHAPE, left : left + SHAPE] = shape.bool()
+    return images, labels, masks
+
+
+class ShapesNet(nn.Module):
+    """Two convolutions, global average pooling and a linear read-out (the head Grad-CAM was made for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
+        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@pytest.fixture(scope="module")
+def shapes_net() -> ShapesNet:
+    torch.manual_seed(0)
+    model = ShapesNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    images, labels, _ = _shapes_task(480, seed=0)
+    for _ in range(80):
+        loss = nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    test_images, test_labels, _ = _shapes_task(96, seed=1)
+    assert (model(test_images).argmax(1) == test_labels).float().mean() > 0.95  # it has learned the task
+    return model.eval()
+
+
+METHODS = {
+    "saliency": explain.saliency,
+    "smoothgrad": functools.partial(explain.smoothgrad, samples=8, noise=0.1),  # more noise blurs past a 6-pixel cross
+    "integrated_gradients": explain.integrated_gradients,
+    "grad_cam": explain.grad_cam,
+    "grad_cam_plus_plus": explain.grad_cam_plus_plus,
+    "occlusion": functools.partial(explain.occlusion, patch=4, stride=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_method_puts_its_mass_on_the_pixels_that_decide_the_class(shapes_net: ShapesNet, name: str) -> None:
+    images, labels, masks = _shapes_task(8, seed=2, classes=2)
+    attribution = METHODS[name](shapes_net, images, None)
+    assert attribution.maps.shape == (8, SIDE, SIDE) and attribution.targets.tolist() == labels.tolist()
+    mass = attribution.maps.abs()
+    inside = (mass * masks).sum((1, 2)) / masks.sum((1, 2))
+    assert (inside > 2 * mass.mean((1, 2))).all(), f"{name}: {(inside / mass.mean((1, 2))).tolist()}"
+
+
+def test_methods_explain_the_class_asked_for_not_only_the_prediction(shapes_net: ShapesNet) -> None:
+    images, labels, masks = _shapes_task(4, seed=3, classes=2)
+    other = 1 - labels  # the other shape's class
+    for method in (explain.saliency, explain.grad_cam, explain.integrated_gradients):
+        asked = method(shapes_net, images, other)
+        assert asked.targets.tolist() == other.tolist()
+        assert not torch.allclose(asked.maps, method(shapes_net, images, labels).maps)
+
+
+def test_saliency_and_integrated_gradients_of_a_linear_model_are_its_weights() -> None:
+    weight, image = _spatial_weights(), _two_squares()
+    model = LinearReadout(weight)
+    saliency = explain.saliency(model, image[None], 1)
+    assert torch.allclose(saliency.maps[0], weight[1].abs().amax(0))
+    # for a linear score the gradient is the same everywhere on the path: attribution = image x weight
+    integrated = explain.integrated_gradients(model, image[None], 1, steps=4)
+    assert torch.allclose(integrated.maps[0], (image * weight[1]).sum(0), atol=1e-6)
+
+
+def test_integrated_gradients_add_up_to_the_score_change_from_the_baseline(shapes_net: ShapesNet) -> None:
+    images, labels, masks = _shapes_task(4, seed=4, classes=2)
+    baseline = torch.full_like(images, -0.2)
+    attribution = explain.integrated_gradients(shapes_net, images, labels, baseline=baseline, steps=128)
+    with torch.no_grad():
+        change = explain.class_scores(shapes_net(images), labels) - explain.class_scores(shapes_net(baseline), labels)
+    assert torch.allclose(attribution.maps.sum((1, 2)), change, rtol=0.02, atol=0.02)
+
+
+def test_integrated_gradients_agree_with_captums(shapes_net: ShapesNet) -> None:
+    attr = pytest.importorskip("captum.attr")
+    images, labels, masks = _shapes_task(3, seed=5, classes=2)
+    ours = explain.integrated_gradients(shapes_net, images, labels, steps=16).maps
+    theirs = attr.IntegratedGradients(shapes_net).attribute(images, target=labels, n_steps=16, method="riemann_middle")
+    assert torch.allclose(ours, theirs.sum(1), atol=1e-5)
+    wrapped = explain.captum_method("IntegratedGradients", n_steps=16, method="riemann_middle")
+    assert torch.allclose(wrapped(shapes_net, images, labels).maps, ours, atol=1e-5)
+
+
+def test_captum_method_names_a_method_captum_lacks() -> None:
+    pytest.importorskip("captum.attr")
+    with pytest.raises(ValueError, match=r"^captum\.attr has no attribution method 'GradCam9'\.$"):
+        explain.captum_method("GradCam9")
+
+
+def test_grad_cam_plus_plus_equals_the_papers_formula_on_a_linear_read_out() -> None:
+    weight, image = _spatial_weights(), _two_squares()
+    for target in (0, 1):
+        maps = explain.grad_cam_plus_plus(LinearReadout(weight), image[None], target).maps[0]
+        gradients, activations = weight[target], image  # features = the image; d score / d feature = weight
+        alphas = gradients**2 / (2 * gradients**2 + (activations * gradients**3).sum((1, 2), keepdim=True))
+        weights = (alphas * torch.relu(gradients)).sum((1, 2))
+        expected = torch.relu((weights[:, None, None] * activations).sum(0))
+        assert torch.allclose(maps, expected / expected.max(), atol=1e-5)
+
+
+def test_grad_cam_of_a_batch_equals_one_image_at_a_time(shapes_net: ShapesNet) -> None:
+    images, _, _ = _shapes_task(5, seed=6, classes=2)
+    together = explain.grad_cam(shapes_net, images)
+    for index, image in enumerate(images):
+        alone = explain.grad_cam(shapes_net, image[None])
+        assert torch.allclose(together.maps[index], alone.maps[0], atol=1e-6)
+
+
+def test_rank_correlation_shares_the_rank_of_ties_as_spearmans_does() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randint(0, 4, (3, 50), generator=generator).float()  # many ties, as ReLU maps have zeros
+    second = first + torch.randint(0, 3, (3, 50), generator=generator)
+    expected = [stats.spearmanr(a, b).statistic for a, b in zip(first.numpy(), second.numpy())]
+    assert explain.rank_correlation(first, second).tolist() == pytest.approx(expected)
+    assert explain.rank_correlation(first, -first).tolist() == pytest.approx([-1.0] * 3)
+
+
+def test_randomising_the_top_layers_changes_grad_cam_but_not_an_edge_detector(shapes_net: ShapesNet) -> None:
+    images, _, _ = _shapes_task(6, seed=7, classes=2)
+    result = explain.randomisation_test(shapes_net, images, explain.grad_cam)
+    assert result.layers == ["head.2", "features.3", "features.0"]  # from the output back
+    assert result.correlations.shape == (3, 6) and result.maps.shape == (4, 6, SIDE, SIDE)
+    assert result.correlations[1].mean() < 0.5  # read-out and last convolution random: a different map
+
+    def edges(model: nn.Module, batch: torch.Tensor, targets: torch.Tensor | None) -> explain.Attribution:
+        """A "method" that ignores the model: the image's own brightness."""
+        return explain.Attribution(batch[:, 0].abs(), explain.predicted_classes(model(batch)))
+
+    blind = explain.randomisation_test(shapes_net, images, edges)
+    assert torch.allclose(blind.correlations, torch.ones_like(blind.correlations))
+    assert [name for name, _ in shapes_net.named_parameters()][0] == "features.0.weight"
+    trained_again = explain.grad_cam(shapes_net, images).maps
+    assert torch.allclose(trained_again, result.maps[0])  # the model itself is left as it was
+
+
+def test_deletion_of_the_attributed_pixels_lowers_the_class_faster_than_a_random_order(shapes_net) -> None:
+    images, labels, masks = _shapes_task(8, seed=8, classes=2)
+    attribution = explain.grad_cam(shapes_net, images)
+    deletion = explain.deletion_curve(shapes_net, images, attribution)
+    shuffled = explain.Attribution(torch.rand(8, SIDE, SIDE, generator=torch.Generator().manual_seed(0)), labels)
+    random_deletion = explain.deletion_curve(shapes_net, images, shuffled)
+    assert deletion.fractions.tolist() == pytest.approx([step / 16 for step in range(17)])
+    assert deletion.probabilities.shape == (17, 8)
+    with torch.no_grad():
+        predicted = shapes_net(images).softmax(1).gather(1, labels[:, None])[:, 0]
+    assert torch.allclose(deletion.probabilities[0], predicted)  # nothing deleted yet: the image itself
+    assert deletion.areas.mean() < random_deletion.areas.mean() - 0.1
+    insertion = explain.deletion_curve(shapes_net, images, attribution, mode="insertion")
+    random_insertion = explain.deletion_curve(shapes_net, images, shuffled, mode="insertion")
+    assert torch.allclose(insertion.probabilities[-1], predicted)  # everything inserted: the image again
+    assert insertion.areas.mean() > random_insertion.areas.mean()
+    with pytest.raises(ValueError, match=r"^mode must be 'deletion' or 'insertion', not 'erase'\.$"):
+        explain.deletion_curve(shapes_net, images, attribution, mode="erase")
+    with pytest.raises(ValueError, match=r"attribution maps have shape \(8, 20, 20\); these images need \(4, 20"):
+        explain.deletion_curve(shapes_net, images[:4], attribution)
+
+
+def test_activation_maximisation_raises_its_channel_tenfold_beyond_any_real_image(shapes_net: ShapesNet) -> None:
+    squares, _, _ = _shapes_task(60, seed=9, classes=1)  # class 0 only: filled squares
+    with torch.no_grad():
+        real = shapes_net.features(squares).mean((2, 3))  # each channel's mean activation per image
+    channel = int(real.mean(0).argmax())  # the channel that responds most to squares
+    result = explain.maximise_activation(shapes_net, "features.4", channel, input_size=(1, SIDE, SIDE), steps=64)
+    assert result.image.shape == (1, SIDE, SIDE)
+    assert result.final > 10 * result.start and result.final > real[:, channel].max()
+    with pytest.raises(ValueError, match=r"features\.4 has 16 channels; channel 16 does not exist"):
+        explain.maximise_activation(shapes_net, "features.4", 16, input_size=(1, SIDE, SIDE), steps=1)
+    with pytest.raises(ValueError, match=r"ShapesNet has no input_size: pass input_size=\(C, H, W\)"):
+        explain.maximise_activation(shapes_net, "features.4", 0)
+
+
+def test_activation_maximisation_of_a_registered_model_uses_its_input_size() -> None:
+    model = create_model("lenet5", weights="mnist")
+    result = explain.maximise_activation(model, "features.3", 0, steps=16)
+    assert result.image.shape == (1, 28, 28) and result.final > result.start
+
+
+def test_trained_features_separate_mnist_classes_better_than_pixels(mnist_data) -> None:
+    _, test = mnist_data
+    subset = test.subset(torch.arange(1000))
+    features = explain.penultimate_features(create_model("mnist_cnn", weights="mnist"), BatchLoader(subset, 250))
+    assert features.features.shape == (1000, 128) and features.labels.tolist() == subset.labels.tolist()
+    assert (features.predictions == features.labels).float().mean() > 0.95
+    learned = explain.nearest_centroid_accuracy(explain.pca(features.features), features.labels)
+    pixels = explain.nearest_centroid_accuracy(explain.pca(subset.images.flatten(1).float()), subset.labels)
+    assert learned > 0.75 and learned > pixels + 0.3, (learned, pixels)  # measured: 0.850 and 0.429
+
+
+def test_pca_finds_the_direction_of_largest_spread_and_tsne_keeps_clusters() -> None:
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(200, 5, generator=generator) * torch.tensor([0.1, 5.0, 0.1, 0.1, 0.1])
+    projected = explain.pca(points, 1)[:, 0]
+    assert abs(torch.corrcoef(torch.stack([projected, points[:, 1]]))[0, 1]) > 0.99
+    pytest.importorskip("sklearn")
+    labels = torch.arange(60) % 3
+    clusters = torch.randn(60, 10, generator=generator) + 8 * nn.functional.one_hot(labels, 10).float()
+    assert explain.nearest_centroid_accuracy(explain.tsne(clusters, perplexity=10), labels) == 1.0
