@@ -610,7 +610,7 @@ def randomisation_test(result: explain.RandomisationTest, *, image: int = 0, thu
     shown = [0, *np.unique(np.linspace(1, steps, min(thumbnails, steps)).round().astype(int)).tolist()]
     for step, thumbnail in zip(shown, np.atleast_1d(maps_figure.subplots(1, len(shown)))):
         thumbnail.imshow(_magnitude(result.maps[step, image : image + 1])[0], cmap="inferno", vmin=0, vmax=1)
-        thumbnail.set_title(names[step], fontsize=8)
+        thumbnail.set_title("trained" if step == 0 else f"{step} layer{'s' if step > 1 else ''} random", fontsize=8)
         thumbnail.axis("off")
     return figure
 

@@ -914,7 +914,7 @@ def test_randomisation_figure_starts_at_full_agreement_and_follows_the_mean() ->
     assert list(mean.get_xdata()) == [0, 1, 2] and list(mean.get_ydata()) == pytest.approx([1.0, 0.4, 0.0])
     assert [label.get_text() for label in curve.get_xticklabels()] == ["trained", "+ fc", "+ conv"]
     thumbnails = figure.axes[1:]
-    assert [axes.get_title() for axes in thumbnails] == ["trained", "+ fc", "+ conv"]
+    assert [axes.get_title() for axes in thumbnails] == ["trained", "1 layer random", "2 layers random"]
     expected = maps[2, 1] / maps[2, 1].max()
     assert np.allclose(thumbnails[2].get_images()[0].get_array(), expected.numpy())
 

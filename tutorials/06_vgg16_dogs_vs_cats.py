@@ -31,11 +31,13 @@
 # %matplotlib inline
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
+import torch
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, explain, models, recipes, results, visualize
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
@@ -120,8 +122,96 @@ for index in (0, 1, 600, 601):
 # right. The first cat's map also spreads over the background to its right: not all of the evidence is the
 # animal.
 # Four photos show what the method can do; they are not a measurement of where the network looks in
-# general. Whether such a map can be trusted at all is a question of its own (Adebayo et al., 2018, test
-# it by randomising the network's weights).
+# general. Whether such a map can be trusted at all is a question of its own, the subject of the next section.
+
+# %% [markdown]
+# ## Can the map be trusted?
+#
+# Grad-CAM is one of many attribution methods. Integrated gradients (Sundararajan et al., 2017) works on
+# pixels instead of a 7x7 feature map: it follows the straight path from a grey image (all zeros after
+# normalisation, the dataset's mean colour) to the photo, averages the gradient of the class score along it,
+# and multiplies by the photo's difference from grey. `cnn_study.explain` has both, for batches of images;
+# `visualize.attributions` draws each map's magnitude, scaled to its own maximum.
+
+# %%
+photos = loader.transform(validation.images[[0, 1, 600, 601]])
+integrated_gradients = partial(explain.integrated_gradients, steps=16)
+grad_cam_maps = explain.grad_cam(trained, photos)
+maps = {
+    "Grad-CAM": grad_cam_maps,
+    "integrated gradients": integrated_gradients(trained, photos, grad_cam_maps.targets),
+}
+visualize.attributions(photos, maps, classes=validation.classes, mean=trained.mean, std=trained.std)
+
+# %% [markdown]
+# The two maps disagree in kind: Grad-CAM marks regions, integrated gradients marks scattered pixels that
+# trace the animals' outlines and, on the first photo, also part of the arm at the left edge and the cushion
+# below the cat. Which one shows what
+# the network uses? Adebayo et al. (*Sanity Checks for Saliency Maps*, 2018) proposed a test that needs no
+# ground truth: re-initialise the network's layers one by one, from the output back, and recompute the maps
+# for the same classes. A map that explains the *model* must change once its learned weights are gone; a map
+# that stays the same shows the photo (its edges, its bright parts), whatever the network learned. They
+# measure the change by the Spearman rank correlation between each new map and the trained model's map
+# (absolute values): 1 means the same ranking of pixels, 0 unrelated.
+#
+# Below, the four layers nearest the output are re-initialised in turn: the head's two dense layers, then the
+# base's last batch normalisation and its last 1x1 convolution (`explain.parameter_layers` lists all 100).
+
+# %%
+top_layers = explain.parameter_layers(trained)[:4]
+checks = {
+    name: explain.randomisation_test(trained, photos, method, layers=top_layers)
+    for name, method in (("Grad-CAM", explain.grad_cam), ("integrated gradients", integrated_gradients))
+}
+print("mean rank correlation with the trained model's maps (4 photos), after re-initialising")
+for step, layer in enumerate(top_layers):
+    row = "  ".join(f"{name} {check.correlations[step].mean():+.2f}" for name, check in checks.items())
+    print(f"  ... {layer:<16} {row}")
+print(
+    "Grad-CAM maps that are 0 everywhere after the first step:",
+    int((checks["Grad-CAM"].maps[1].amax(dim=(1, 2)) == 0).sum()),
+    "of 4",
+)
+visualize.randomisation_test(checks["integrated gradients"])
+
+# %% [markdown]
+# Integrated gradients fails the test on these photos: with the head's last layer random, its maps still
+# rank the pixels almost as before (mean correlation above 0.8), and with all four layers random they keep
+# about half their agreement: the figure's maps keep the cat's outline throughout. The method multiplies
+# the gradient by the photo, so part of every map is the photo itself, the pattern Adebayo et al. describe
+# for the methods that multiply by the input. Grad-CAM's maps do change: once the last layer is random, no
+# map finds positive evidence for its class (the maps are 0, counted as rank correlation 0), and with more
+# layers random the maps return at other places, with a mean correlation below integrated gradients' at every
+# step. Four photos are an illustration, not a measurement.
+#
+# A second check asks whether the pixels a map ranks first are the ones the prediction needs. The deletion
+# curve (Petsiuk et al., *RISE*, 2018) sets pixels to grey, most attributed first, and follows the class's
+# probability: the faster it falls, the smaller the area under the curve, the more faithful the ranking. The
+# insertion curve starts from a blurred photo and puts pixels back, most attributed first: there a larger area
+# is better. A random ranking is the baseline.
+
+# %%
+sixteen = loader.transform(validation.images[torch.arange(0, 1000, 63)])
+ranked = {"Grad-CAM": explain.grad_cam(trained, sixteen)}
+ranked["integrated gradients"] = integrated_gradients(trained, sixteen, ranked["Grad-CAM"].targets)
+noise = torch.rand(len(sixteen), *sixteen.shape[-2:], generator=torch.Generator().manual_seed(0))
+ranked["random order"] = explain.Attribution(noise, ranked["Grad-CAM"].targets)
+for mode in ("deletion", "insertion"):
+    curves = {name: explain.deletion_curve(trained, sixteen, maps, mode=mode) for name, maps in ranked.items()}
+    print(
+        f"{mode} areas on {len(sixteen)} validation photos:",
+        ", ".join(f"{name} {curve.areas.mean():.3f}" for name, curve in curves.items()),
+    )
+    display(visualize.deletion_curves(curves, mode=mode))
+
+# %% [markdown]
+# Both maps beat a random ranking on both curves, and on these 16 photos integrated gradients beats Grad-CAM
+# on both: pixel-precise maps find the few pixels whose removal hurts most, where Grad-CAM's 32x32 cells
+# spend the budget on whole regions. So the method that failed the randomisation test wins the faithfulness
+# test. The two checks measure different things: deletion asks whether the ranked pixels matter to *this*
+# prediction, randomisation whether the map depends on what the network *learned*; setting pixels to grey
+# also creates images unlike any photo, which the curves cannot tell apart from removing evidence (Hooker et
+# al., 2019, retrain the network to avoid this). Trust a map after it passes both, on more than 16 photos.
 
 # %% [markdown]
 # ## Exercises
