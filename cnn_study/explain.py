@@ -654,8 +654,9 @@ def maximise_activation(
     seed: int = 0,
 ) -> ActivationMaximum:
     """The input that most excites one channel of a layer, by gradient ascent from faint noise (Erhan et al.,
-    2009), regularised as Yosinski et al. (2015) do: the image is shifted by a few random pixels at every step
-    (jitter) and blurred every few steps, so that the result shows patterns, not high-frequency noise.
+    2009), regularised so that the result shows patterns, not high-frequency noise: the image is blurred every
+    few steps (Yosinski et al., 2015) and shifted by a few random pixels at every step (jitter; Olah et al.,
+    *Feature Visualization*, 2017).
 
     Args:
         model: The network (left unchanged).

@@ -45,7 +45,7 @@ SETUP_CODE = """import importlib.util
 import os
 
 if importlib.util.find_spec("cnn_study") is None:  # outside a checkout or an environment that has it
-    %pip install --quiet "cnn-study[offline]"
+    %pip install --quiet "cnn-study[offline,explain]"
 os.environ.setdefault("CNN_STUDY_QUICK", "1")  # "0": full runs (use a GPU)"""
 
 

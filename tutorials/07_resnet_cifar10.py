@@ -36,7 +36,7 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from cnn_study import datasets, exercises, experiments, models, recipes, results, training, visualize
+from cnn_study import datasets, exercises, experiments, explain, models, recipes, results, training, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -188,6 +188,66 @@ visualize.filters(trained, "stem.0")
 # %%
 image = datasets.BatchLoader.for_model(test, trained).transform(test.images[:1])[0]
 visualize.feature_maps(trained, image, layers=["stem", "stage1", "stage3"], max_channels=8)
+
+# %% [markdown]
+# ## What the classifier sees
+#
+# The last layer is a linear classifier on 64 numbers per image: the last stage's 64 maps, each averaged to
+# one number. Training has to make these 64 numbers separate the classes. `explain.penultimate_features`
+# records them for every image, `explain.pca` projects them onto their two directions of largest variance and
+# `explain.tsne` (t-distributed stochastic neighbour embedding; van der Maaten and Hinton, 2008) arranges
+# them in two dimensions so that near neighbours stay near. To measure rather than look,
+# `explain.nearest_centroid_accuracy` counts the images that lie nearer their own class's centre than any
+# other in the projection. The same network before training is the comparison.
+
+# %%
+loader = datasets.BatchLoader.for_model(sample, trained)
+untrained = models.create_model("resnet20").eval()  # the same architecture, initial weights
+for name, network in (("trained", trained), ("untrained", untrained)):
+    features = explain.penultimate_features(network, loader)
+    for projection in (explain.pca, explain.tsne):
+        points = projection(features.features)
+        score = explain.nearest_centroid_accuracy(points, features.labels)
+        print(
+            f"{name:>9} ResNet-20, {projection.__name__}: nearest class centre right for {score:.1%} "
+            f"of {len(points):,} test images"
+        )
+        if name == "trained":
+            title = f"Trained ResNet-20, {projection.__name__} of its 64 pooled features"
+            display(
+                visualize.embedding(
+                    points, features.labels, test.classes, predictions=features.predictions, title=title
+                )
+            )
+
+# %% [markdown]
+# Trained, the network puts 90% of these test images nearer their own class's centre than any other in
+# t-SNE's map, and 63% in PCA's; untrained, 17%, barely above the 10% of guessing. In t-SNE's map each class
+# is a cluster and the mistakes (crosses) sit at the clusters' edges, many of them between cat and dog. PCA
+# keeps distances but only 2 of 64 directions, so its classes overlap: automobile with truck, cat with dog,
+# airplane with bird. t-SNE keeps neighbourhoods instead, so its clusters mean something but the distances
+# between them do not (van der Maaten and Hinton, 2008). The numbers are for this sample of 1,000 test images
+# (100 per class) and one t-SNE seed.
+#
+# ## What a channel responds to
+#
+# Activation maximisation (Erhan et al., 2009) asks the opposite question: which input excites one channel
+# most? Gradient ascent changes the pixels of a faint noise image to raise the channel's mean activation;
+# blurring the image every few steps (Yosinski et al., 2015) and shifting it by a pixel or two at every step
+# (jitter; Olah et al., *Feature Visualization*, 2017) keep the result from being high-frequency noise.
+# Each title gives the channel's mean activation on the starting noise and on the result.
+
+# %%
+maxima = {
+    f"stage3 #{channel}": explain.maximise_activation(trained, "stage3", channel, learning_rate=0.1)
+    for channel in range(6)
+}
+visualize.activation_maxima(maxima, mean=trained.mean, std=trained.std)
+
+# %% [markdown]
+# The pictures are textures and colour patterns rather than objects. That follows from the objective as much
+# as from the network: the channel's mean over its 8x8 map rises most when its pattern fills the whole image,
+# so the result repeats it everywhere. Each picture is one solution, from one starting image (seed 0).
 
 # %% [markdown]
 # ## Exercises
