@@ -120,7 +120,7 @@ def command_results(args: argparse.Namespace) -> None:
 
 
 def command_export_weights(args: argparse.Namespace) -> None:
-    path = export_weights(args.run_dir, args.name, args.out, head_only=args.head_only)
+    path = export_weights(args.run_dir, args.name, args.out, head_only=args.head_only, float16=args.float16)
     print(f"wrote {path}")
 
 
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exporting.add_argument(
         "--head-only", action="store_true", help="a transfer run with a frozen base: ship the head, not the base"
+    )
+    exporting.add_argument(
+        "--float16", action="store_true", help="store the weights in half precision: half the size (check the accuracy)"
     )
     exporting.set_defaults(handler=command_export_weights)
     return parser

@@ -323,7 +323,9 @@ def published_held_out(experiment: str, folder: str | Path = PUBLISHED_RESULTS) 
     }
 
 
-def export_weights(run_dir: str | Path, name: str, out_dir: str | Path, *, head_only: bool = False) -> Path:
+def export_weights(
+    run_dir: str | Path, name: str, out_dir: str | Path, *, head_only: bool = False, float16: bool = False
+) -> Path:
     """Turn a finished run's ``model.pt`` into shippable weights ``<out_dir>/<model>-<name>.pt``.
 
     The file holds ``{"state_dict", "meta"}``; ``meta`` records the classes, the normalisation, the test
@@ -339,6 +341,9 @@ def export_weights(run_dir: str | Path, name: str, out_dir: str | Path, *, head_
         head_only: For a transfer model whose base stayed frozen: keep only the head (``meta["parts"]`` is
             ``"head"``). Loading puts it on the base weights the model's builder loads, which must be the
             ones it was trained on; this is checked here, tensor by tensor.
+        float16: Store floating-point tensors in half precision (``meta["storage"]`` is ``"float16"``), half
+            the size; loading copies them into the model's float32 parameters. Check that the shipped file
+            still reaches the run's accuracy (``tests/test_weights.py`` does for every shipped file).
 
     Raises:
         ValueError: The run was a ``--quick`` run, or ``head_only`` and the run's base differs from the
@@ -361,7 +366,13 @@ def export_weights(run_dir: str | Path, name: str, out_dir: str | Path, *, head_
                 f"e.g. {changed[0]}); export the whole model (head_only=False)."
             )
         state_dict = {key: value for key, value in state_dict.items() if not key.startswith("base.")}
-    meta.update(parts="head" if head_only else "all", sha256=state_dict_sha256(state_dict))
+    if float16:
+        state_dict = {key: value.half() if value.is_floating_point() else value for key, value in state_dict.items()}
+    meta.update(
+        parts="head" if head_only else "all",
+        storage="float16" if float16 else "float32",
+        sha256=state_dict_sha256(state_dict),
+    )
     return atomic_torch_save({"state_dict": state_dict, "meta": meta}, Path(out_dir) / f"{metrics['model']}-{name}.pt")
 
 

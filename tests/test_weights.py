@@ -27,6 +27,9 @@ def test_shipped_weights_reach_their_recorded_accuracy(model: str, name: str, da
     assert model in list_models()
     meta = available_weights(model)[name].meta
     assert {"classes", "mean", "std", "dataset", "test_accuracy", "recipe", "sha256", "parts"} <= set(meta)
+    stored = torch.load(WEIGHTS_DIR / f"{model}-{name}.pt", weights_only=True)["state_dict"]
+    floating = {value.dtype for value in stored.values() if value.is_floating_point()}
+    assert floating == {torch.float16 if meta.get("storage") == "float16" else torch.float32}
     network = create_model(model, weights=name)
     _, test = DATASETS[meta["dataset"]](data_dir)
     assert list(test.classes) == list(meta["classes"])
@@ -110,3 +113,43 @@ def test_a_fine_tuned_base_cannot_ship_as_a_head(tmp_path) -> None:
     _finished_run(tmp_path / "run", trained, {})
     with pytest.raises(ValueError, match="trained base differs .* export the whole model"):
         export_weights(tmp_path / "run", "dogs_vs_cats", tmp_path / "weights", head_only=True)
+
+
+def test_float16_weights_are_half_the_size_and_load_to_the_same_outputs_within_half_precision(
+    tmp_path, monkeypatch
+) -> None:
+    torch.manual_seed(0)
+    trained = create_model("lenet5").eval()
+    (tmp_path / "run").mkdir()
+    meta = {"model": "lenet5", "num_classes": 10, "classes": [str(digit) for digit in range(10)], "dataset": "mnist"}
+    save_trained_model(
+        trained, {**meta, "mean": [0.1307], "std": [0.3081], "test_accuracy": 0.5}, tmp_path / "run" / "model.pt"
+    )
+    (tmp_path / "run" / "metrics.json").write_text(
+        json.dumps(
+            {
+                "experiment": 3,
+                "name": "lenet5",
+                "recipe": "seed",
+                "quick": False,
+                "model": "lenet5",
+                "test_accuracy": 0.5,
+                "epochs": 1,
+                "device": "cpu",
+            }
+        )
+    )
+    full = export_weights(tmp_path / "run", "mnist", tmp_path / "full")
+    half = export_weights(tmp_path / "run", "mnist", tmp_path / "half", float16=True)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    content = torch.load(half, weights_only=True)
+    assert (
+        content["meta"]["storage"] == "float16"
+        and state_dict_sha256(content["state_dict"]) == content["meta"]["sha256"]
+    )
+    monkeypatch.setattr("cnn_study.models._registry.WEIGHTS_DIR", tmp_path / "half")
+    reloaded = create_model("lenet5", weights="mnist").eval()
+    assert next(reloaded.parameters()).dtype == torch.float32  # computed in float32 as trained
+    images = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(reloaded(images), trained(images), atol=1e-2)
+    assert not torch.equal(reloaded(images), trained(images))  # rounded, so not bit-identical
