@@ -679,7 +679,9 @@ def maximise_activation(
     image = (0.1 * torch.randn(1, *input_size, generator=generator)).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([image], lr=learning_rate)
     captured: dict[str, torch.Tensor] = {}
-    handle = target_layer.register_forward_hook(lambda _m, _i, output: captured.__setitem__("output", output))
+    # A copy: an in-place ReLU after the layer would otherwise turn what was captured into its own output,
+    # whose gradient is 0 wherever the channel starts negative.
+    handle = target_layer.register_forward_hook(lambda _m, _i, output: captured.__setitem__("output", output.clone()))
 
     def activation(batch: torch.Tensor) -> torch.Tensor:
         model(batch)

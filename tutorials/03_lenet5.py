@@ -50,7 +50,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cnn_study import datasets, exercises, experiments, models, recipes, results, visualize
+from cnn_study import datasets, exercises, experiments, explain, models, recipes, results, visualize
 from cnn_study.training import evaluate
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
@@ -134,6 +134,25 @@ visualize.filters(lenet, "features.0")
 # %%
 image = test_loader.transform(test.images[:1])[0]
 visualize.feature_maps(lenet, image, layers=["features.0", "features.3"])
+
+# %% [markdown]
+# What does a C3 map respond to most? Activation maximisation (Erhan et al., 2009) answers by gradient ascent
+# on the input: starting from faint noise, change the pixels to raise the map's mean activation, blurring the
+# image every few steps and shifting it by a pixel or two at every step so that the result is a pattern rather
+# than pixel noise (`explain.maximise_activation`). Each title gives the map's mean activation on the starting
+# noise and on the result.
+
+# %%
+maxima = {
+    f"C3 #{channel}": explain.maximise_activation(lenet, "features.3", channel, learning_rate=0.1)
+    for channel in range(8)
+}
+visualize.activation_maxima(maxima, mean=lenet.mean, std=lenet.std)
+
+# %% [markdown]
+# Most of the eight (#0, #2, #3, #4, #6) are stripes at one angle, each map its own: these C3 maps respond
+# most to strokes in one direction. Because the objective is the map's mean over the whole image, the pattern
+# fills the image, where a digit has only a few strokes. Each picture is one solution, from one starting image.
 
 # %% [markdown]
 # ## Exercises
