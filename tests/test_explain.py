@@ -225,10 +225,11 @@ def test_activation_maximisation_raises_its_channel_tenfold_beyond_any_real_imag
         explain.maximise_activation(shapes_net, "features.4", 0)
 
 
-def test_activation_maximisation_of_a_registered_model_uses_its_input_size() -> None:
-    model = create_model("lenet5", weights="mnist")
-    result = explain.maximise_activation(model, "features.3", 0, steps=16)
-    assert result.image.shape == (1, 28, 28) and result.final > result.start
+def test_activation_maximisation_of_a_registered_model_uses_its_input_size_and_sees_past_an_inplace_relu() -> None:
+    model = create_model("lenet5", weights="mnist")  # C3 (features.3) is followed by ReLU(inplace=True)
+    result = explain.maximise_activation(model, "features.3", 3, steps=32, learning_rate=0.1)
+    assert result.image.shape == (1, 28, 28)
+    assert result.start < 0 < 1 < result.final  # a channel that starts negative still has a gradient
 
 
 def test_trained_features_separate_mnist_classes_better_than_pixels(mnist_data) -> None:
