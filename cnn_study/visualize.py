@@ -238,10 +238,14 @@ def class_distribution(
     return figure
 
 
-def _display(image: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:
-    """A ``C x H x W`` image (``uint8``, or float normalised with ``mean``/``std``) as an ``H x W [x 3]`` array."""
+def _check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
     if (mean is None) != (std is None):
         raise ValueError("Pass both mean and std (the image's normalisation), or neither.")
+
+
+def _display(image: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:
+    """A ``C x H x W`` image (``uint8``, or float normalised with ``mean``/``std``) as an ``H x W [x 3]`` array."""
+    _check_normalisation(mean, std)
     if image.dtype == torch.uint8:
         array = image.float() / 255
     else:
@@ -536,9 +540,9 @@ def occlusion(
 
 
 def _magnitude(maps: torch.Tensor) -> np.ndarray:
-    """Absolute values of ``N x H x W`` maps, each scaled to a maximum of 1 (an all-zero map stays 0)."""
+    """Absolute values of ``... x H x W`` maps, each scaled to a maximum of 1 (an all-zero map stays 0)."""
     magnitude = maps.detach().abs().float()
-    return (magnitude / magnitude.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)).numpy()
+    return (magnitude / magnitude.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-12)).numpy()
 
 
 def attributions(
@@ -609,7 +613,7 @@ def randomisation_test(result: explain.RandomisationTest, *, image: int = 0, thu
     axes.legend(loc="upper right")
     shown = [0, *np.unique(np.linspace(1, steps, min(thumbnails, steps)).round().astype(int)).tolist()]
     for step, thumbnail in zip(shown, np.atleast_1d(maps_figure.subplots(1, len(shown)))):
-        thumbnail.imshow(_magnitude(result.maps[step, image : image + 1])[0], cmap="inferno", vmin=0, vmax=1)
+        thumbnail.imshow(_magnitude(result.maps[step, image]), cmap="inferno", vmin=0, vmax=1)
         thumbnail.set_title("trained" if step == 0 else f"{step} layer{'s' if step > 1 else ''} random", fontsize=8)
         thumbnail.axis("off")
     return figure
@@ -674,9 +678,10 @@ def activation_maxima(
     grid = np.atleast_1d(figure.subplots(rows, min(columns, len(maxima)))).ravel()
     for axes in grid:
         axes.axis("off")
+    _check_normalisation(mean, std)
     for axes, (title, result) in zip(grid, maxima.items()):
         image = result.image
-        if mean is not None and std is not None:
+        if mean is not None:
             image = image * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
         stretched = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-12)
         axes.imshow(_display(stretched, None, None), cmap="gray", vmin=0, vmax=1)

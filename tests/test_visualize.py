@@ -900,8 +900,20 @@ def test_attributions_draw_each_maps_magnitude_scaled_to_its_maximum_beside_the_
     other = explain.Attribution(signed.maps, torch.tensor([0, 0]))
     with pytest.raises(ValueError, match=r"^The maps explain different classes"):
         visualize.attributions(images, {"a": signed, "b": other})
-    with pytest.raises(ValueError, match=r"^maps is empty"):
+    with pytest.raises(
+        ValueError, match=r"^maps is empty: pass attributions by method name, e\.g\. \{'Grad-CAM': \.\.\.\}\.$"
+    ):
         visualize.attributions(images, {})
+
+
+def test_attributions_of_one_normalised_image_show_it_as_it_was_on_a_fixed_scale() -> None:
+    image = torch.zeros(1, 1, 6, 10)  # normalised: the mean, grey
+    attribution = explain.Attribution(torch.ones(1, 6, 10), torch.tensor([1]))
+    figure = visualize.attributions(image, {"flat": attribution}, mean=(0.5,), std=(0.25,))
+    original, drawn = figure.axes
+    assert np.allclose(original.get_images()[0].get_array(), 0.5) and original.get_images()[0].get_clim() == (0, 1)
+    assert original.get_title() == "class 1" and drawn.get_title() == "flat"
+    assert drawn.get_images()[0].get_clim() == (0, 1)
 
 
 def test_randomisation_figure_starts_at_full_agreement_and_follows_the_mean() -> None:
@@ -917,6 +929,22 @@ def test_randomisation_figure_starts_at_full_agreement_and_follows_the_mean() ->
     assert [axes.get_title() for axes in thumbnails] == ["trained", "1 layer random", "2 layers random"]
     expected = maps[2, 1] / maps[2, 1].max()
     assert np.allclose(thumbnails[2].get_images()[0].get_array(), expected.numpy())
+    assert thumbnails[2].get_images()[0].get_clim() == (0, 1)  # the map's minimum is above 0: the scale is not
+
+
+def test_randomisation_figure_shows_six_thumbnails_evenly_spaced_and_labels_every_other_of_13_steps() -> None:
+    layers = [f"layer{index}" for index in range(12)]
+    maps = torch.rand(13, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    result = explain.RandomisationTest(layers, torch.zeros(12, 1), maps)
+    figure = visualize.randomisation_test(result)
+    titles = [axes.get_title() for axes in figure.axes[1:]]
+    assert titles == ["trained", "1 layer random", "3 layers random", "5 layers random"] + [
+        f"{step} layers random" for step in (8, 10, 12)
+    ]
+    labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    assert labels == ["trained"] + [f"+ layer{index}" for index in range(1, 12, 2)]
+    fewer = visualize.randomisation_test(result, thumbnails=2)
+    assert [axes.get_title() for axes in fewer.axes[1:]] == ["trained", "1 layer random", "12 layers random"]
 
 
 def test_deletion_curves_plot_the_mean_probability_per_fraction_and_name_the_area() -> None:
@@ -930,6 +958,7 @@ def test_deletion_curves_plot_the_mean_probability_per_fraction_and_name_the_are
     assert axes.get_title() == "Deletion curves (lower area: a more faithful map)"
     insertion = visualize.deletion_curves({"x": curve}, mode="insertion").axes[0]
     assert insertion.get_xlabel() == "pixels put back, most attributed first (%)"
+    assert insertion.get_title() == "Insertion curves (higher area: a more faithful map)"
     with pytest.raises(ValueError, match=r"^mode must be 'deletion' or 'insertion', not 'both'\.$"):
         visualize.deletion_curves({"x": curve}, mode="both")
 
@@ -940,8 +969,27 @@ def test_activation_maxima_undo_the_normalisation_and_stretch_each_image() -> No
     [axes] = visualize.activation_maxima({"conv #3": result}, mean=(0.5,), std=(0.25,)).axes
     assert axes.get_title() == "conv #3\n0.5 → 6"
     assert np.allclose(axes.get_images()[0].get_array(), [[0.0, 0.25], [0.5, 1.0]])
+    assert axes.get_images()[0].get_cmap().name == "gray" and axes.get_images()[0].get_clim() == (0, 1)
     with pytest.raises(ValueError, match=r"^maxima is empty"):
         visualize.activation_maxima({})
+    with pytest.raises(ValueError, match=r"^Pass both mean and std"):
+        visualize.activation_maxima({"a": result}, mean=(0.5,))
+
+
+def test_activation_maxima_of_colour_images_undo_each_channels_own_normalisation() -> None:
+    image = torch.stack([torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 1.0]])])
+    result = explain.ActivationMaximum(image, 0.0, 1.0)
+    [axes] = visualize.activation_maxima({"rgb": result}, mean=(0.0, 0.0, 1.0), std=(1.0, 2.0, 1.0)).axes
+    # unnormalised: red 0..1, green 0..2, blue 1..2; then stretched together to 0..1
+    assert np.allclose(axes.get_images()[0].get_array(), [[[0.0, 0.0, 0.5], [0.5, 1.0, 1.0]]])
+    flat = explain.ActivationMaximum(torch.zeros(1, 2, 2), 0.0, 0.0)
+    assert visualize.activation_maxima({"flat": flat}).axes[0].get_images()[0].get_clim() == (0, 1)
+
+
+def test_activation_maxima_put_8_to_a_row_by_default() -> None:
+    maxima = {f"#{index}": explain.ActivationMaximum(torch.rand(1, 2, 2), 0.0, 1.0) for index in range(9)}
+    figure = visualize.activation_maxima(maxima)
+    assert len(figure.axes) == 16 and figure.get_size_inches() == pytest.approx((1.6 * 8, 1.9 * 2))
 
 
 def test_embedding_colours_points_by_class_and_crosses_the_mistakes() -> None:
@@ -951,6 +999,8 @@ def test_embedding_colours_points_by_class_and_crosses_the_mistakes() -> None:
     cats, dogs, mistakes = axes.collections
     assert cats.get_offsets().tolist() == [[0, 0], [1, 0]] and dogs.get_offsets().tolist() == [[5, 5], [6, 5]]
     assert mistakes.get_offsets().tolist() == [[1, 0]]
+    assert cats.get_facecolor()[0][:3] == pytest.approx(matplotlib.colors.to_rgb("C0"))
+    assert dogs.get_facecolor()[0][:3] == pytest.approx(matplotlib.colors.to_rgb("C1"))
     assert [text.get_text() for text in axes.get_legend().get_texts()] == ["cat", "dog", "misclassified (1)"]
     with pytest.raises(ValueError, match=r"points must be N x 2 \(project them first"):
         visualize.embedding(torch.zeros(4, 3), [0, 0, 1, 1], ["cat", "dog"])
