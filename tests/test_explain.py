@@ -4,16 +4,18 @@ where a map can be written down, on a trained network where the deciding pixels 
 from __future__ import annotations
 
 import functools
+import sys
 
 import pytest
 import torch
 from torch import nn
+from torchvision.transforms.functional import gaussian_blur
 
 from cnn_study import explain
 from cnn_study.datasets import BatchLoader
 from cnn_study.models import create_model
 
-from .test_visualize import LinearReadout, _spatial_weights, _two_squares
+from .test_visualize import LinearReadout, _one_region_model, _spatial_weights, _two_squares
 
 SIDE, SHAPE = 20, 6
 
@@ -252,3 +254,127 @@ def test_pca_finds_the_direction_of_largest_spread_and_tsne_keeps_clusters() -> 
     labels = torch.arange(60) % 3
     clusters = torch.randn(60, 10, generator=generator) + 8 * nn.functional.one_hot(labels, 10).float()
     assert explain.nearest_centroid_accuracy(explain.tsne(clusters, perplexity=10), labels) == 1.0
+
+
+# ----------------------------------------------------------------------------- by hand, where a mutation run found gaps
+
+
+def test_grad_cam_plus_plus_weighs_channels_by_the_papers_alphas() -> None:
+    ramp = torch.linspace(-0.5, 1.5, 60).view(6, 10)  # gradients of both signs: ReLU and alphas both matter
+    weight = torch.stack([torch.stack([ramp, 0.5 * ramp.flip(1) + 0.2])])  # one logit (class 1), two feature maps
+    brighter_right = torch.linspace(0.5, 1.5, 10).expand(6, 10)
+    image = torch.stack([brighter_right, brighter_right.flip(1)])
+    maps = explain.grad_cam_plus_plus(LinearReadout(weight), image[None], 1).maps[0]
+    gradients, activations = weight[0], image
+    alphas = gradients**2 / (2 * gradients**2 + (activations * gradients**3).sum((1, 2), keepdim=True))
+    weights = (alphas * torch.relu(gradients)).sum((1, 2))
+    expected = torch.relu((weights[:, None, None] * activations).sum(0))
+    assert torch.allclose(maps, expected / expected.max(), atol=1e-5)
+    plain = torch.relu((gradients.mean((1, 2))[:, None, None] * activations).sum(0))
+    assert (maps - plain / plain.max()).abs().max() > 0.04  # not Grad-CAM's weights
+
+
+def test_grad_cam_plus_plus_explains_the_layer_and_class_asked_for(shapes_net: ShapesNet) -> None:
+    images, labels, _ = _shapes_task(4, seed=10, classes=2)
+    default = explain.grad_cam_plus_plus(shapes_net, images)
+    assert not torch.allclose(explain.grad_cam_plus_plus(shapes_net, images, layer="features.1").maps, default.maps)
+    other = explain.grad_cam_plus_plus(shapes_net, images, 1 - labels)
+    assert other.targets.tolist() == (1 - labels).tolist() and not torch.allclose(other.maps, default.maps)
+
+
+def test_occlusion_per_pixel_averages_the_drops_of_the_squares_that_cover_it() -> None:
+    model, image = _one_region_model(), torch.ones(1, 12, 16)
+    for target in (1, 0):  # class 0 gains where class 1's evidence is hidden: negative drops
+        grid = explain.occlusion_map(model, image, target, patch=4, stride=2)
+        expected = torch.zeros(12, 16)
+        for row in range(12):
+            for column in range(16):
+                drops = [
+                    grid.unoccluded - grid.probabilities[i, j]
+                    for i in range(grid.probabilities.shape[0])
+                    for j in range(grid.probabilities.shape[1])
+                    if 2 * i <= row < 2 * i + 4 and 2 * j <= column < 2 * j + 4
+                ]
+                expected[row, column] = sum(drops) / len(drops)
+        attribution = explain.occlusion(model, image[None], target, patch=4, stride=2)
+        assert attribution.targets.tolist() == [target]
+        assert torch.allclose(attribution.maps[0], expected, atol=1e-6)
+    assert explain.occlusion(model, image[None], 0, patch=4, stride=2).maps.min() < 0
+
+
+def test_smoothgrad_is_the_expected_gradient_under_noise_scaled_to_the_images_range() -> None:
+    class Hinge(nn.Module):
+        """Class 0's logit is the sum of relu(pixel - 0.5): its gradient is 1 where a pixel exceeds 0.5."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([torch.relu(x - 0.5).sum((1, 2, 3)), torch.zeros(len(x))], 1)
+
+    pixels = torch.tensor([0.2, 0.45, 0.5, 2.2])  # range 2: noise 0.2 of it is a standard deviation of 0.4
+    images = pixels.view(1, 1, 1, 4).repeat(200, 1, 1, 1)
+    result = explain.smoothgrad(Hinge(), images, 0, samples=40, noise=0.2)
+    expected = torch.distributions.Normal(0.0, 1.0).cdf((pixels - 0.5) / 0.4)  # P(pixel + noise > 0.5)
+    assert torch.allclose(result.maps.mean(0)[0], expected, atol=0.012), result.maps.mean(0)[0]
+    noiseless = explain.smoothgrad(Hinge(), images[:1], 0, samples=3, noise=0.0).maps[0, 0]
+    assert noiseless.tolist() == [0.0, 0.0, 0.0, 1.0]  # saliency itself, averaged, not summed
+    defaults = explain.smoothgrad(Hinge(), images[:2], 0)
+    assert torch.equal(defaults.maps, explain.smoothgrad(Hinge(), images[:2], 0, samples=25, noise=0.15, seed=0).maps)
+    assert not torch.equal(defaults.maps, explain.smoothgrad(Hinge(), images[:2], 0, seed=1).maps)
+
+
+def test_smoothgrad_explains_the_class_asked_for(shapes_net: ShapesNet) -> None:
+    images, labels, _ = _shapes_task(2, seed=11, classes=2)
+    asked = explain.smoothgrad(shapes_net, images, 1 - labels, samples=2)
+    assert asked.targets.tolist() == (1 - labels).tolist()
+    assert not torch.allclose(asked.maps, explain.smoothgrad(shapes_net, images, labels, samples=2).maps)
+
+
+def test_deletion_areas_are_per_image_trapezoids_and_insertion_starts_from_the_documented_blur(shapes_net) -> None:
+    images, _, _ = _shapes_task(3, seed=12, classes=2)
+    attribution = explain.grad_cam(shapes_net, images)
+    curve = explain.deletion_curve(shapes_net, images, attribution, steps=4)
+    assert curve.areas.shape == (3,)
+    by_hand = [sum((a + b) / 2 for a, b in zip(column[:-1], column[1:])) / 4 for column in curve.probabilities.T]
+    assert curve.areas.tolist() == pytest.approx([float(value) for value in by_hand])
+    insertion = explain.deletion_curve(shapes_net, images, attribution, mode="insertion", blur_sigma=2.0)
+    blurred = gaussian_blur(images, [13, 13], [2.0, 2.0])  # a kernel of +-3 sigma
+    with torch.no_grad():
+        start = shapes_net(blurred).softmax(1).gather(1, attribution.targets[:, None])[:, 0]
+    assert torch.allclose(insertion.probabilities[0], start)
+    default = explain.deletion_curve(shapes_net, images, attribution, mode="insertion")
+    assert torch.allclose(
+        default.probabilities,
+        explain.deletion_curve(shapes_net, images, attribution, mode="insertion", blur_sigma=5.0).probabilities,
+    )
+
+
+def test_captum_method_says_how_to_install_captum(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "captum", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r'^GuidedBackprop comes from captum: pip install "cnn-study\[explain\]"$'):
+        explain.captum_method("GuidedBackprop")
+
+
+def test_penultimate_features_are_what_the_last_linear_layer_receives(shapes_net: ShapesNet) -> None:
+    images, labels, _ = _shapes_task(10, seed=13)
+    loader = [(images[:6], labels[:6]), (images[6:], labels[6:])]  # any iterable of batches
+    recorded = explain.penultimate_features(shapes_net, loader)
+    with torch.no_grad():
+        expected = shapes_net.features(images).mean((2, 3))  # the pooled 16 maps
+        predictions = shapes_net(images).argmax(1)
+    assert torch.allclose(recorded.features, expected, atol=1e-5)
+    assert recorded.labels.tolist() == labels.tolist() and recorded.predictions.tolist() == predictions.tolist()
+    with pytest.raises(ValueError, match=r"^Sequential has no nn\.Linear layer whose input to record\.$"):
+        explain.penultimate_features(nn.Sequential(nn.Conv2d(1, 1, 1)), loader)
+
+
+def test_defaults_are_the_documented_ones(shapes_net: ShapesNet) -> None:
+    images, _, _ = _shapes_task(2, seed=14, classes=2)
+    assert torch.equal(
+        explain.occlusion(shapes_net, images).maps, explain.occlusion(shapes_net, images, patch=8, stride=2).maps
+    )
+    layer, size = "features.4", (1, SIDE, SIDE)
+    default = explain.maximise_activation(shapes_net, layer, 2, input_size=size)
+    assert default.final == explain.maximise_activation(shapes_net, layer, 2, input_size=size, steps=128).final
