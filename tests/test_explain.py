@@ -378,3 +378,80 @@ def test_defaults_are_the_documented_ones(shapes_net: ShapesNet) -> None:
     layer, size = "features.4", (1, SIDE, SIDE)
     default = explain.maximise_activation(shapes_net, layer, 2, input_size=size)
     assert default.final == explain.maximise_activation(shapes_net, layer, 2, input_size=size, steps=128).final
+
+
+def test_batch_errors_say_what_to_pass() -> None:
+    model = LinearReadout(_spatial_weights())
+    with pytest.raises(
+        ValueError,
+        match=r"^images must be a batch of shape N x C x H x W, got shape \(2, 6, 10\): pass image\[None\] for one "
+        r"image\.$",
+    ):
+        explain.saliency(model, _two_squares())
+    with pytest.raises(ValueError, match=r"^images must be a batch of shape N x C x H x W, got shape \(6, 10\)\.$"):
+        explain.saliency(model, _two_squares()[0])
+
+
+def test_tsne_clamps_the_perplexity_to_few_points_is_seeded_and_says_how_to_install(monkeypatch) -> None:
+    pytest.importorskip("sklearn")
+    points = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    first = explain.tsne(points)  # perplexity 30 > 5 neighbours: clamped to 5
+    assert first.shape == (6, 2) and torch.equal(first, explain.tsne(points))
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)
+    with pytest.raises(ImportError, match=r'^t-SNE comes from scikit-learn: pip install "cnn-study\[explain\]"$'):
+        explain.tsne(points)
+
+
+def test_captum_method_returns_the_classes_asked_for_and_refuses_one_logit(shapes_net: ShapesNet) -> None:
+    pytest.importorskip("captum.attr")
+    images, labels, _ = _shapes_task(2, seed=15, classes=2)
+    saliency = explain.captum_method("Saliency", abs=False)
+    asked = saliency(shapes_net, images, 1 - labels)
+    assert asked.targets.tolist() == (1 - labels).tolist()
+    assert not torch.allclose(asked.maps, saliency(shapes_net, images, labels).maps)
+    one_logit = LinearReadout(_spatial_weights(classes=1))
+    with pytest.raises(ValueError, match=r"^Saliency via captum needs one logit per class; this model has a single"):
+        saliency(one_logit, _two_squares()[None])
+
+
+def test_pca_centres_the_features_and_keeps_two_dimensions_by_default() -> None:
+    points = torch.randn(50, 4, generator=torch.Generator().manual_seed(1))
+    projected = explain.pca(points)
+    assert projected.shape == (50, 2) and torch.allclose(projected.mean(0), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(explain.pca(points + 100.0), projected, atol=1e-3)  # an offset changes nothing
+
+
+def test_rank_correlation_of_a_constant_map_is_0() -> None:
+    assert explain.rank_correlation(torch.zeros(1, 5), torch.arange(5.0)[None]).tolist() == [0.0]
+
+
+def test_randomisation_test_re_initialises_only_the_layers_named(shapes_net: ShapesNet) -> None:
+    images, _, _ = _shapes_task(2, seed=16, classes=2)
+    result = explain.randomisation_test(shapes_net, images, explain.grad_cam, layers=["features.0"])
+    assert result.layers == ["features.0"] and result.correlations.shape == (1, 2)
+
+
+def test_occlusion_per_pixel_at_the_border_where_one_square_covers_a_pixel() -> None:
+    weight = torch.zeros(2, 1, 12, 16)
+    weight[1, 0, :2, :2] = 1.0  # class 1's evidence in the corner, under the first square only
+    model, image = LinearReadout(weight), torch.ones(1, 12, 16)
+    grid = explain.occlusion_map(model, image, 1, patch=4, stride=2)
+    corner = explain.occlusion(model, image[None], 1, patch=4, stride=2).maps[0, 0, 0]
+    assert corner == pytest.approx(grid.unoccluded - grid.probabilities[0, 0].item())
+
+
+def test_smoothgrad_scales_the_noise_to_each_images_own_range() -> None:
+    class Hinge(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([torch.relu(x - 0.5).sum((1, 2, 3)), torch.zeros(len(x))], 1)
+
+    narrow, wide = torch.tensor([0.3, 0.4, 0.5, 0.7]), torch.tensor([-1.5, 0.4, 0.5, 2.5])  # ranges 0.4 and 4
+    images = torch.cat([narrow.view(1, 1, 1, 4).repeat(200, 1, 1, 1), wide.view(1, 1, 1, 4).repeat(200, 1, 1, 1)])
+    maps = explain.smoothgrad(Hinge(), images, 0, samples=40, noise=0.25).maps
+    normal = torch.distributions.Normal(0.0, 1.0)
+    for pixels, part, sigma in ((narrow, maps[:200], 0.1), (wide, maps[200:], 1.0)):
+        assert torch.allclose(part.mean(0)[0], normal.cdf((pixels - 0.5) / sigma), atol=0.015)
