@@ -375,6 +375,10 @@ def test_defaults_are_the_documented_ones(shapes_net: ShapesNet) -> None:
     assert torch.equal(
         explain.occlusion(shapes_net, images).maps, explain.occlusion(shapes_net, images, patch=8, stride=2).maps
     )
+    assert torch.equal(
+        explain.integrated_gradients(shapes_net, images).maps,
+        explain.integrated_gradients(shapes_net, images, steps=32).maps,
+    )
     layer, size = "features.4", (1, SIDE, SIDE)
     default = explain.maximise_activation(shapes_net, layer, 2, input_size=size)
     assert default.final == explain.maximise_activation(shapes_net, layer, 2, input_size=size, steps=128).final
@@ -397,6 +401,12 @@ def test_tsne_clamps_the_perplexity_to_few_points_is_seeded_and_says_how_to_inst
     points = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     first = explain.tsne(points)  # perplexity 30 > 5 neighbours: clamped to 5
     assert first.shape == (6, 2) and torch.equal(first, explain.tsne(points))
+    manifold = pytest.importorskip("sklearn.manifold")
+    by_hand = manifold.TSNE(2, perplexity=5, init="pca", random_state=0).fit_transform(points.double().numpy())
+    assert torch.allclose(first, torch.from_numpy(by_hand).float())
+    more = torch.randn(40, 3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(explain.tsne(more), explain.tsne(more, perplexity=30.0, seed=0))
+    assert not torch.equal(explain.tsne(more), explain.tsne(more, perplexity=31.0))
     monkeypatch.setitem(sys.modules, "sklearn.manifold", None)
     with pytest.raises(ImportError, match=r'^t-SNE comes from scikit-learn: pip install "cnn-study\[explain\]"$'):
         explain.tsne(points)

@@ -897,6 +897,7 @@ def test_attributions_draw_each_maps_magnitude_scaled_to_its_maximum_beside_the_
     assert first.get_array()[0, 0] == 1.0 and first.get_array()[1, 1] == 0.5  # |-2| / 4
     assert first.get_clim() == (0, 1) and first.get_cmap().name == "inferno"
     assert np.all(grid[1, 1].get_images()[0].get_array() == 0)  # an all-zero map stays 0, not nan
+    assert grid[1, 1].get_images()[0].get_clim() == (0, 1)  # and is drawn as 0, not as mid-scale
     other = explain.Attribution(signed.maps, torch.tensor([0, 0]))
     with pytest.raises(ValueError, match=r"^The maps explain different classes"):
         visualize.attributions(images, {"a": signed, "b": other})
