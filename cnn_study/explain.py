@@ -279,6 +279,22 @@ def _to_image_size(cams: torch.Tensor, size: torch.Size) -> torch.Tensor:
     return (cams[:, 0] / cams.amax(dim=(1, 2, 3))[:, None, None].clamp(min=1e-8)).cpu()
 
 
+def _class_activation_map(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor | int | None,
+    layer: str | None,
+    channel_weights: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Attribution:
+    """A layer's feature maps summed with one weight per map (``channel_weights(activations, gradients)``,
+    ``N x K``), then as `_to_image_size` makes them: what Grad-CAM and Grad-CAM++ share."""
+    with evaluating(model):
+        images = _check_batch(model, images)
+        activations, gradients, targets = _layer_activations_and_gradients(model, images, targets, layer)
+    weights = channel_weights(activations, gradients)[:, :, None, None]
+    return Attribution(_to_image_size((weights * activations).sum(1), images.shape[-2:]), targets.cpu())
+
+
 def grad_cam(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int | None = None, layer: str | None = None
 ) -> Attribution:
@@ -291,11 +307,7 @@ def grad_cam(
         targets: Class per image; defaults to the prediction.
         layer: Layer whose output to explain; defaults to ``forward_features``' output.
     """
-    with evaluating(model):
-        images = _check_batch(model, images)
-        activations, gradients, targets = _layer_activations_and_gradients(model, images, targets, layer)
-    weights = gradients.mean(dim=(2, 3), keepdim=True)
-    return Attribution(_to_image_size((weights * activations).sum(1), images.shape[-2:]), targets.cpu())
+    return _class_activation_map(model, images, targets, layer, lambda _, gradients: gradients.mean(dim=(2, 3)))
 
 
 def grad_cam_plus_plus(
@@ -314,14 +326,14 @@ def grad_cam_plus_plus(
         targets: Class per image; defaults to the prediction.
         layer: Layer whose output to explain; defaults to ``forward_features``' output.
     """
-    with evaluating(model):
-        images = _check_batch(model, images)
-        activations, gradients, targets = _layer_activations_and_gradients(model, images, targets, layer)
-    squared = gradients**2
-    denominator = 2 * squared + (activations * gradients**3).sum(dim=(2, 3), keepdim=True)
-    alphas = squared / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
-    weights = (alphas * torch.relu(gradients)).sum(dim=(2, 3), keepdim=True)
-    return Attribution(_to_image_size((weights * activations).sum(1), images.shape[-2:]), targets.cpu())
+
+    def channel_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        squared = gradients**2
+        denominator = 2 * squared + (activations * gradients**3).sum(dim=(2, 3), keepdim=True)
+        alphas = squared / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+        return (alphas * torch.relu(gradients)).sum(dim=(2, 3))
+
+    return _class_activation_map(model, images, targets, layer, channel_weights)
 
 
 # ----------------------------------------------------------------------------- occlusion

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import NoReturn
@@ -45,6 +46,15 @@ def has_offline_extra() -> bool:
     except ImportError:
         return False
     return True
+
+
+def explain_extra(module: str):
+    """Import ``module`` of the ``explain`` extra (captum, scikit-learn and its scipy), or skip the test, or
+    fail it where ``$CNN_STUDY_REQUIRE_DATA=1``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing(f'needs {module}: pip install "cnn-study[explain]"')
 
 
 @pytest.fixture
@@ -137,3 +147,21 @@ def tiny_folder_dataset(tmp_path: Path) -> Path:
 @pytest.fixture
 def seeded() -> None:
     torch.manual_seed(0)
+
+
+class FeaturesThenHead(torch.nn.Module):
+    """A small test network in the registry's shape: ``features`` then ``head``, with ``forward_features`` and
+    ``forward_head`` as the attribution methods and figures expect."""
+
+    def __init__(self, features: torch.nn.Module, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.features, self.head = features, head
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -15,6 +15,7 @@ from cnn_study import explain
 from cnn_study.datasets import BatchLoader
 from cnn_study.models import create_model
 
+from .conftest import FeaturesThenHead, explain_extra
 from .test_visualize import LinearReadout, _one_region_model, _spatial_weights, _two_squares
 
 SIDE, SHAPE = 20, 6
@@ -44,24 +45,16 @@ def _shapes_task(count: int, seed: int, classes: int = 3) -> tuple[torch.Tensor,
     return images, labels, masks
 
 
-class ShapesNet(nn.Module):
+class ShapesNet(FeaturesThenHead):
     """Two convolutions, global average pooling and a linear read-out (the head Grad-CAM was made for)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
+        super().__init__(
+            nn.Sequential(
+                nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
+            ),
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)),
         )
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +122,7 @@ def test_integrated_gradients_add_up_to_the_score_change_from_the_baseline(shape
 
 
 def test_integrated_gradients_agree_with_captums(shapes_net: ShapesNet) -> None:
-    attr = pytest.importorskip("captum.attr")
+    attr = explain_extra("captum.attr")
     images, labels, masks = _shapes_task(3, seed=5, classes=2)
     ours = explain.integrated_gradients(shapes_net, images, labels, steps=16).maps
     theirs = attr.IntegratedGradients(shapes_net).attribute(images, target=labels, n_steps=16, method="riemann_middle")
@@ -139,7 +132,7 @@ def test_integrated_gradients_agree_with_captums(shapes_net: ShapesNet) -> None:
 
 
 def test_captum_method_names_a_method_captum_lacks() -> None:
-    pytest.importorskip("captum.attr")
+    explain_extra("captum.attr")
     with pytest.raises(ValueError, match=r"^captum\.attr has no attribution method 'GradCam9'\.$"):
         explain.captum_method("GradCam9")
 
@@ -164,7 +157,7 @@ def test_grad_cam_of_a_batch_equals_one_image_at_a_time(shapes_net: ShapesNet) -
 
 
 def test_rank_correlation_shares_the_rank_of_ties_as_spearmans_does() -> None:
-    stats = pytest.importorskip("scipy.stats")
+    stats = explain_extra("scipy.stats")
     generator = torch.Generator().manual_seed(0)
     first = torch.randint(0, 4, (3, 50), generator=generator).float()  # many ties, as ReLU maps have zeros
     second = first + torch.randint(0, 3, (3, 50), generator=generator)
@@ -250,7 +243,7 @@ def test_pca_finds_the_direction_of_largest_spread_and_tsne_keeps_clusters() -> 
     points = torch.randn(200, 5, generator=generator) * torch.tensor([0.1, 5.0, 0.1, 0.1, 0.1])
     projected = explain.pca(points, 1)[:, 0]
     assert abs(torch.corrcoef(torch.stack([projected, points[:, 1]]))[0, 1]) > 0.99
-    pytest.importorskip("sklearn")
+    explain_extra("sklearn")
     labels = torch.arange(60) % 3
     clusters = torch.randn(60, 10, generator=generator) + 8 * nn.functional.one_hot(labels, 10).float()
     assert explain.nearest_centroid_accuracy(explain.tsne(clusters, perplexity=10), labels) == 1.0
@@ -302,17 +295,18 @@ def test_occlusion_per_pixel_averages_the_drops_of_the_squares_that_cover_it() -
     assert explain.occlusion(model, image[None], 0, patch=4, stride=2).maps.min() < 0
 
 
+class Hinge(nn.Module):
+    """Class 0's logit is the sum of relu(pixel - 0.5): its gradient is 1 where a pixel exceeds 0.5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # where the attribution methods look for the device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.relu(x - 0.5).sum((1, 2, 3)), torch.zeros(len(x))], 1)
+
+
 def test_smoothgrad_is_the_expected_gradient_under_noise_scaled_to_the_images_range() -> None:
-    class Hinge(nn.Module):
-        """Class 0's logit is the sum of relu(pixel - 0.5): its gradient is 1 where a pixel exceeds 0.5."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.unused = nn.Parameter(torch.zeros(1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.stack([torch.relu(x - 0.5).sum((1, 2, 3)), torch.zeros(len(x))], 1)
-
     pixels = torch.tensor([0.2, 0.45, 0.5, 2.2])  # range 2: noise 0.2 of it is a standard deviation of 0.4
     images = pixels.view(1, 1, 1, 4).repeat(200, 1, 1, 1)
     result = explain.smoothgrad(Hinge(), images, 0, samples=40, noise=0.2)
@@ -397,11 +391,11 @@ def test_batch_errors_say_what_to_pass() -> None:
 
 
 def test_tsne_clamps_the_perplexity_to_few_points_is_seeded_and_says_how_to_install(monkeypatch) -> None:
-    pytest.importorskip("sklearn")
+    explain_extra("sklearn")
     points = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     first = explain.tsne(points)  # perplexity 30 > 5 neighbours: clamped to 5
     assert first.shape == (6, 2) and torch.equal(first, explain.tsne(points))
-    manifold = pytest.importorskip("sklearn.manifold")
+    manifold = explain_extra("sklearn.manifold")
     by_hand = manifold.TSNE(2, perplexity=5, init="pca", random_state=0).fit_transform(points.double().numpy())
     assert torch.allclose(first, torch.from_numpy(by_hand).float())
     more = torch.randn(40, 3, generator=torch.Generator().manual_seed(1))
@@ -413,7 +407,7 @@ def test_tsne_clamps_the_perplexity_to_few_points_is_seeded_and_says_how_to_inst
 
 
 def test_captum_method_returns_the_classes_asked_for_and_refuses_one_logit(shapes_net: ShapesNet) -> None:
-    pytest.importorskip("captum.attr")
+    explain_extra("captum.attr")
     images, labels, _ = _shapes_task(2, seed=15, classes=2)
     saliency = explain.captum_method("Saliency", abs=False)
     asked = saliency(shapes_net, images, 1 - labels)
@@ -451,14 +445,6 @@ def test_occlusion_per_pixel_at_the_border_where_one_square_covers_a_pixel() -> 
 
 
 def test_smoothgrad_scales_the_noise_to_each_images_own_range() -> None:
-    class Hinge(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.unused = nn.Parameter(torch.zeros(1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.stack([torch.relu(x - 0.5).sum((1, 2, 3)), torch.zeros(len(x))], 1)
-
     narrow, wide = torch.tensor([0.3, 0.4, 0.5, 0.7]), torch.tensor([-1.5, 0.4, 0.5, 2.5])  # ranges 0.4 and 4
     images = torch.cat([narrow.view(1, 1, 1, 4).repeat(200, 1, 1, 1), wide.view(1, 1, 1, 4).repeat(200, 1, 1, 1)])
     maps = explain.smoothgrad(Hinge(), images, 0, samples=40, noise=0.25).maps

@@ -29,6 +29,8 @@ from cnn_study import explain, visualize
 from cnn_study.datasets import BatchLoader, ImageData
 from cnn_study.training import EpochRecord, History
 
+from .conftest import FeaturesThenHead
+
 BASELINES = Path(__file__).parent / "baseline_images"
 DPI = 60  # enough to tell a 7-point label from an 8-point one; keeps each baseline under 40 kB
 TOLERANCE = 1.0  # root-mean-square difference in grey levels (0-255), as matplotlib's own image tests measure
@@ -51,24 +53,12 @@ def _fill_parameters(model: nn.Module, scale: float) -> nn.Module:
 def _small_cnn(channels: int = 1, classes: int = 3, scale: float = 1.0) -> nn.Module:
     """Two convolutions and a linear head, with ``forward_features``/``forward_head`` like the registry's models."""
 
-    class SmallCNN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(channels, 10, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(10, 20, 3, padding=1)
-            )
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(20 * 8 * 8, classes))
-
-        def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-            return self.features(x)
-
-        def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-            return self.head(features)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.forward_head(self.forward_features(x))
-
-    return _fill_parameters(SmallCNN(), scale)
+    features = nn.Sequential(
+        nn.Conv2d(channels, 10, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(10, 20, 3, padding=1)
+    )
+    return _fill_parameters(
+        FeaturesThenHead(features, nn.Sequential(nn.Flatten(), nn.Linear(20 * 8 * 8, classes))), scale
+    )
 
 
 def _blobs(count: int, channels: int = 1) -> torch.Tensor:
