@@ -267,6 +267,12 @@ def test_grad_cam_plus_plus_weighs_channels_by_the_papers_alphas() -> None:
     assert (maps - plain / plain.max()).abs().max() > 0.04  # not Grad-CAM's weights
 
 
+def test_grad_cam_plus_plus_of_a_feature_map_without_gradient_is_finite() -> None:
+    weight = torch.stack([torch.stack([torch.linspace(-0.5, 1.5, 60).view(6, 10), torch.zeros(6, 10)])])
+    maps = explain.grad_cam_plus_plus(LinearReadout(weight), _two_squares()[None], 1).maps  # map 1: no gradient
+    assert torch.isfinite(maps).all() and maps.max() == 1.0
+
+
 def test_grad_cam_plus_plus_explains_the_layer_and_class_asked_for(shapes_net: ShapesNet) -> None:
     images, labels, _ = _shapes_task(4, seed=10, classes=2)
     default = explain.grad_cam_plus_plus(shapes_net, images)
