@@ -343,12 +343,10 @@ def _activations(model: nn.Module, image: torch.Tensor, names: Sequence[str]) ->
         )
         for name, module in modules.items()
     ]
-    was_training = model.training
     try:
-        model.eval()
-        model(image.unsqueeze(0).to(next(model.parameters()).device))
+        with explain.evaluating(model):
+            model(image.unsqueeze(0).to(next(model.parameters()).device))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return captured
