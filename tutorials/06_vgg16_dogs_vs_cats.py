@@ -198,10 +198,9 @@ noise = torch.rand(len(sixteen), *sixteen.shape[-2:], generator=torch.Generator(
 ranked["random order"] = explain.Attribution(noise, ranked["Grad-CAM"].targets)
 for mode in ("deletion", "insertion"):
     curves = {name: explain.deletion_curve(trained, sixteen, maps, mode=mode) for name, maps in ranked.items()}
-    print(
-        f"{mode} areas on {len(sixteen)} validation photos:",
-        ", ".join(f"{name} {curve.areas.mean():.3f}" for name, curve in curves.items()),
-    )
+    print(f"{mode} areas on {len(sixteen)} validation photos:")
+    for name, curve in curves.items():
+        print(f"  {name:<21} {curve.areas.mean():.3f}")
     display(visualize.deletion_curves(curves, mode=mode))
 
 # %% [markdown]
