@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from .training import class_probabilities
+from .training import class_probabilities, predicted_classes
 
 
 @dataclass
@@ -115,11 +115,6 @@ def class_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 1:
         return torch.where(targets == 1, logits[:, 0], -logits[:, 0])
     return logits.gather(1, targets[:, None])[:, 0]
-
-
-def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
-    """The predicted class per image: the largest logit, or for one logit whether it is positive."""
-    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
 
 
 def _resolve_targets(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int | None) -> torch.Tensor:

@@ -204,6 +204,17 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(1)
 
 
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """The predicted class per image: the largest of ``N x classes`` logits, or for one logit per image
+    whether it is positive (class 1).
+
+    Examples:
+        >>> predicted_classes(torch.tensor([[0.3], [-0.2]])).tolist()
+        [1, 0]
+    """
+    return (logits[:, 0] > 0).long() if _is_binary(logits) else logits.argmax(1)
+
+
 def loss_and_predictions(
     logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,8 +227,10 @@ def loss_and_predictions(
     """
     if _is_binary(logits):
         targets = labels.float() * (1 - label_smoothing) + 0.5 * label_smoothing
-        return F.binary_cross_entropy_with_logits(logits.squeeze(1), targets), (logits.squeeze(1) > 0).long()
-    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), logits.argmax(1)
+        loss = F.binary_cross_entropy_with_logits(logits.squeeze(1), targets)
+    else:
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    return loss, predicted_classes(logits)
 
 
 def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:

@@ -14,6 +14,7 @@ from torchvision.transforms.functional import gaussian_blur
 from cnn_study import explain
 from cnn_study.datasets import BatchLoader
 from cnn_study.models import create_model
+from cnn_study.training import predicted_classes
 
 from .conftest import FeaturesThenHead, explain_extra
 from .test_visualize import LinearReadout, _one_region_model, _spatial_weights, _two_squares
@@ -175,7 +176,7 @@ def test_randomising_the_top_layers_changes_grad_cam_but_not_an_edge_detector(sh
 
     def edges(model: nn.Module, batch: torch.Tensor, targets: torch.Tensor | None) -> explain.Attribution:
         """A "method" that ignores the model: the image's own brightness."""
-        return explain.Attribution(batch[:, 0].abs(), explain.predicted_classes(model(batch)))
+        return explain.Attribution(batch[:, 0].abs(), predicted_classes(model(batch)))
 
     blind = explain.randomisation_test(shapes_net, images, edges)
     assert torch.allclose(blind.correlations, torch.ones_like(blind.correlations))
