@@ -17,8 +17,10 @@ from cnn_study.training import evaluate
 SHIPPED = [(path.stem.split("-")[0], path.stem.split("-", 1)[1]) for path in sorted(WEIGHTS_DIR.glob("*.pt"))]
 
 
-def test_the_small_models_ship_trained_weights() -> None:
+def test_the_small_models_and_the_transfer_experiments_ship_trained_weights_within_20_mb() -> None:
     assert {"mnist_cnn", "lenet5", "fashion_cnn", "resnet20"} <= {model for model, _ in SHIPPED}
+    transfer = {name for model, name in SHIPPED if model == "efficientnet_lite0_transfer"}
+    assert transfer == {"dogs_vs_cats", "cifar10_cats_dogs", "dogs_vs_cats_fine_tuned"}  # experiments 6, 8, 9
     assert sum(path.stat().st_size for path in WEIGHTS_DIR.glob("*.pt")) < 20e6
 
 
