@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,8 +16,11 @@ from tqdm import tqdm
 
 from cnn_study.datasets import DATA_ENV
 
-# No tqdm monitor thread: mutmut forks test processes, and a fork that copies a thread's held lock can hang.
+# mutmut forks one test process per mutant and kills those that run too long. No tqdm monitor thread (a fork
+# that copies a thread's held lock can hang), and a lock of this process only: tqdm's default lock is a
+# multiprocessing semaphore shared by every fork, so one killed while holding it would hang all later ones.
 tqdm.monitor_interval = 0
+tqdm.set_lock(threading.RLock())
 
 #: Set by ``.ci/run``: a missing offline data folder or ``offline`` extra then fails the tests that need
 #: them instead of skipping them (a developer's local run may skip).

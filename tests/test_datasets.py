@@ -30,10 +30,13 @@ from cnn_study.datasets import (
     dogs_vs_cats,
     download_dogs_vs_cats,
     fashion_mnist,
+    inference_batch_size,
     load_image_folder,
     mnist,
     read_idx,
+    training_micro_batch_size,
 )
+from cnn_study.models import InputSpec
 
 from .conftest import idx_bytes
 
@@ -312,6 +315,59 @@ def test_loader_resizes_batches_for_transfer_models() -> None:
     images, _ = next(iter(BatchLoader(_toy(8), 8, image_size=150, channels_last=True)))
     assert images.shape == (8, 3, 150, 150)
     assert images.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_inference_batches_hold_a_fixed_budget_of_pixels() -> None:
+    assert [inference_batch_size(size) for size in ((1, 28, 28), (3, 32, 32), (3, 150, 150), (3, 224, 224))] == [
+        500,  # the limit: 500 x 32 x 32 pixels would allow 653 MNIST digits
+        500,
+        22,  # 500 x 32 x 32 // (150 x 150)
+        10,
+    ]
+    assert inference_batch_size((3, 224, 224), "cuda") == 163 and inference_batch_size((3, 224, 224), "mps") == 10
+    assert inference_batch_size((1, 28, 28), limit=64) == 64 and inference_batch_size((3, 2000, 2000)) == 1
+
+
+def test_training_micro_batches_hold_eight_224_pixel_photos_on_a_cpu_and_whole_batches_on_cuda() -> None:
+    sizes = ((3, 224, 224), (3, 150, 150), (3, 32, 32), (3, 1000, 1000))
+    assert [training_micro_batch_size(size) for size in sizes] == [8, 17, 392, 1]
+    assert (
+        training_micro_batch_size((3, 224, 224), "mps") == 8 and training_micro_batch_size((3, 32, 32), "cuda") is None
+    )
+
+
+class Fed:
+    """The smallest model `BatchLoader.for_model` can feed: it only says how it wants its images."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+
+    def input_spec(self) -> InputSpec:
+        return self.spec
+
+
+def test_for_model_feeds_a_model_its_size_normalisation_and_layout() -> None:
+    data = _toy(8)
+    spec = InputSpec((3, 40, 40), mean=(0.1, 0.2, 0.3), std=(0.5, 0.4, 0.3), resize=True)
+    loader = BatchLoader.for_model(data, Fed(spec))
+    as_asked = BatchLoader(data, 320, image_size=40, mean=spec.mean, std=spec.std)  # 320: the pixel budget
+    [(images, labels)], [(expected, expected_labels)] = list(loader), list(as_asked)
+    assert loader.batch_size == inference_batch_size((3, 40, 40)) == 320 and loader.device == torch.device("cpu")
+    assert torch.equal(images, expected) and torch.equal(labels, expected_labels) and images.shape == (8, 3, 40, 40)
+    assert images.is_contiguous(memory_format=torch.channels_last) and not loader.shuffle and loader.augment == ()
+    own_statistics = BatchLoader.for_model(data, Fed(InputSpec((3, 32, 32))), 4)  # no normalisation, no resize
+    [first, _] = [images for images, _ in own_statistics]
+    assert own_statistics.image_size is None and torch.equal(first, next(iter(BatchLoader(data, 4)))[0])
+
+
+def test_for_model_trains_with_the_shuffle_augmentation_and_seed_it_is_given() -> None:
+    data, fed = _toy(16), Fed(InputSpec((3, 32, 32)))
+    options = {"shuffle": True, "augment": (Cutout(8),), "seed": 3}
+    loader = BatchLoader.for_model(data, fed, 4, **options)
+    reference = BatchLoader(data, 4, channels_last=True, **options)
+    for (images, labels), (expected, expected_labels) in zip(loader, reference, strict=True):
+        assert torch.equal(images, expected) and torch.equal(labels, expected_labels)
+    assert not torch.equal(torch.cat([y for _, y in loader]), data.labels)  # shuffled
 
 
 def test_image_data_rejects_inconsistent_input() -> None:

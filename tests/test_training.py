@@ -418,3 +418,238 @@ def test_micro_batches_take_the_same_step_as_whole_batches() -> None:
     assert not torch.equal(whole["3.weight"], nn.Linear(64, 3).weight)  # it trained
     assert chunked_record.train_loss == pytest.approx(whole_record.train_loss, abs=1e-5)
     assert chunked_record.train_accuracy == whole_record.train_accuracy
+
+
+# ----------------------------------------------------------------------------- optimizers, schedules, stages
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "expected"),
+    [
+        ("adam", torch.optim.Adam, {"lr": 0.01, "weight_decay": 0.001}),
+        ("adamw", torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.001}),
+        ("sgd", torch.optim.SGD, {"lr": 0.01, "weight_decay": 0.001, "momentum": 0.8, "nesterov": True}),
+        ("rmsprop", torch.optim.RMSprop, {"lr": 0.01, "weight_decay": 0.001, "momentum": 0}),  # as Keras: none
+    ],
+)
+def test_make_optimizer_builds_the_named_optimizer_with_its_settings(name, kind, expected) -> None:
+    parameter = nn.Parameter(torch.zeros(3))
+    optimizer = training.make_optimizer(name, [parameter], 0.01, momentum=0.8, nesterov=True, weight_decay=0.001)
+    [group] = optimizer.param_groups
+    assert type(optimizer) is kind and group["params"] == [parameter]
+    assert {key: group[key] for key in expected} == expected
+
+
+def test_make_optimizer_defaults_and_unknown_names() -> None:
+    [group] = training.make_optimizer("sgd", [nn.Parameter(torch.zeros(1))], 0.1).param_groups
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, False, 0.0)
+    with pytest.raises(ValueError, match=r"^Unknown optimizer 'lion'; use adam, adamw, sgd or rmsprop\.$"):
+        training.make_optimizer("lion", [nn.Parameter(torch.zeros(1))], 0.1)
+
+
+def _learning_rates(schedule: str, steps: int, lr: float = 0.1) -> list[float]:
+    """The learning rate of each of ``steps`` batches under ``schedule``, and after the last one."""
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = training.make_scheduler(schedule, optimizer, steps)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates + [optimizer.param_groups[0]["lr"]]
+
+
+def test_schedules_shape_the_learning_rate_over_the_steps_they_are_given() -> None:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert training.make_scheduler("constant", optimizer, 10) is None
+    cosine = _learning_rates("cosine", 10)
+    assert cosine[0] == 0.1 and cosine[5] == pytest.approx(0.05) and cosine[10] == pytest.approx(0.0, abs=1e-12)
+    onecycle = _learning_rates("onecycle", 100)  # a quarter of the steps warm up to the optimizer's rate
+    assert max(onecycle) == pytest.approx(0.1) and onecycle.index(max(onecycle)) == 24
+    assert onecycle[0] == pytest.approx(0.1 / 25) and onecycle[99] == pytest.approx(0.1 / 25 / 1e4)  # torch's ends
+    for steps, peak in ((4, 1), (6, 1), (8, 1), (12, 2)):  # at least two warm-up steps in short (quick) runs
+        rates = _learning_rates("onecycle", steps)
+        assert rates.index(max(rates)) == peak, steps
+
+
+def test_schedule_errors_name_the_problem() -> None:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match=r"^The one-cycle schedule needs at least 4 steps, got 3; train longer\.$"):
+        training.make_scheduler("onecycle", optimizer, 3)
+    with pytest.raises(ValueError, match=r"^Unknown schedule 'step'; use constant, cosine or onecycle\.$"):
+        training.make_scheduler("step", optimizer, 10)
+
+
+@pytest.mark.parametrize(
+    ("stage", "reference_optimizer", "reference_schedule"),
+    [
+        (
+            training.Stage(
+                epochs=2,
+                optimizer="sgd",
+                lr=0.1,
+                momentum=0.5,
+                nesterov=True,
+                weight_decay=0.01,
+                schedule="cosine",
+                label_smoothing=0.2,
+            ),
+            lambda parameters: torch.optim.SGD(parameters, lr=0.1, momentum=0.5, nesterov=True, weight_decay=0.01),
+            lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=6),
+        ),
+        (
+            training.Stage(epochs=2, optimizer="adamw", lr=0.01, weight_decay=0.1, schedule="onecycle"),
+            lambda parameters: torch.optim.AdamW(parameters, lr=0.01, weight_decay=0.1),
+            lambda optimizer: torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.01, total_steps=6, pct_start=1 / 3),
+        ),
+        (
+            training.Stage(epochs=2, optimizer="rmsprop", lr=0.01, weight_decay=0.1),
+            lambda parameters: torch.optim.RMSprop(parameters, lr=0.01, weight_decay=0.1),
+            lambda optimizer: None,
+        ),
+    ],
+    ids=["sgd-nesterov-cosine-smoothing", "adamw-onecycle", "rmsprop-constant"],
+)
+def test_fit_stage_takes_the_steps_its_stage_names_on_the_trainable_parameters_only(
+    stage, reference_optimizer, reference_schedule
+) -> None:
+    torch.manual_seed(0)
+    features, labels = torch.randn(20, 4), torch.arange(20) % 3
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3))
+    model[0].requires_grad_(False)  # a frozen layer, as a transfer model's base
+    by_hand = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3))
+    by_hand.load_state_dict(model.state_dict())
+    initial = {name: value.clone() for name, value in model.state_dict().items()}
+    batches = TensorBatches(features, labels, 8)  # 3 batches per epoch: the schedule spans 6 steps
+    history = training.fit_stage(model, batches, stage, device="cpu", quiet=True)
+    optimizer = reference_optimizer(by_hand[2].parameters())
+    scheduler = reference_schedule(optimizer)
+    rates = []
+    for _ in range(stage.epochs):
+        for images, targets in batches:
+            loss = F.cross_entropy(by_hand(images), targets, label_smoothing=stage.label_smoothing)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    trained, expected = model.state_dict(), by_hand.state_dict()
+    assert all(torch.allclose(trained[name], expected[name], atol=1e-6) for name in expected)
+    assert torch.equal(trained["0.weight"], initial["0.weight"]) and torch.equal(trained["0.bias"], initial["0.bias"])
+    assert (trained["2.weight"] - initial["2.weight"]).abs().max() > 1e-3  # the trainable layer learned
+    assert history.column("learning_rate") == pytest.approx(rates, abs=1e-9) and history.column("epoch") == [1, 2]
+
+
+def test_fit_stage_continues_the_history_it_is_given() -> None:
+    model = nn.Linear(2, 2)
+    batches = TensorBatches(torch.randn(8, 2), torch.arange(8) % 2, 4)
+    stage = training.Stage(epochs=2, optimizer="sgd", lr=0.1)
+    first = training.fit_stage(model, batches, stage, device="cpu", quiet=True)
+    both = training.fit_stage(model, batches, stage, history=first, device="cpu", quiet=True)
+    assert len(first) == 2 and both.column("epoch") == [1, 2, 3, 4] and both.epochs[:2] == first.epochs
+
+
+class CountingFlatten(nn.Module):
+    """A frozen 'extractor' without parameters that counts the images it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images_seen = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.images_seen += len(images)
+        return images.flatten(1)
+
+
+def test_fit_head_on_features_runs_the_extractor_once_per_image_and_view_and_trains_on_all_views(capsys) -> None:
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(12, 1, 2, 2, generator=generator), torch.arange(12) % 2
+    val_images, val_labels = torch.randn(6, 1, 2, 2, generator=generator), torch.arange(6) % 2
+    views = [TensorBatches(images, labels, 5), TensorBatches(-images, labels, 5)]  # plain and a second view
+    extractor = CountingFlatten()
+    head = nn.Linear(4, 2)
+    frozen = training.Stage(epochs=1, optimizer="sgd", lr=0.0)  # the head stays as it is: its loss by hand
+    history = training.fit_head_on_features(
+        extractor, head, views, TensorBatches(val_images, val_labels), frozen, batch_size=8, device="cpu", quiet=True
+    )
+    assert extractor.images_seen == 2 * 12 + 6 and capsys.readouterr() == ("", "")
+    with torch.no_grad():
+        train_logits = head(torch.cat([images, -images]).flatten(1))
+        val_logits = head(val_images.flatten(1))
+    [record] = history.epochs
+    assert record.train_loss == pytest.approx(F.cross_entropy(train_logits, labels.repeat(2)).item(), rel=1e-5)
+    assert record.val_loss == pytest.approx(F.cross_entropy(val_logits, val_labels).item(), rel=1e-5)
+    assert record.val_accuracy == pytest.approx((val_logits.argmax(1) == val_labels).float().mean().item())
+
+    def trained_head(seed: int) -> tuple[torch.Tensor, History]:
+        torch.manual_seed(0)
+        head = nn.Linear(4, 2)
+        cosine = training.Stage(epochs=2, optimizer="sgd", lr=0.1, schedule="cosine")
+        history = training.fit_head_on_features(
+            CountingFlatten(), head, views, None, cosine, batch_size=8, seed=seed, device="cpu", quiet=True
+        )
+        return head.weight.detach().clone(), history
+
+    (first, history), (again, _), (other, _) = trained_head(1), trained_head(1), trained_head(2)
+    assert torch.equal(first, again) and not torch.equal(first, other)  # the seed orders the features
+    # 24 feature vectors in batches of 8: 3 steps per epoch, so the cosine is halfway after the first epoch
+    assert history.column("learning_rate") == pytest.approx([0.05, 0.0], abs=1e-9)
+    assert history.column("val_accuracy") == [None, None]
+
+
+# ----------------------------------------------------------------------------- peak memory
+
+
+class FakeStatus:
+    """Stands in for ``pathlib.Path``: ``/proc/self/status`` reads as ``text``, or fails when it is ``None``."""
+
+    text: str | None = None
+
+    def __init__(self, path: str) -> None:
+        assert path == "/proc/self/status"
+
+    def read_text(self) -> str:
+        if self.text is None:
+            raise OSError("no /proc here")
+        return self.text
+
+
+def test_peak_rss_is_the_kernels_high_water_mark_else_getrusage_else_none(monkeypatch) -> None:
+    import resource
+    import sys
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(training, "Path", FakeStatus)
+    monkeypatch.setattr(FakeStatus, "text", "Name:\tpython\nVmPeak:\t  999999 kB\nVmHWM:\t  204902 kB\nVmRSS:\t 1 kB\n")
+    assert training.peak_memory(torch.device("cpu")) == {"peak_rss_mb": 200.1, "peak_cuda_mb": None}
+    monkeypatch.setattr(FakeStatus, "text", None)  # not Linux: getrusage, in KiB, or in bytes on macOS
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=409702 if who == 0 else 1))
+    assert resource.RUSAGE_SELF == 0 and training._peak_rss_mb() == 400.1
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=419_535_258))
+    assert training._peak_rss_mb() == 400.1
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows has no resource module
+    assert training._peak_rss_mb() is None
+
+
+def test_peak_cuda_memory_is_reported_in_mb(monkeypatch) -> None:
+    asked = []
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: asked.append(device) or 3.25 * 2**20)
+    assert training.peak_memory(torch.device("cuda", 1))["peak_cuda_mb"] == 3.2  # rounded to 0.1 MB
+    assert asked == [torch.device("cuda", 1)]
+
+
+def test_peak_rss_grows_by_what_a_fresh_process_allocates() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy, torch\n"
+        "from cnn_study.training import peak_memory\n"
+        "before = peak_memory(torch.device('cpu'))['peak_rss_mb']\n"
+        "block = numpy.ones(40_000_000)  # 305.2 MB, every page written\n"
+        "print(peak_memory(torch.device('cpu'))['peak_rss_mb'] - before)\n"
+    )
+    grown = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert 295 < grown < 320
