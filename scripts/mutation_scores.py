@@ -2,7 +2,8 @@
 
 A mutant is caught when a test fails (killed) or times out with it. Mutants listed in
 ``tests/equivalent_mutants.txt`` (one name per line, then ``#`` and why it cannot be caught) change nothing
-observable and are left out of the score, as are mutants no test reaches (reported beside it).
+observable and are left out of the score. A mutant that no test reaches is a gap like a survivor: it counts
+against the score (and has its own column).
 
 Usage::
 
@@ -55,7 +56,7 @@ def main() -> None:
     print(f"{'module':<28}{'mutants':>8}{'caught':>8}{'survived':>9}{'no test':>8}{'equiv.':>7}{'score':>8}")
     for module, counts in sorted(by_module.items()):
         caught = sum(counts[status] for status in CAUGHT)
-        judged = sum(counts.values()) - counts["equivalent"] - counts["no tests"]
+        judged = sum(counts.values()) - counts["equivalent"]
         columns = f"{sum(counts.values()):>8}{caught:>8}{counts['survived']:>9}{counts['no tests']:>8}"
         print(f"{module:<28}{columns}{counts['equivalent']:>7}{caught / max(judged, 1):>8.1%}")
     if args.survivors:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from dataclasses import asdict
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -91,9 +95,11 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(request,
     with pytest.raises(KeyboardInterrupt):
         _train_lenet(train, 2, interrupt_in_epoch=2, checkpoint=checkpoint, model_name=model_name)
     assert len(load_checkpoint(checkpoint)["history"]["epochs"]) == 1
+    first_epoch = load_checkpoint(checkpoint)["history"]["epochs"][0]
     torch.manual_seed(1234)  # whatever the global generator holds now, resuming restores the checkpoint's
     resumed, resumed_history = _train_lenet(train, 2, checkpoint=checkpoint, resume=True, model_name=model_name)
     assert len(resumed_history) == 2
+    assert asdict(resumed_history.epochs[0]) == first_epoch  # epoch 1 was restored, not trained again
     for name, tensor in uninterrupted.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
     assert resumed_history.column("train_loss") == pytest.approx(full_history.column("train_loss"))
@@ -237,6 +243,59 @@ def test_device_override() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
             select_device("cuda")
+    with pytest.raises(ValueError, match=r"^Device meta is not available here; use 'auto' or 'cpu'\.$"):
+        select_device("meta")  # a device type the package does not train on
+
+
+def test_an_explicit_mps_device_is_used_where_apple_silicon_has_one(monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert select_device("mps") == torch.device("mps")
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_device_names_and_precisions_per_device(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU at {device}")
+    assert training.device_name(torch.device("cuda", 1)) == "GPU at cuda:1"
+    assert training.device_name(torch.device("mps")) == "mps"
+    cuda = training.mixed_precision(torch.device("cuda"))  # an autocast can be built without a GPU
+    assert (cuda.device, cuda.fast_dtype) == ("cuda", torch.bfloat16)
+    assert isinstance(training.mixed_precision(torch.device("cpu")), contextlib.nullcontext)
+    monkeypatch.setattr(training, "cpu_has_native_bfloat16", lambda: True)
+    cpu = training.extraction_precision(torch.device("cpu"))
+    assert (cpu.device, cpu.fast_dtype) == ("cpu", torch.bfloat16)
+    assert training.extraction_precision(torch.device("cuda")).device == "cuda"
+    assert isinstance(training.extraction_precision(torch.device("mps")), contextlib.nullcontext)
+    monkeypatch.setattr(training, "cpu_has_native_bfloat16", lambda: False)
+    assert isinstance(training.extraction_precision(torch.device("cpu")), contextlib.nullcontext)
+
+
+class FakeFile:
+    """Stands in for ``pathlib.Path`` of one file: reading ``path`` gives ``contents[path]``, or fails."""
+
+    contents: dict[str, str] = {}
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def read_text(self) -> str:
+        if self.path not in self.contents:
+            raise OSError(f"no {self.path} here")
+        return self.contents[self.path]
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "native"),
+    [
+        ("flags\t: fpu sse avx512f avx512_bf16 avx512_vnni", True),  # Cooper Lake, Zen 4
+        ("flags\t: fpu sse avx512f amx_bf16 amx_tile", True),  # Sapphire Rapids
+        ("flags\t: fpu sse avx2 avx512f avx512_vnni", False),
+        (None, False),  # no /proc/cpuinfo: not Linux
+    ],
+)
+def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch, cpuinfo, native) -> None:
+    monkeypatch.setattr(FakeFile, "contents", {} if cpuinfo is None else {"/proc/cpuinfo": cpuinfo})
+    monkeypatch.setattr(training, "Path", FakeFile)
+    assert training.cpu_has_native_bfloat16() is native
 
 
 @pytest.mark.parametrize(
@@ -322,6 +381,96 @@ def test_fit_shows_progress_unless_quiet(capsys) -> None:
     assert "epoch 1/2:" in shown.err and "batch/s" in shown.err  # the progress bar
     _frozen_fit(epochs=2, quiet=True)
     assert capsys.readouterr() == ("", "")
+
+
+def test_the_progress_bar_shows_the_running_loss_and_accuracy_every_20_batches_then_clears(capsys) -> None:
+    torch.manual_seed(0)
+    features, labels = torch.randn(50, 4), torch.arange(50) % 3
+    model = nn.Linear(4, 3)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)
+    fit(model, TensorBatches(features, labels, 2), epochs=1, optimizer=frozen, device="cpu")  # 25 batches
+    shown = capsys.readouterr()
+    with torch.no_grad():
+        logits = model(features)
+    losses, right = F.cross_entropy(logits, labels, reduction="none"), (logits.argmax(1) == labels).float()
+    after = (2, 42)  # images seen after batches 1 and 21, where the bar is updated
+    expected = [(f"{right[:seen].mean():.3f}", f"{losses[:seen].mean():.3f}") for seen in after]
+    assert re.findall(r"acc=([\d.]+), loss=([\d.]+)\]", shown.err) == expected
+    assert shown.err.endswith("\r") and "25/25" not in shown.err  # the bar is cleared, not left at 100%
+    line = f"epoch 1/1: train loss {losses.mean():.4f} acc {right.mean():.2%} ("  # no validation: no val part
+    assert shown.out.startswith(line) and re.fullmatch(r"\d+\.\d s\)\n", shown.out.removeprefix(line))
+
+
+def test_fit_leaves_the_cudnn_setting_alone_on_a_cpu_and_the_layout_of_a_loader_without_one() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    images, labels = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 0, 1])
+    benchmark = torch.backends.cudnn.benchmark
+    fit(model, TensorBatches(images, labels), epochs=1, optimizer=torch.optim.SGD(model.parameters()), quiet=True)
+    assert torch.backends.cudnn.benchmark == benchmark  # a CUDA setting, made only for CUDA runs
+    assert model[0].weight.is_contiguous()  # TensorBatches says nothing about channels-last: left as it was
+
+
+def test_a_run_without_schedule_or_loader_generator_resumes_exactly(tmp_path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(4, 3, generator=generator), torch.tensor([0, 1, 0, 1])) for _ in range(3)]
+
+    def run(epochs: int, loader=batches, **options) -> tuple[nn.Module, History]:
+        torch.manual_seed(1)
+        model = nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # momentum: state to restore
+        return model, fit(model, loader, epochs=epochs, optimizer=optimizer, device="cpu", quiet=True, **options)
+
+    uninterrupted, _ = run(3)
+    run(1, checkpoint=tmp_path / "run.pt")  # a list of batches: no generator to save
+    assert load_checkpoint(tmp_path / "run.pt")["rng"]["loader"] is None
+    resumed, history = run(3, checkpoint=tmp_path / "run.pt", resume=True)
+    assert torch.equal(resumed.weight, uninterrupted.weight) and len(history) == 3
+    run(1, checkpoint=tmp_path / "again.pt")
+    same_batches = TensorBatches(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]), 4)
+    resumed, _ = run(3, loader=same_batches, checkpoint=tmp_path / "again.pt", resume=True)  # it has a generator
+    assert torch.equal(resumed.weight, uninterrupted.weight)
+
+
+def test_resuming_into_another_model_names_the_checkpoint(tmp_path) -> None:
+    batches = TensorBatches(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    model = nn.Linear(3, 3)
+    fit(
+        model,
+        batches,
+        epochs=1,
+        optimizer=torch.optim.SGD(model.parameters()),
+        checkpoint=tmp_path / "run.pt",
+        quiet=True,
+    )
+    other = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=r"run\.pt does not fit this Linear: it holds 2 tensors"):
+        fit(
+            other,
+            batches,
+            epochs=2,
+            optimizer=torch.optim.SGD(other.parameters()),
+            checkpoint=tmp_path / "run.pt",
+            resume=True,
+            quiet=True,
+        )
+
+
+def test_a_checkpoint_needs_its_model_optimizer_and_history_and_nothing_more(tmp_path) -> None:
+    torch.save({"model": {}, "optimizer": {}, "history": {"epochs": []}}, tmp_path / "least.pt")
+    assert set(load_checkpoint(tmp_path / "least.pt")) == {"model", "optimizer", "history"}
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"junk\.pt is not a readable checkpoint"):
+        training.load_checkpoint_meta(tmp_path / "junk.pt")
+
+
+def test_tensor_batches_default_to_128_in_a_seeded_order() -> None:
+    inputs, labels = torch.arange(129.0), torch.arange(129)
+    assert [len(y) for _, y in TensorBatches(inputs, labels)] == [128, 1]
+    order = torch.cat([y for _, y in TensorBatches(inputs, labels, shuffle=True)])
+    assert torch.equal(order, torch.randperm(129, generator=torch.Generator().manual_seed(0)))  # seed 0
+    torch.manual_seed(5)  # the global generator plays no part
+    again = TensorBatches(inputs, labels, 50, shuffle=True, seed=0)
+    assert torch.equal(torch.cat([y for _, y in again]), order)
 
 
 def test_fit_saves_its_meta_and_starts_afresh_unless_told_to_resume(tmp_path) -> None:
@@ -601,29 +750,16 @@ def test_fit_head_on_features_runs_the_extractor_once_per_image_and_view_and_tra
 # ----------------------------------------------------------------------------- peak memory
 
 
-class FakeStatus:
-    """Stands in for ``pathlib.Path``: ``/proc/self/status`` reads as ``text``, or fails when it is ``None``."""
-
-    text: str | None = None
-
-    def __init__(self, path: str) -> None:
-        assert path == "/proc/self/status"
-
-    def read_text(self) -> str:
-        if self.text is None:
-            raise OSError("no /proc here")
-        return self.text
-
-
 def test_peak_rss_is_the_kernels_high_water_mark_else_getrusage_else_none(monkeypatch) -> None:
     import resource
     import sys
     from types import SimpleNamespace
 
-    monkeypatch.setattr(training, "Path", FakeStatus)
-    monkeypatch.setattr(FakeStatus, "text", "Name:\tpython\nVmPeak:\t  999999 kB\nVmHWM:\t  204902 kB\nVmRSS:\t 1 kB\n")
+    monkeypatch.setattr(training, "Path", FakeFile)
+    status = "Name:\tpython\nVmPeak:\t  999999 kB\nVmHWM:\t  204902 kB\nVmRSS:\t 1 kB\n"
+    monkeypatch.setattr(FakeFile, "contents", {"/proc/self/status": status})
     assert training.peak_memory(torch.device("cpu")) == {"peak_rss_mb": 200.1, "peak_cuda_mb": None}
-    monkeypatch.setattr(FakeStatus, "text", None)  # not Linux: getrusage, in KiB, or in bytes on macOS
+    monkeypatch.setattr(FakeFile, "contents", {})  # not Linux: getrusage, in KiB, or in bytes on macOS
     monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=409702 if who == 0 else 1))
     assert resource.RUSAGE_SELF == 0 and training._peak_rss_mb() == 400.1
     monkeypatch.setattr(sys, "platform", "darwin")
