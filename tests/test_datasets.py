@@ -326,11 +326,13 @@ def test_inference_batches_hold_a_fixed_budget_of_pixels() -> None:
     ]
     assert inference_batch_size((3, 224, 224), "cuda") == 163 and inference_batch_size((3, 224, 224), "mps") == 10
     assert inference_batch_size((1, 28, 28), limit=64) == 64 and inference_batch_size((3, 2000, 2000)) == 1
+    assert inference_batch_size((3, 100, 200)) == 25  # height times width
 
 
 def test_training_micro_batches_hold_eight_224_pixel_photos_on_a_cpu_and_whole_batches_on_cuda() -> None:
     sizes = ((3, 224, 224), (3, 150, 150), (3, 32, 32), (3, 1000, 1000))
     assert [training_micro_batch_size(size) for size in sizes] == [8, 17, 392, 1]
+    assert training_micro_batch_size((3, 112, 448)) == 8  # height times width
     assert (
         training_micro_batch_size((3, 224, 224), "mps") == 8 and training_micro_batch_size((3, 32, 32), "cuda") is None
     )
@@ -368,6 +370,8 @@ def test_for_model_trains_with_the_shuffle_augmentation_and_seed_it_is_given() -
     for (images, labels), (expected, expected_labels) in zip(loader, reference, strict=True):
         assert torch.equal(images, expected) and torch.equal(labels, expected_labels)
     assert not torch.equal(torch.cat([y for _, y in loader]), data.labels)  # shuffled
+    by_default = BatchLoader.for_model(data, fed, 4, shuffle=True)
+    assert torch.equal(next(iter(by_default))[1], next(iter(BatchLoader(data, 4, shuffle=True, seed=0)))[1])
 
 
 def test_image_data_rejects_inconsistent_input() -> None:

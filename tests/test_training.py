@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -403,8 +404,8 @@ def test_the_progress_bar_shows_the_running_loss_and_accuracy_every_20_batches_t
 
 
 def test_fit_leaves_the_cudnn_setting_alone_on_a_cpu_and_the_layout_of_a_loader_without_one() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
-    images, labels = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 0, 1])
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    images, labels = torch.randn(4, 3, 4, 4), torch.tensor([0, 1, 0, 1])
     benchmark = torch.backends.cudnn.benchmark
     fit(model, TensorBatches(images, labels), epochs=1, optimizer=torch.optim.SGD(model.parameters()), quiet=True)
     assert torch.backends.cudnn.benchmark == benchmark  # a CUDA setting, made only for CUDA runs
@@ -430,6 +431,26 @@ def test_a_run_without_schedule_or_loader_generator_resumes_exactly(tmp_path) ->
     same_batches = TensorBatches(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]), 4)
     resumed, _ = run(3, loader=same_batches, checkpoint=tmp_path / "again.pt", resume=True)  # it has a generator
     assert torch.equal(resumed.weight, uninterrupted.weight)
+
+
+def test_a_schedule_is_restored_only_where_the_checkpoint_and_the_resumed_run_both_have_one(tmp_path) -> None:
+    batches = TensorBatches(torch.randn(8, 3), torch.arange(8) % 2, 4)
+
+    def run(epochs: int, checkpoint: str, scheduled: bool, resume: bool = False) -> list[float]:
+        model = nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=6) if scheduled else None
+        options = {"checkpoint": tmp_path / checkpoint, "resume": resume, "quiet": True}
+        return fit(model, batches, epochs=epochs, optimizer=optimizer, scheduler=scheduler, **options).column(
+            "learning_rate"
+        )
+
+    run(1, "scheduled.pt", scheduled=True)
+    kept = pytest.approx([0.075, 0.075], abs=1e-9)  # resumed without one: the optimizer keeps its last rate
+    assert run(3, "scheduled.pt", scheduled=False, resume=True)[1:] == kept
+    run(1, "constant.pt", scheduled=False)
+    halfway_from_the_start = pytest.approx([0.075, 0.025], abs=1e-9)  # the cosine starts anew
+    assert run(3, "constant.pt", scheduled=True, resume=True)[1:] == halfway_from_the_start
 
 
 def test_resuming_into_another_model_names_the_checkpoint(tmp_path) -> None:
@@ -576,15 +597,15 @@ def test_micro_batches_take_the_same_step_as_whole_batches() -> None:
 @pytest.mark.parametrize(
     ("name", "kind", "expected"),
     [
-        ("adam", torch.optim.Adam, {"lr": 0.01, "weight_decay": 0.001}),
-        ("adamw", torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.001}),
-        ("sgd", torch.optim.SGD, {"lr": 0.01, "weight_decay": 0.001, "momentum": 0.8, "nesterov": True}),
-        ("rmsprop", torch.optim.RMSprop, {"lr": 0.01, "weight_decay": 0.001, "momentum": 0}),  # as Keras: none
+        ("adam", torch.optim.Adam, {"lr": 0.02, "weight_decay": 0.001}),
+        ("adamw", torch.optim.AdamW, {"lr": 0.02, "weight_decay": 0.001}),
+        ("sgd", torch.optim.SGD, {"lr": 0.02, "weight_decay": 0.001, "momentum": 0.8, "nesterov": True}),
+        ("rmsprop", torch.optim.RMSprop, {"lr": 0.02, "weight_decay": 0.001, "momentum": 0}),  # as Keras: none
     ],
 )
 def test_make_optimizer_builds_the_named_optimizer_with_its_settings(name, kind, expected) -> None:
     parameter = nn.Parameter(torch.zeros(3))
-    optimizer = training.make_optimizer(name, [parameter], 0.01, momentum=0.8, nesterov=True, weight_decay=0.001)
+    optimizer = training.make_optimizer(name, [parameter], 0.02, momentum=0.8, nesterov=True, weight_decay=0.001)
     [group] = optimizer.param_groups
     assert type(optimizer) is kind and group["params"] == [parameter]
     assert {key: group[key] for key in expected} == expected
@@ -732,20 +753,41 @@ def test_fit_head_on_features_runs_the_extractor_once_per_image_and_view_and_tra
     assert record.val_loss == pytest.approx(F.cross_entropy(val_logits, val_labels).item(), rel=1e-5)
     assert record.val_accuracy == pytest.approx((val_logits.argmax(1) == val_labels).float().mean().item())
 
-    def trained_head(seed: int) -> tuple[torch.Tensor, History]:
-        torch.manual_seed(0)
-        head = nn.Linear(4, 2)
-        cosine = training.Stage(epochs=2, optimizer="sgd", lr=0.1, schedule="cosine")
-        history = training.fit_head_on_features(
-            CountingFlatten(), head, views, None, cosine, batch_size=8, seed=seed, device="cpu", quiet=True
-        )
-        return head.weight.detach().clone(), history
+    torch.manual_seed(0)
+    head, by_hand = nn.Linear(4, 2), nn.Linear(4, 2)
+    by_hand.load_state_dict(head.state_dict())
+    cosine = training.Stage(epochs=2, optimizer="sgd", lr=0.1, schedule="cosine")
+    options = {"device": "cpu", "quiet": True}
+    history = training.fit_head_on_features(CountingFlatten(), head, views, None, cosine, batch_size=8, **options)
+    features = torch.cat([images, -images]).flatten(1)
+    shuffled = TensorBatches(features, labels.repeat(2), 8, shuffle=True, seed=0)  # the default seed
+    expected = training.fit_stage(by_hand, shuffled, cosine, **options)
+    assert torch.equal(head.weight, by_hand.weight) and torch.equal(head.bias, by_hand.bias)
+    assert history.column("train_loss") == expected.column("train_loss") and history.column("val_loss") == [None] * 2
 
-    (first, history), (again, _), (other, _) = trained_head(1), trained_head(1), trained_head(2)
-    assert torch.equal(first, again) and not torch.equal(first, other)  # the seed orders the features
-    # 24 feature vectors in batches of 8: 3 steps per epoch, so the cosine is halfway after the first epoch
-    assert history.column("learning_rate") == pytest.approx([0.05, 0.0], abs=1e-9)
-    assert history.column("val_accuracy") == [None, None]
+
+def test_fit_head_on_features_passes_on_checkpoints_and_shows_progress_unless_quiet(tmp_path, capsys, monkeypatch):
+    views = [TensorBatches(torch.randn(8, 1, 2, 2), torch.arange(8) % 2)]
+    validation = TensorBatches(torch.randn(4, 1, 2, 2), torch.arange(4) % 2)
+    stage = training.Stage(epochs=1, optimizer="sgd", lr=0.1)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # where tqdm would draw (quiet=None draws here)
+    training.fit_head_on_features(
+        CountingFlatten(), nn.Linear(4, 2), views, validation, stage, batch_size=4, quiet=True
+    )
+    assert capsys.readouterr() == ("", "")
+    training.fit_head_on_features(
+        CountingFlatten(),
+        nn.Linear(4, 2),
+        views,
+        validation,
+        stage,
+        batch_size=4,
+        checkpoint=tmp_path / "head.pt",
+        meta={"run": "head"},
+    )
+    shown = capsys.readouterr()
+    assert shown.out.startswith("epoch 1/1: train loss") and "extracting features" in shown.err
+    assert load_checkpoint(tmp_path / "head.pt")["meta"] == {"run": "head"}
 
 
 # ----------------------------------------------------------------------------- peak memory
@@ -757,15 +799,15 @@ def test_peak_rss_is_the_kernels_high_water_mark_else_getrusage_else_none(monkey
     from types import SimpleNamespace
 
     monkeypatch.setattr(training, "Path", FakeFile)
-    status = "Name:\tpython\nVmPeak:\t  999999 kB\nVmHWM:\t  204902 kB\nVmRSS:\t 1 kB\n"
+    status = "Name:\tpython\nVmPeak:\t  999999 kB\nVmHWM:\t  204851 kB\nVmRSS:\t 1 kB\n"
     monkeypatch.setattr(FakeFile, "contents", {"/proc/self/status": status})
-    assert training.peak_memory(torch.device("cpu")) == {"peak_rss_mb": 200.1, "peak_cuda_mb": None}
+    assert training.peak_memory(torch.device("cpu")) == {"peak_rss_mb": 200.0, "peak_cuda_mb": None}  # to 0.1 MB
     monkeypatch.setattr(FakeFile, "contents", {})  # not Linux: getrusage, in KiB, or in bytes on macOS
-    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=409702 if who == 0 else 1))
-    assert resource.RUSAGE_SELF == 0 and training._peak_rss_mb() == 400.1
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=409651 if who == 0 else 1))
+    assert resource.RUSAGE_SELF == 0 and training._peak_rss_mb() == 400.0
     monkeypatch.setattr(sys, "platform", "darwin")
-    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=419_535_258))
-    assert training._peak_rss_mb() == 400.1
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=419_482_619))
+    assert training._peak_rss_mb() == 400.0
     monkeypatch.setitem(sys.modules, "resource", None)  # Windows has no resource module
     assert training._peak_rss_mb() is None
 
