@@ -83,6 +83,19 @@ def test_cutout_blanks_exactly_one_square_of_the_documented_size_with_zero() -> 
     assert sum(int(mask.sum()) == size * size for mask in blank) > 200
 
 
+def test_cutout_centres_its_square_on_a_uniformly_drawn_pixel() -> None:
+    size, side, n = 8, 32, 4000
+    blank = Cutout(size)(torch.ones(n, 1, side, side), seeded())[:, 0] == 0
+    # The documented square: rows centre - size // 2 up to centre - size // 2 + size, clipped, the centre
+    # uniform over the rows; the mean blanked row over every centre, weighting each by its blanked rows.
+    spans = [range(max(0, centre - size // 2), min(side, centre - size // 2 + size)) for centre in range(side)]
+    expected = sum(sum(span) for span in spans) / sum(len(span) for span in spans)  # 15.27: 4 rows up, 3 down
+    positions = torch.arange(side, dtype=torch.float32)
+    mean_row = (blank.sum(2) * positions).sum() / blank.sum()
+    mean_col = (blank.sum(1) * positions).sum() / blank.sum()
+    assert abs(mean_row - expected) < 0.3 and abs(mean_col - expected) < 0.3  # 4,000 squares: error about 0.1
+
+
 def _affine_parameters(n: int, augmentation: ShearZoomFlip, generator: torch.Generator):
     """The shear, scale and mirror factor of each image, drawn in the order `ShearZoomFlip` documents."""
     shear = _uniform(n, -augmentation.shear, augmentation.shear, generator, torch.device("cpu"))
@@ -116,6 +129,11 @@ def test_shear_zoom_flip_moves_a_marked_pixel_where_its_affine_map_says() -> Non
     assert torch.all((found_row - expected_row).abs() < 0.5), (found_row - expected_row).abs().max()
     assert torch.all((found_col - expected_col).abs() < 0.5), (found_col - expected_col).abs().max()
     assert (mirror < 0).any() and (mirror > 0).any() and (scale > 1).any() and (scale < 1).any()
+
+
+def test_shear_zoom_flip_repeats_the_border_where_it_zooms_out() -> None:
+    constant = torch.full((16, 3, 20, 20), 5.0)  # Keras' fill_mode="nearest": no black (zero) corners
+    assert torch.allclose(ShearZoomFlip(shear=0.3, zoom=0.5)(constant, seeded()), constant)
 
 
 def test_shear_zoom_flip_without_shear_zoom_or_flip_is_the_identity() -> None:

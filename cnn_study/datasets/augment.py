@@ -13,7 +13,6 @@ cutout fill with the dataset mean, not with black.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -127,8 +126,3 @@ class Cutout:
         xs = torch.arange(width, device=batch.device)[None, None, :]
         inside = (ys >= top) & (ys < top + self.size) & (xs >= left) & (xs < left + self.size)  # N x H x W
         return batch.masked_fill(inside[:, None], 0.0)
-
-
-def degrees_to_shear(degrees: float) -> float:
-    """Convert a shear angle in degrees (newer Keras) to the shear factor used by `ShearZoomFlip`."""
-    return math.tan(math.radians(degrees))
