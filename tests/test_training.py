@@ -391,7 +391,8 @@ def test_fit_leaves_the_cudnn_setting_alone_on_a_cpu_and_the_layout_of_a_loader_
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(8, 2))
     images, labels = torch.randn(4, 3, 4, 4), torch.tensor([0, 1, 0, 1])
     benchmark = torch.backends.cudnn.benchmark
-    fit(model, TensorBatches(images, labels), epochs=1, optimizer=torch.optim.SGD(model.parameters()), quiet=True)
+    optimizer = torch.optim.SGD(model.parameters())
+    fit(model, TensorBatches(images, labels), epochs=1, optimizer=optimizer, device="cpu", quiet=True)
     assert torch.backends.cudnn.benchmark == benchmark  # a CUDA setting, made only for CUDA runs
     assert model[0].weight.is_contiguous()  # TensorBatches says nothing about channels-last: left as it was
 
@@ -569,7 +570,7 @@ def test_micro_batches_take_the_same_step_as_whole_batches() -> None:
         ("adam", torch.optim.Adam, {"lr": 0.02, "weight_decay": 0.001}),
         ("adamw", torch.optim.AdamW, {"lr": 0.02, "weight_decay": 0.001}),
         ("sgd", torch.optim.SGD, {"lr": 0.02, "weight_decay": 0.001, "momentum": 0.8, "nesterov": True}),
-        ("rmsprop", torch.optim.RMSprop, {"lr": 0.02, "weight_decay": 0.001, "momentum": 0}),  # as Keras: none
+        ("rmsprop", torch.optim.RMSprop, {"lr": 0.02, "weight_decay": 0.001, "momentum": 0}),  # as Keras's
     ],
 )
 def test_make_optimizer_builds_the_named_optimizer_with_its_settings(name, kind, expected) -> None:
