@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import tqdm
 from torch import nn
 
 from cnn_study import training
@@ -369,7 +370,9 @@ def test_fit_shows_progress_unless_quiet(capsys) -> None:
     assert capsys.readouterr() == ("", "")
 
 
-def test_the_progress_bar_shows_the_running_loss_and_accuracy_every_20_batches_then_clears(capsys) -> None:
+def test_the_progress_bar_shows_the_running_loss_and_accuracy_every_20_batches_then_clears(capsys, monkeypatch) -> None:
+    # tqdm also redraws by its clock (every 0.1 s): stopped here, the bar shows only what fit writes into it
+    monkeypatch.setattr(tqdm.std, "time", lambda: 0.0)
     torch.manual_seed(0)
     features, labels = torch.randn(50, 4), torch.arange(50) % 3
     model = nn.Linear(4, 3)
