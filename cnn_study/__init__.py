@@ -9,6 +9,7 @@ The package is organised the way the data flows:
   writes trained-model files;
 * `cnn_study.training` fits and evaluates any model on any loader, one `Stage`
   at a time;
+* `cnn_study.distributed` lets `training` run on the processes ``torchrun`` starts;
 * `cnn_study.recipes` holds the nine experiments as data, and the study's numbers;
 * `cnn_study.experiments` runs a recipe (`run`) and writes its results folder;
 * `cnn_study.results` reads, checks and tabulates results folders;

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from torch import nn
 
-from . import __version__
+from . import __version__, distributed
 from ._messages import command_line_messages
 from .datasets import DATASETS, BatchLoader
 from .experiments import run
@@ -71,6 +71,8 @@ def command_run(args: argparse.Namespace) -> None:
         quiet=args.quiet,
         compile_model=args.compile,
     )
+    if not distributed.is_main():  # under torchrun: the main rank reports for all
+        return
     metrics = result.metrics
     quick = ", quick" if args.quick else ""
     print(f"\n{recipe.title} ({recipe.recipe}{quick}): {metrics['model']} on {metrics['device']}")
@@ -243,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ncnn-study: interrupted. {_how_to_continue(args, argv)}", file=sys.stderr)
         return 130
+    except distributed.StoppedWithMainRank:
+        return 1  # a rank of a torchrun launch, whose main rank has printed why
     except EXPECTED_ERRORS as error:
         if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             traceback.print_exc()

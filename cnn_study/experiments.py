@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import platform
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__, visualize
+from . import __version__, distributed, visualize
 from ._messages import option
 from .datasets import DATASETS, BatchLoader, ImageData, TrainTest, training_micro_batch_size
 from .datasets.loader import Augmentation
@@ -177,14 +178,19 @@ def run(
         "quick": quick,
         "recipe_settings": recipe.settings(),
     }
-    with folder_lock(out_dir):
-        _prepare_results_folder(out_dir, settings, resume=resume, overwrite=overwrite)
-        device = select_device(device)
+    device = select_device(device)
+    with distributed.process_group(device) as device, _main_rank_holds(folder_lock(out_dir)):
+        distributed.on_main_rank(
+            partial(_prepare_results_folder, out_dir, settings, resume=resume, overwrite=overwrite)
+        )
         if compile_model is None:
             compile_model = compiles_by_default(recipe, device, quick)
         seed_everything(recipe.seed)
-        model = create_model(model_name, **recipe.model_kwargs)
-        data = TrainTest(*(data or _load_data(recipe, data_root, quick, download)))
+        # the main rank first: it downloads and caches, and it alone reports a missing dataset or weights file
+        model = distributed.main_rank_first(partial(create_model, model_name, **recipe.model_kwargs))
+        data = TrainTest(
+            *(data or distributed.main_rank_first(partial(_load_data, recipe, data_root, quick, download)))
+        )
         return _train_and_report(
             recipe,
             model,
@@ -199,8 +205,14 @@ def run(
         )
 
 
+def _main_rank_holds(lock: contextlib.AbstractContextManager) -> contextlib.AbstractContextManager:
+    """``lock`` on the main rank, which alone writes the results folder; nothing on the other ranks."""
+    return lock if distributed.is_main() else contextlib.nullcontext()
+
+
 def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
-    """Refuse to replace a run silently, or to resume one with other settings; clear the folder for a new run."""
+    """Refuse to replace a run silently, or to resume one with other settings or another number of
+    processes; clear the folder for a new run."""
     finished = (out_dir / "metrics.json").is_file()
     checkpoint = out_dir / CHECKPOINTS[0]
     if resume:
@@ -209,7 +221,15 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
                 f"Nothing to resume in {out_dir}: it holds no {checkpoint.name}. "
                 f"Start the run without {option('resume')}."
             )
-        differences = _settings_differences(load_checkpoint_meta(checkpoint).get("settings", {}), settings)
+        recorded = load_checkpoint_meta(checkpoint)
+        started_with = recorded.get("world_size", 1)
+        if started_with != distributed.world_size():
+            launch = f"torchrun --nproc-per-node {started_with} -m cnn_study" if started_with > 1 else "cnn-study"
+            raise ValueError(
+                f"The run in {out_dir} was trained by {started_with} process(es) and this call has "
+                f"{distributed.world_size()}; resume it as it was started: {launch} run ... {option('resume')}."
+            )
+        differences = _settings_differences(recorded.get("settings", {}), settings)
         if differences:
             raise ValueError(
                 f"Cannot resume the run in {out_dir} with other settings than it was started with: "
@@ -277,6 +297,7 @@ def _train_and_report(
         "mean": list(spec.mean or train_data.mean),
         "std": list(spec.std or train_data.std),
         "device": device_name(device),
+        "world_size": distributed.world_size(),  # resume refuses another number of processes
         "settings": settings,  # what the run was started with: resume refuses other settings
     }
     fit_options = {"device": device, "resume": resume, "meta": meta, "quiet": quiet, "compile_model": compile_model}
@@ -348,6 +369,7 @@ def _train_and_report(
         "seed_reported": recipe.study_reported,
         "seed": recipe.seed,
         "device": device_name(device),
+        "world_size": distributed.world_size(),  # processes that trained together (torchrun), each on `device`
         "compiled": compile_model,
         "torch": torch.__version__,
         "cnn_study": __version__,
@@ -368,10 +390,11 @@ def _train_and_report(
         test_mirror=recipe.test_mirror,  # test_accuracy averaged each image with its mirror image
         recipe=f"{command} ({len(history)} epochs{', quick' if quick else ''})",
     )
-    save_trained_model(model, model_meta, out_dir / "model.pt")
-    atomic_json_dump(history.to_dict(), out_dir / "history.json")
-    _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})")
-    atomic_json_dump(metrics, out_dir / "metrics.json")  # last: a folder with metrics holds the whole run
+    if distributed.is_main():  # the other ranks of a torchrun launch have trained the same model
+        save_trained_model(model, model_meta, out_dir / "model.pt")
+        atomic_json_dump(history.to_dict(), out_dir / "history.json")
+        _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})")
+        atomic_json_dump(metrics, out_dir / "metrics.json")  # last: a folder with metrics holds the whole run
     return RunResult(model, history, metrics, out_dir, test_loader)
 
 

@@ -176,10 +176,16 @@ def record_unfinished_runs(folder: str | Path) -> list[Path]:
     return recorded
 
 
+def _device_cell(metrics: dict[str, Any]) -> str:
+    """The device, with the number of processes that trained on one each when there were several."""
+    processes = metrics.get("world_size", 1)  # runs made before it was recorded had one
+    return f"{processes} x {metrics['device']}" if processes > 1 else metrics["device"]
+
+
 def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str:
-    """A table of runs: experiment, the study's number (`STUDY_REPORTED`), ours, recipe, model, epochs, device,
-    wall time and peak memory (what a machine needs to repeat the run: the process's peak RSS, or GPU
-    memory on CUDA; ``-`` for runs made before it was recorded).
+    """A table of runs: experiment, the study's number (`STUDY_REPORTED`), ours, recipe, model, epochs, device
+    (``2 x cuda``: two processes under ``torchrun``), wall time and peak memory (what a machine needs to repeat
+    the run: the process's peak RSS, or GPU memory on CUDA; ``-`` for runs made before it was recorded).
 
     Args:
         results: Metrics dicts, as returned by `load_results`.
@@ -189,11 +195,12 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
         >>> print(format_results([{"experiment": 3, "name": "lenet5", "test_accuracy": 0.9949, "recipe": "improved",
         ...     "quick": False, "model": "lenet5", "epochs": 20, "device": "cpu", "wall_seconds": 272.4,
         ...     "peak_rss_mb": 1180.0}, {"experiment": 7, "name": "resnet", "test_accuracy": None, "recipe": "improved",
-        ...     "quick": False, "model": "resnet20", "epochs": 66, "epochs_planned": 100, "device": "cuda"}]))
-        #  experiment  study reported  ours (test)  recipe    model     epochs     device  time     memory
-        -  ----------  --------------  -----------  --------  --------  ---------  ------  -------  ------
-        3  lenet5      99.03% test     99.49%       improved  lenet5    20         cpu     4.5 min  1.2 GB
-        7  resnet      not reported    unfinished   improved  resnet20  66 of 100  cuda    -        -
+        ...     "quick": False, "model": "resnet20", "epochs": 66, "epochs_planned": 100, "device": "cuda",
+        ...     "world_size": 2}]))
+        #  experiment  study reported  ours (test)  recipe    model     epochs     device    time     memory
+        -  ----------  --------------  -----------  --------  --------  ---------  --------  -------  ------
+        3  lenet5      99.03% test     99.49%       improved  lenet5    20         cpu       4.5 min  1.2 GB
+        7  resnet      not reported    unfinished   improved  resnet20  66 of 100  2 x cuda  -        -
     """
     header = [
         "#",
@@ -216,7 +223,7 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
             m["recipe"] + (" (quick)" if m["quick"] else ""),
             m["model"],
             _epochs_cell(m),
-            m["device"],
+            _device_cell(m),
             _time_cell(run_seconds(m)),
             _memory_cell(m),
         ]

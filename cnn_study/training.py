@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .files import atomic_torch_save, load_model_state, safe_torch_load
 
 
@@ -282,6 +283,9 @@ def evaluate(
 ) -> Evaluation:
     """Compute loss, accuracy and predictions of ``model`` over ``loader``, in eval mode.
 
+    Under ``torchrun`` (`cnn_study.distributed`) every rank must call it: the ranks share the batches
+    out (batch ``i`` to rank ``i % world_size``) and every rank returns the whole evaluation.
+
     Args:
         model: The classifier.
         loader: Batches of ``(images, labels)``.
@@ -292,25 +296,26 @@ def evaluate(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total_loss, outputs, targets = 0.0, [], []
-    for images, labels in loader:
+    evaluated = []  # (logits, labels) of each batch this rank evaluates
+    for index, (images, labels) in enumerate(loader):
+        if index % distributed.world_size() != distributed.rank():
+            continue
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with mixed_precision(device):
             logits = model(images)
             if average_mirror:
                 logits = (logits + model(images.flip(3))) / 2
-        loss, _ = loss_and_predictions(logits.float(), labels)
-        total_loss += loss.item() * len(labels)
-        outputs.append(logits.float().cpu())
-        targets.append(labels.cpu())
+        evaluated.append((logits.float().cpu(), labels.cpu()))
     model.train(was_training)
-    if not outputs:
+    evaluated = distributed.gather_batches(evaluated)
+    if not evaluated:
         raise ValueError("loader yielded no batches: evaluate needs at least one image.")
-    logits, labels = torch.cat(outputs), torch.cat(targets)
+    logits, labels = (torch.cat(parts) for parts in zip(*evaluated))
+    loss, _ = loss_and_predictions(logits, labels)
     probabilities = class_probabilities(logits)
     predictions = probabilities.argmax(1)
     return Evaluation(
-        loss=total_loss / len(labels),
+        loss=loss.item(),
         accuracy=(predictions == labels).float().mean().item(),
         predictions=predictions,
         labels=labels,
@@ -329,6 +334,9 @@ def save_checkpoint(
 ) -> Path:
     """Write everything needed to resume training, atomically (temporary file, then rename).
 
+    Under ``torchrun`` every rank must call it (each rank's random state is saved, for its dropout);
+    the main rank alone writes.
+
     Args:
         path: Checkpoint file.
         model: The model being trained.
@@ -339,19 +347,24 @@ def save_checkpoint(
         meta: Extra JSON-like information (model name, classes, normalisation).
     """
     generator = getattr(loader, "generator", None)
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "history": history.to_dict(),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "loader": generator.get_state() if generator is not None else None,
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "meta": meta or {},
-    }
-    return atomic_torch_save(state, path)
+    torch_by_rank = distributed.gather_objects(torch.get_rng_state())
+    if distributed.is_main():
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "history": history.to_dict(),
+            "rng": {
+                "torch": torch_by_rank[0],
+                "torch_by_rank": torch_by_rank,
+                "loader": generator.get_state() if generator is not None else None,
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "meta": meta or {},
+        }
+        atomic_torch_save(state, path)
+    distributed.barrier()  # once it returns, every rank sees the checkpoint (a rank that resumes reads it)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -406,6 +419,10 @@ def fit(
     continues from that checkpoint; on the CPU the result is bit-identical to
     a run that was never interrupted.
 
+    Under ``torchrun`` (`cnn_study.distributed`) every rank calls ``fit`` with the same loader: each
+    trains on its share of every batch through DistributedDataParallel, the epoch's numbers are summed
+    over all ranks, and the main rank alone shows progress and writes the checkpoint.
+
     Args:
         model: The classifier (moved to ``device``).
         train_loader: Training batches; shuffling should come from a seeded generator.
@@ -437,35 +454,52 @@ def fit(
     history = History()
     if resume and checkpoint is not None and Path(checkpoint).is_file():
         history = _restore(Path(checkpoint), model, optimizer, scheduler, train_loader)
-    forward = compile_for_training(model, device) if compile_model else model
+    elif distributed.active():  # the ranks' dropout draws differ from here on (a resumed run restores each one's)
+        torch.manual_seed(int(torch.randint(2**62, ())) + distributed.rank())
+    trained = distributed.data_parallel(model, device)
+    forward = compile_for_training(trained, device) if compile_model else trained
+    ranks = distributed.world_size()
+    quiet = quiet or not distributed.is_main()
 
     for epoch in range(len(history) + 1, epochs + 1):
         model.train()
         started = time.perf_counter()
-        total_loss, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        totals = torch.zeros(3, device=device)  # summed loss, right answers and images of this rank
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=quiet, unit="batch")
         for step, (images, labels) in enumerate(bar):
+            batch_size = len(labels)  # of the whole batch: each rank weights its share's loss by its part
+            if batch_size < ranks:  # too few images to give each rank one: skipped by every rank alike
+                continue
+            images, labels = distributed.shard(images), distributed.shard(labels)
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             chunk = micro_batch_size or len(labels)
-            for chunk_images, chunk_labels in zip(images.split(chunk), labels.split(chunk)):
-                with mixed_precision(device):
-                    logits = forward(chunk_images)
-                loss, predictions = loss_and_predictions(logits.float(), chunk_labels, label_smoothing)
-                (loss * (len(chunk_labels) / len(labels))).backward()  # the batch's mean loss, chunk by chunk
-                total_loss += loss.detach() * len(chunk_labels)
-                correct += (predictions == chunk_labels).sum()
+            chunks = list(zip(images.split(chunk), labels.split(chunk)))
+            for number, (chunk_images, chunk_labels) in enumerate(chunks, start=1):
+                # DistributedDataParallel averages the ranks' gradients in the backward pass of the last chunk
+                synchronised = ranks == 1 or number == len(chunks)
+                with contextlib.nullcontext() if synchronised else trained.no_sync():
+                    with mixed_precision(device):
+                        logits = forward(chunk_images)
+                    loss, predictions = loss_and_predictions(logits.float(), chunk_labels, label_smoothing)
+                    # the batch's mean loss, chunk by chunk; times the ranks, whose gradients are averaged
+                    (loss * (len(chunk_labels) * ranks / batch_size)).backward()
+                totals[0] += loss.detach() * len(chunk_labels)
+                totals[1] += (predictions == chunk_labels).sum()
+                totals[2] += len(chunk_labels)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            seen += len(labels)
             if not quiet and step % 20 == 0:  # reading the numbers waits for the device: not every step
-                bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+                total_loss, correct, seen = totals.tolist()
+                bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        distributed.broadcast_buffers(model)  # one set of batch-norm statistics to evaluate and save
+        total_loss, correct, seen = distributed.sum_across_ranks(totals).tolist()
         validation = evaluate(model, val_loader, device) if val_loader is not None else None
         record = EpochRecord(
             epoch=epoch,
-            train_loss=total_loss.item() / seen,
-            train_accuracy=correct.item() / seen,
+            train_loss=total_loss / seen,
+            train_accuracy=correct / seen,
             val_loss=validation.loss if validation else None,
             val_accuracy=validation.accuracy if validation else None,
             learning_rate=optimizer.param_groups[0]["lr"],
@@ -495,7 +529,13 @@ def _restore(
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
+    by_rank = state["rng"].get("torch_by_rank") or [state["rng"]["torch"]]
+    if len(by_rank) != distributed.world_size():
+        raise ValueError(
+            f"{path} was written by a run of {len(by_rank)} process(es), and this one has "
+            f"{distributed.world_size()}; resume it with as many (torchrun --nproc-per-node {len(by_rank)})."
+        )
+    torch.set_rng_state(by_rank[distributed.rank()])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     generator = getattr(loader, "generator", None)
