@@ -30,7 +30,7 @@ from .experiments import run
 from .models import TransferClassifier, get_model_info, is_transfer_model, list_models, load_trained_model, summary
 from .recipes import BACKBONES, RECIPES, experiments_using, get_recipe, list_experiments
 from .results import PUBLISHED_RESULTS, export_weights, format_results, results_folder, scan_results
-from .training import evaluate, extraction_precision, select_device
+from .training import PRECISIONS, evaluate, extraction_precision, select_device
 
 
 def _percent(value: float | None) -> str:
@@ -70,6 +70,7 @@ def command_run(args: argparse.Namespace) -> None:
         download=args.download,
         quiet=args.quiet,
         compile_model=args.compile,
+        precision=args.precision,
     )
     if not distributed.is_main():  # under torchrun: the main rank reports for all
         return
@@ -171,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="train through torch.compile (CUDA graphs on a GPU; slow first steps); default: on "
         "CUDA for full runs of models trained from scratch",
+    )
+    running.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="precision of the training steps; default: bfloat16 on CUDA and on CPUs that compute it natively",
     )
     running.set_defaults(handler=command_run)
 

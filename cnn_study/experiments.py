@@ -44,6 +44,7 @@ from .results import CHECKPOINTS, RUN_FILES, results_folder
 from .training import (
     Evaluation,
     History,
+    Precision,
     device_name,
     evaluate,
     fit_head_on_features,
@@ -52,6 +53,7 @@ from .training import (
     peak_memory,
     seed_everything,
     select_device,
+    training_precision,
 )
 
 
@@ -123,6 +125,7 @@ def run(
     download: bool = False,
     quiet: bool = False,
     compile_model: bool | None = None,
+    precision: Precision | None = None,
 ) -> RunResult:
     """Train and evaluate one recipe, and write its results folder.
 
@@ -151,6 +154,9 @@ def run(
         quiet: Hide progress bars.
         compile_model: Train through `torch.compile` (see `cnn_study.training.compile_for_training`);
             ``None`` decides by `compiles_by_default`.
+        precision: ``"bfloat16"`` or ``"float32"`` training steps; ``None`` decides by
+            `cnn_study.training.training_precision` (bfloat16 on CUDA and on CPUs that have it).
+            Test accuracies are measured in `cnn_study.training.mixed_precision` either way.
 
     Returns:
         The trained model, history, metrics and the results folder.
@@ -185,6 +191,7 @@ def run(
         )
         if compile_model is None:
             compile_model = compiles_by_default(recipe, device, quick)
+        precision = precision or training_precision(device)
         seed_everything(recipe.seed)
         # the main rank first: it downloads and caches, and it alone reports a missing dataset or weights file
         model = distributed.main_rank_first(partial(create_model, model_name, **recipe.model_kwargs))
@@ -201,6 +208,7 @@ def run(
             resume=resume,
             quiet=quiet,
             compile_model=compile_model,
+            precision=precision,
             started=started,
         )
 
@@ -270,6 +278,7 @@ def _train_and_report(
     resume: bool,
     quiet: bool,
     compile_model: bool,
+    precision: Precision,
     started: float,
 ) -> RunResult:
     """Train ``model`` by ``recipe`` on ``data``, evaluate it and write the results folder (metrics last)."""
@@ -300,7 +309,14 @@ def _train_and_report(
         "world_size": distributed.world_size(),  # resume refuses another number of processes
         "settings": settings,  # what the run was started with: resume refuses other settings
     }
-    fit_options = {"device": device, "resume": resume, "meta": meta, "quiet": quiet, "compile_model": compile_model}
+    fit_options = {
+        "device": device,
+        "resume": resume,
+        "meta": meta,
+        "quiet": quiet,
+        "compile_model": compile_model,
+        "precision": precision,
+    }
     # A transfer model's batch norms never train (TransferClassifier.train), so its batch gradient can be summed
     # over chunks, in far less memory; a model trained from scratch needs each whole batch's statistics.
     micro_batch_size = training_micro_batch_size(spec.size, device) if recipe.is_transfer else None
@@ -371,6 +387,7 @@ def _train_and_report(
         "device": device_name(device),
         "world_size": distributed.world_size(),  # processes that trained together (torchrun), each on `device`
         "compiled": compile_model,
+        "precision": precision,  # of the training steps; test accuracy in float32 on a CPU, bfloat16 on CUDA
         "torch": torch.__version__,
         "cnn_study": __version__,
         "python": platform.python_version(),

@@ -17,7 +17,7 @@ from cnn_study.experiments import compiles_by_default, run
 from cnn_study.models import create_model, load_trained_model
 from cnn_study.recipes import get_recipe, list_experiments
 from cnn_study.results import PUBLISHED_RESULTS, format_results, load_results, published_histories, results_folder
-from cnn_study.training import evaluate, seed_everything
+from cnn_study.training import evaluate, seed_everything, training_precision
 
 from .conftest import has_offline_extra, missing
 
@@ -70,7 +70,8 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
         assert final_lr == pytest.approx(last_stage.lr)
     else:
         assert final_lr < last_stage.lr
-    assert metrics["quick"] is True and metrics["device"].startswith("cpu")
+    assert metrics["quick"] is True and metrics["device"].startswith("cpu") and metrics["world_size"] == 1
+    assert metrics["precision"] == training_precision(torch.device("cpu"))  # the default: bfloat16 where native
     assert 100 < metrics["peak_rss_mb"] < 24_000 and metrics["peak_cuda_mb"] is None  # what the machine needed
     assert metrics["test_accuracy"] >= QUICK_FLOORS.get((experiment, recipe), 0.0)
     seed_everything(chosen.seed)
@@ -235,8 +236,11 @@ def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winn
 def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) -> None:
     train, test = mnist_data
     fold = TrainTest(train.sample(100, seed=0), test.sample(30, seed=0))
-    result = run(get_recipe("mnist_cnn"), out=tmp_path, data=fold, device="cpu", epochs=1, quiet=True)
+    result = run(
+        get_recipe("mnist_cnn"), out=tmp_path, data=fold, device="cpu", epochs=1, quiet=True, precision="float32"
+    )
     assert (result.metrics["train_size"], result.metrics["test_size"]) == (1_000, 300)
+    assert result.metrics["precision"] == "float32"
     again = evaluate(result.model, result.test_loader)  # the batches the metrics were measured on
     assert (len(again.predictions), again.accuracy) == (300, result.metrics["test_accuracy"])
     assert result.summary() == (

@@ -256,6 +256,43 @@ def test_device_names_and_precisions_per_device(monkeypatch) -> None:
     assert isinstance(training.extraction_precision(torch.device("cpu")), contextlib.nullcontext)
 
 
+def test_training_precision_is_bfloat16_on_cuda_and_on_cpus_that_compute_it_natively(monkeypatch) -> None:
+    monkeypatch.setattr(training, "cpu_has_native_bfloat16", lambda: True)
+    assert training.training_precision(torch.device("cpu")) == "bfloat16"
+    assert training.training_precision(torch.device("cuda")) == "bfloat16"
+    assert training.training_precision(torch.device("mps")) == "float32"
+    monkeypatch.setattr(training, "cpu_has_native_bfloat16", lambda: False)
+    assert training.training_precision(torch.device("cpu")) == "float32"
+    with pytest.raises(ValueError, match=r"^Unknown precision 'float16'; use bfloat16 or float32\.$"):
+        training.autocast(torch.device("cpu"), "float16")
+
+
+def _one_step(precision: str | None) -> tuple[nn.Module, list[torch.dtype]]:
+    """One SGD step of a small network; the dtypes of its training forward's outputs (its evaluation's too)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 2))
+    images, labels = torch.randn(16, 3, 8, 8), torch.arange(16) % 2
+    seen = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loader = TensorBatches(images, labels, 16)
+    fit(model, loader, epochs=1, optimizer=optimizer, val_loader=loader, device="cpu", quiet=True, precision=precision)
+    return model, seen
+
+
+def test_a_bfloat16_step_computes_its_forward_in_bfloat16_and_lands_near_the_float32_step() -> None:
+    in_float32, float32_outputs = _one_step("float32")
+    in_bfloat16, bfloat16_outputs = _one_step("bfloat16")
+    assert float32_outputs == [torch.float32, torch.float32]  # the training step, then the evaluation
+    assert bfloat16_outputs == [torch.bfloat16, torch.float32]  # evaluation stays float32 on a CPU
+    for trained, reference in zip(in_bfloat16.parameters(), in_float32.parameters()):
+        assert trained.dtype == torch.float32  # autocast: the parameters and their update stay float32
+        assert not torch.equal(trained, reference)
+        torch.testing.assert_close(trained, reference, rtol=0.02, atol=0.02)
+    _, default_outputs = _one_step(None)
+    assert default_outputs[0] == getattr(torch, training.training_precision(torch.device("cpu")))
+
+
 class FakeFile:
     """Stands in for ``pathlib.Path`` of one file: reading ``path`` gives ``contents[path]``, or fails."""
 
