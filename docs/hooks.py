@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from pathlib import Path
 
 import jupytext
@@ -35,7 +36,8 @@ log = logging.getLogger("mkdocs.hooks.cnn_study")
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 
 #: The notebook's first cells: how to run it, and the package where it is not installed (Colab).
-SETUP_MARKDOWN = """**Running this notebook.** It installs cnn-study first if it is missing (on Colab, say). It runs in
+SETUP_MARKDOWN = """**Running this notebook.** It installs cnn-study first if it is missing (on Colab, say): the version
+this page documents ({version}). It runs in
 *quick mode*: a few hundred images and one or two epochs, so that every cell finishes in minutes on a CPU;
 its numbers show that the code works, not what the model can do (the full runs' results are read from the
 package). For full-size runs set `CNN_STUDY_QUICK=0` in the next cell, and on Colab choose *Runtime → Change
@@ -45,14 +47,32 @@ SETUP_CODE = """import importlib.util
 import os
 
 if importlib.util.find_spec("cnn_study") is None:  # outside a checkout or an environment that has it
-    %pip install --quiet "cnn-study[offline,explain]"
+    %pip install --quiet "{requirement}"
 os.environ.setdefault("CNN_STUDY_QUICK", "1")  # "0": full runs (use a GPU)"""
 
 
-def _notebook(tutorial: Path) -> str:
+def install_requirement(version: str, repo_url: str) -> str:
+    """What a notebook of the site's ``version`` installs: that release from PyPI, or for the development
+    site (``dev``) the main branch of the repository. The ``tutorials`` extra is what the tutorials import.
+
+    >>> install_requirement("0.2.0", "https://github.com/cnn-study/cnn-study")
+    'cnn-study[tutorials]==0.2.0'
+    >>> install_requirement("dev", "https://github.com/cnn-study/cnn-study/")
+    'cnn-study[tutorials] @ git+https://github.com/cnn-study/cnn-study@main'
+    """
+    if re.fullmatch(r"\d+(\.\d+)*([ab]|rc)?\d*", version):
+        return f"cnn-study[tutorials]=={version}"
+    return f"cnn-study[tutorials] @ git+{repo_url.rstrip('/')}@main"
+
+
+def _notebook(tutorial: Path, config: MkDocsConfig) -> str:
     """The tutorial as a notebook with the set-up cells first, validated against the notebook schema."""
+    version = os.environ.get("DOCS_VERSION", "dev")
     notebook = jupytext.read(tutorial)
-    notebook.cells[:0] = [nbformat.v4.new_markdown_cell(SETUP_MARKDOWN), nbformat.v4.new_code_cell(SETUP_CODE)]
+    notebook.cells[:0] = [
+        nbformat.v4.new_markdown_cell(SETUP_MARKDOWN.format(version=version)),
+        nbformat.v4.new_code_cell(SETUP_CODE.format(requirement=install_requirement(version, config.repo_url))),
+    ]
     nbformat.validate(notebook)
     return nbformat.writes(notebook)
 
@@ -186,7 +206,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     ]
     files.append(File.generated(config, "architectures/index.md", content="\n".join(overview)))
     for tutorial in sorted(TUTORIALS.glob("*.py")):
-        files.append(File.generated(config, f"notebooks/{tutorial.stem}.ipynb", content=_notebook(tutorial)))
+        files.append(File.generated(config, f"notebooks/{tutorial.stem}.ipynb", content=_notebook(tutorial, config)))
     results = [
         dict(row, parameters=row.get("parameters") or _parameters(row), seconds=run_seconds(row))
         for row in load_results()

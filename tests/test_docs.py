@@ -107,7 +107,8 @@ def test_tutorial_page_opens_with_colab_notebook_and_source_links(site: Path, tu
     notebook = nbformat.read(notebook_file, as_version=4)
     nbformat.validate(notebook)
     install = notebook.cells[1]
-    assert install.cell_type == "code" and '%pip install --quiet "cnn-study[offline,explain]"' in install.source
+    requirement = "cnn-study[tutorials] @ git+https://github.com/cnn-study/cnn-study@main"  # the dev site's
+    assert install.cell_type == "code" and f'%pip install --quiet "{requirement}"' in install.source
     assert 'find_spec("cnn_study") is None' in install.source  # only where the package is missing
     assert "CNN_STUDY_QUICK" in notebook.cells[0].source and "GPU" in notebook.cells[0].source
     tutorial_code = [cell.source for cell in notebook.cells[2:] if cell.cell_type == "code"]

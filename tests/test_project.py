@@ -25,8 +25,8 @@ def test_pyproject_mkdocs_and_readme_name_one_documentation_url() -> None:
     assert mkdocs["repo_url"] == repository and mkdocs["edit_uri"] == "edit/main/docs/"
 
 
-def test_there_are_a_ci_and_a_docs_workflow() -> None:
-    assert {path.name for path in WORKFLOWS} == {"ci.yml", "docs.yml"}
+def test_there_are_a_ci_a_docs_and_a_release_workflow() -> None:
+    assert {path.name for path in WORKFLOWS} == {"ci.yml", "docs.yml", "release.yml"}
     ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     assert ci["jobs"]["test"]["strategy"]["matrix"]["python-version"] == ["3.10", "3.11", "3.12"]
     readme_test_command = re.search(r"^(pip install -e \".\[dev\]\" && python -m pytest)$", _readme(), re.M)
@@ -34,6 +34,15 @@ def test_there_are_a_ci_and_a_docs_workflow() -> None:
     assert any(step.get("run") == readme_test_command.group(1) for step in ci["jobs"]["test"]["steps"])
     docs = (ROOT / ".github" / "workflows" / "docs.yml").read_text()
     assert "mike deploy --push" in docs and "--alias-type=copy" in docs  # Colab cannot follow symlinks
+    assert yaml.safe_load(docs)[True]["push"]["tags"] == ["v*"]  # a release publishes its version of the site
+    release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    assert release[True] == {"push": {"tags": ["v*"]}}  # YAML reads the key `on` as True
+    build = "\n".join(step.get("run", "") for step in release["jobs"]["build"]["steps"])
+    assert "python -m build" in build and "twine check --strict dist/*" in build
+    assert "scripts/check_wheel.py" in build and "--download" in build  # the wheel tested in a fresh environment
+    publish = release["jobs"]["publish"]
+    assert publish["needs"] == "build" and publish["permissions"] == {"id-token": "write"}  # trusted publishing
+    assert publish["steps"][-1]["uses"] == "pypa/gh-action-pypi-publish@release/v1"
 
 
 @pytest.mark.skipif(shutil.which("check-jsonschema") is None, reason="check-jsonschema is in the dev extras")
