@@ -9,13 +9,14 @@ For each model it measures, in this one run:
 * achieved GFLOP/s as a fraction of this machine's matmul GFLOP/s
   (2048 x 2048 ``torch.mm``), measured at the start of the run.
 
-Training steps run in the precision the trainer uses
-(`cnn_study.training.mixed_precision`: float32 on a CPU, bfloat16 autocast
-on CUDA), and the matmul peak is measured in that precision too.
+Training steps run in the precision the trainer uses by default
+(`cnn_study.training.training_precision`: bfloat16 autocast on CUDA and on CPUs
+with native bfloat16, float32 elsewhere) or the one ``--precision`` names, and the
+matmul peak is measured in that precision too. Run it once per precision to compare.
 
 Usage::
 
-    python benchmarks/train_throughput.py [--steps 10] [--device cpu] [--compile]
+    python benchmarks/train_throughput.py [--steps 10] [--device cpu] [--compile] [--precision float32]
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.models import create_model
-from cnn_study.training import compile_for_training, device_name, mixed_precision, select_device
+from cnn_study.training import (
+    PRECISIONS,
+    autocast,
+    compile_for_training,
+    device_name,
+    select_device,
+    training_precision,
+)
 
-MODELS = {  # name: (create_model kwargs, batch size)
+MODELS = {  # name: (create_model kwargs, batch size), as the improved recipes train them
     "mnist_cnn": ({}, 128),
+    "fashion_cnn": ({}, 128),
+    "lenet5": ({}, 128),
     "resnet20": ({}, 128),
-    "alexnet_cifar": ({}, 128),
+    "alexnet_cifar": ({"batch_norm": True}, 128),
+    "zfnet_cifar": ({"batch_norm": True}, 128),
     "vgg16": ({"num_classes": 2}, 16),  # at 150 x 150, as in the transfer experiments
 }
 
@@ -42,13 +53,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_dtype(device: torch.device) -> torch.dtype:
-    """The dtype the trainer computes in on ``device``: its autocast dtype, or float32 without autocast."""
-    return getattr(mixed_precision(device), "fast_dtype", torch.float32)
-
-
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 20) -> float:
-    a, b = (torch.randn(size, size, device=device, dtype=matmul_dtype(device)) for _ in range(2))
+def matmul_gflops(device: torch.device, precision: str, size: int = 2048, repeats: int = 20) -> float:
+    a, b = (torch.randn(size, size, device=device, dtype=getattr(torch, precision)) for _ in range(2))
     torch.mm(a, b)
     synchronize(device)
     started = time.perf_counter()
@@ -58,8 +64,10 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 20) -> 
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    with mixed_precision(x.device):
+def training_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, precision: str
+) -> None:
+    with autocast(x.device, precision):
         logits = model(x)
     loss = torch.nn.functional.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -84,6 +92,7 @@ def images_per_second(
     device: torch.device,
     channels_last: bool,
     steps: int,
+    precision: str,
     compiled: bool = False,
 ) -> float:
     torch.manual_seed(0)
@@ -95,11 +104,11 @@ def images_per_second(
     x = torch.randn(batch, *shape, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, model.num_classes, (batch,), device=device)
     for _ in range(3 if compiled else 1):  # warm-up (compiling, recording CUDA graphs)
-        training_step(step_model, optimizer, x, y)
+        training_step(step_model, optimizer, x, y, precision)
     synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
-        training_step(step_model, optimizer, x, y)
+        training_step(step_model, optimizer, x, y, precision)
     synchronize(device)
     return batch * steps / (time.perf_counter() - started)
 
@@ -110,11 +119,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="also measure the faster layout under torch.compile")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="default: all")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: the trainer's on this device")
     args = parser.parse_args()
     device = select_device(args.device)
-    peak = matmul_gflops(device)
-    dtype = str(matmul_dtype(device)).removeprefix("torch.")
-    print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 {dtype} matmul {peak:,.0f} GFLOP/s\n")
+    precision = args.precision or training_precision(device)
+    peak = matmul_gflops(device, precision)
+    print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 {precision} matmul {peak:,.0f} GFLOP/s\n")
     compiled_header = f"{'compiled':>10}" if args.compile else ""
     print(
         f"{'model':<15}{'input':>12}{'GFLOP/img':>11}{'img/s NCHW':>12}{'img/s NHWC':>12}{compiled_header}"
@@ -125,11 +135,14 @@ def main() -> None:
         shape = (3, 150, 150) if name == "vgg16" else create_model(name, **kwargs).input_size
         flops = flops_per_image(name, kwargs, shape)
         nchw, nhwc = (
-            images_per_second(name, kwargs, batch, shape, device, layout, args.steps) for layout in (False, True)
+            images_per_second(name, kwargs, batch, shape, device, layout, args.steps, precision)
+            for layout in (False, True)
         )
         best, compiled_column = max(nchw, nhwc), ""
         if args.compile:
-            compiled = images_per_second(name, kwargs, batch, shape, device, nhwc > nchw, args.steps, compiled=True)
+            compiled = images_per_second(
+                name, kwargs, batch, shape, device, nhwc > nchw, args.steps, precision, compiled=True
+            )
             best, compiled_column = max(best, compiled), f"{compiled:>10,.0f}"
         achieved = best * flops / 1e9
         print(

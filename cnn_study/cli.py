@@ -267,6 +267,8 @@ def _how_to_continue(args: argparse.Namespace, argv: list[str]) -> str:
         return "Nothing was written."
     recipe = get_recipe(args.experiment, args.recipe)
     folder = results_folder(recipe, args.out, backbone=args.backbone, quick=args.quick)
+    if args.overwrite and (folder / "metrics.json").is_file():  # an interrupted run never has its metrics
+        return f"No epoch of the new run had finished: the run it was to replace is kept in {folder}."
     if not (folder / "checkpoint.pt").is_file():
         return "No epoch had finished, so nothing was saved."
     again = [word for word in argv if word not in ("--overwrite", "--resume")]

@@ -3,7 +3,8 @@
 The recipes are data (`cnn_study.recipes`); the results folder and its files are described in
 `cnn_study.results`. A run goes:
 
-1. `run` checks its arguments, locks the results folder and refuses to replace a run silently;
+1. `run` checks its arguments, locks the results folder and refuses to replace a run silently (with
+   ``overwrite``, the run it replaces is set aside until the new run's first checkpoint: `REPLACED`);
 2. it seeds everything, builds the model and loads the data (`_load_data`);
 3. `_train_and_report` feeds the model through `BatchLoader.for_model` (the model's own input
    size and normalisation) and trains it with `cnn_study.training.fit_stage`, or, for a cached-features
@@ -24,7 +25,9 @@ import contextlib
 import importlib.util
 import json
 import platform
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -189,28 +192,29 @@ def run(
         distributed.on_main_rank(
             partial(_prepare_results_folder, out_dir, settings, resume=resume, overwrite=overwrite)
         )
-        if compile_model is None:
-            compile_model = compiles_by_default(recipe, device, quick)
-        precision = precision or training_precision(device)
-        seed_everything(recipe.seed)
-        # the main rank first: it downloads and caches, and it alone reports a missing dataset or weights file
-        model = distributed.main_rank_first(partial(create_model, model_name, **recipe.model_kwargs))
-        data = TrainTest(
-            *(data or distributed.main_rank_first(partial(_load_data, recipe, data_root, quick, download)))
-        )
-        return _train_and_report(
-            recipe,
-            model,
-            data,
-            out_dir,
-            settings,
-            device=device,
-            resume=resume,
-            quiet=quiet,
-            compile_model=compile_model,
-            precision=precision,
-            started=started,
-        )
+        with _keeping_the_replaced_run(out_dir):
+            if compile_model is None:
+                compile_model = compiles_by_default(recipe, device, quick)
+            precision = precision or training_precision(device)
+            seed_everything(recipe.seed)
+            # the main rank first: it downloads and caches, and it alone reports a missing dataset or weights file
+            model = distributed.main_rank_first(partial(create_model, model_name, **recipe.model_kwargs))
+            data = TrainTest(
+                *(data or distributed.main_rank_first(partial(_load_data, recipe, data_root, quick, download)))
+            )
+            return _train_and_report(
+                recipe,
+                model,
+                data,
+                out_dir,
+                settings,
+                device=device,
+                resume=resume,
+                quiet=quiet,
+                compile_model=compile_model,
+                precision=precision,
+                started=started,
+            )
 
 
 def _main_rank_holds(lock: contextlib.AbstractContextManager) -> contextlib.AbstractContextManager:
@@ -218,9 +222,37 @@ def _main_rank_holds(lock: contextlib.AbstractContextManager) -> contextlib.Abst
     return lock if distributed.is_main() else contextlib.nullcontext()
 
 
+#: The subfolder where ``overwrite`` keeps the run it replaces, until the new run has written its first
+#: checkpoint: a new run that fails before (missing data, a bad device, Ctrl-C in its first epoch, a kill)
+#: gives the old run back.
+REPLACED = ".replaced"
+
+
+def _settle_replaced_run(out_dir: Path) -> None:
+    """Drop the run set aside in ``out_dir/.replaced`` if the new run has a checkpoint; otherwise put it back."""
+    replaced = out_dir / REPLACED
+    if not replaced.is_dir():
+        return
+    if not (out_dir / CHECKPOINTS[0]).is_file():
+        for kept in replaced.iterdir():
+            kept.replace(out_dir / kept.name)
+    shutil.rmtree(replaced)
+
+
+@contextlib.contextmanager
+def _keeping_the_replaced_run(out_dir: Path) -> Iterator[None]:
+    """On the main rank: settle the run that ``overwrite`` set aside, however the block ends."""
+    try:
+        yield
+    finally:
+        if distributed.is_main():
+            _settle_replaced_run(out_dir)
+
+
 def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
     """Refuse to replace a run silently, or to resume one with other settings or another number of
-    processes; clear the folder for a new run."""
+    processes; set aside the run that ``overwrite`` replaces (`REPLACED`)."""
+    _settle_replaced_run(out_dir)  # left by a run that was killed: give the old run back, or drop it
     finished = (out_dir / "metrics.json").is_file()
     checkpoint = out_dir / CHECKPOINTS[0]
     if resume:
@@ -250,8 +282,11 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
             f"{out_dir} already holds {held}. Add {option('resume')} to continue it or {option('overwrite')} "
             f"to replace it, or choose another {option('out')}."
         )
-    for name in (*RUN_FILES, *CHECKPOINTS, "unfinished.json"):
-        (out_dir / name).unlink(missing_ok=True)
+    held = [out_dir / name for name in (*RUN_FILES, *CHECKPOINTS, "unfinished.json") if (out_dir / name).is_file()]
+    if held:
+        (out_dir / REPLACED).mkdir()
+        for path in held:
+            path.replace(out_dir / REPLACED / path.name)
 
 
 def _settings_differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

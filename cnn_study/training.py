@@ -65,7 +65,10 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
         ValueError: The requested device is not available on this machine.
     """
     if device not in (None, "auto"):
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):  # torch's own message lists every device type it was built for
+            raise ValueError(f"Unknown device {device!r}; use auto, cpu, cuda, cuda:1 or mps.") from None
         available = {
             "cpu": True,
             "cuda": torch.cuda.is_available(),

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import cnn_study.files as io
-from cnn_study import explain, visualize
+from cnn_study import experiments, explain, visualize
 from cnn_study.cli import main
 from cnn_study.datasets import (
     CACHE_ENV,
@@ -39,7 +39,7 @@ from cnn_study.experiments import run
 from cnn_study.models import create_model
 from cnn_study.recipes import get_recipe
 from cnn_study.results import results_folder, scan_results
-from cnn_study.training import TensorBatches, evaluate
+from cnn_study.training import TensorBatches, evaluate, load_checkpoint_meta
 
 RECIPE = get_recipe("mnist_cnn", "seed")  # Adam at a constant rate: any number of steps will do
 
@@ -92,6 +92,76 @@ def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_
     assert json.loads((again.out_dir / "metrics.json").read_text())["epochs"] == 1
     with pytest.raises(ValueError, match="choose one"):
         tiny_run(tmp_path, resume=True, overwrite=True)
+
+
+def _run_files(folder: Path) -> dict[str, bytes]:
+    return {
+        path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file() and path.name != ".lock"
+    }
+
+
+def _interrupted_in_its_first_epoch(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _failing(error: Exception):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["missing data", "corrupt data", "Ctrl-C in the first epoch", "a bug in the first epoch", "unknown device"],
+)
+def test_overwrite_gives_the_old_run_back_when_the_new_one_fails_before_its_first_checkpoint(
+    failure, tiny_mnist, tmp_path, monkeypatch
+) -> None:
+    old = tiny_run(tmp_path)
+    kept = _run_files(old.out_dir)
+    settings = {"data": None, "data_root": tiny_mnist, "overwrite": True}
+    if failure == "missing data":
+        settings["data_root"] = tmp_path / "no-data-here"
+    elif failure == "corrupt data":
+        (tiny_mnist / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")
+    elif failure == "unknown device":
+        settings["device"] = "gpu"
+    else:
+        error = KeyboardInterrupt() if failure.startswith("Ctrl-C") else ZeroDivisionError("a bug")
+        monkeypatch.setattr("cnn_study.experiments.fit_stage", _failing(error))
+    with pytest.raises((OSError, ValueError, KeyboardInterrupt, ZeroDivisionError)):
+        tiny_run(tmp_path, **settings)
+    assert _run_files(old.out_dir) == kept  # every file of the finished run, as it was
+    assert sorted(path.name for path in old.out_dir.iterdir()) == sorted(kept)  # nothing set aside is left
+
+
+def test_overwrite_replaces_the_old_run_wholly_once_the_new_one_has_a_checkpoint(tmp_path, monkeypatch) -> None:
+    old = tiny_run(tmp_path)
+    (old.out_dir / "checkpoint_fine_tuning.pt").write_bytes(b"the old run's second stage")
+    real_fit_stage = experiments.fit_stage
+
+    def crash_after_the_first_epoch(*args, **kwargs):
+        real_fit_stage(*args, **kwargs)  # writes the new run's checkpoint
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cnn_study.experiments.fit_stage", crash_after_the_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(tmp_path, overwrite=True, epochs=2)
+    assert sorted(path.name for path in old.out_dir.iterdir()) == ["checkpoint.pt"]  # nothing of the old run
+    assert load_checkpoint_meta(old.out_dir / "checkpoint.pt")["settings"]["recipe_settings"]["epochs"] == 2
+
+
+def test_a_run_killed_while_replacing_another_gives_it_back_on_the_next_call(tmp_path) -> None:
+    old = tiny_run(tmp_path)
+    kept = _run_files(old.out_dir)
+    aside = old.out_dir / experiments.REPLACED  # as --overwrite left it, before a kill -9 in the first epoch
+    aside.mkdir()
+    for name in kept:
+        (old.out_dir / name).replace(aside / name)
+    with pytest.raises(FileExistsError, match="already holds a finished run"):
+        tiny_run(tmp_path)
+    assert _run_files(old.out_dir) == kept and not aside.exists()
 
 
 def test_the_command_line_names_its_own_options_when_it_refuses(tiny_mnist, tmp_path, capsys) -> None:
@@ -358,8 +428,15 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tiny_mnist, tmp_path, monkeypat
     monkeypatch.setattr("cnn_study.cli.run", interrupted)
     assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 130
     err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        "cnn-study: interrupted. No epoch of the new run had finished: the run it was to replace is kept in "
+        f"{tmp_path / 'mnist_cnn' / 'seed'}."
+    )
+    (tmp_path / "mnist_cnn" / "seed" / "metrics.json").unlink()  # as if stopped after an epoch's checkpoint
+    assert cli_run(tiny_mnist, tmp_path, "--resume") == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("cnn-study: interrupted. The finished epochs are saved in") and "mnist_cnn/seed" in err
-    assert err.endswith("--resume") and "--overwrite" not in err
+    assert err.endswith("--resume") and "--overwrite" not in err and err.count("--resume") == 1
     assert cli_run(tiny_mnist, tmp_path / "elsewhere") == 130
     assert "No epoch had finished" in capsys.readouterr().err
 

@@ -232,6 +232,9 @@ def test_device_override() -> None:
             select_device("cuda")
     with pytest.raises(ValueError, match=r"^Device meta is not available here; use 'auto' or 'cpu'\.$"):
         select_device("meta")  # a device type the package does not train on
+    for name in ("gpu", "", "cuda:x"):  # torch's own error would list its 20-odd device types
+        with pytest.raises(ValueError, match=rf"^Unknown device '{name}'; use auto, cpu, cuda, cuda:1 or mps\.$"):
+            select_device(name)
 
 
 def test_an_explicit_mps_device_is_used_where_apple_silicon_has_one(monkeypatch) -> None:
