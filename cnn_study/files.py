@@ -10,6 +10,7 @@ loading checks.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,6 +36,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 
     Returns:
         ``path``.
+
+    Raises:
+        OSError: The file cannot be written; a full disk (or torch's ``RuntimeError`` from its zip writer,
+            which is how a full disk reaches ``torch.save``) names the folder and what to do. ``path``
+            is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,8 +53,19 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private; give it normal permissions
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise OSError(
+                error.errno,
+                f"Cannot write {path}: the disk of {path.parent} is full. Free some space, or write elsewhere.",
+            ) from error
+        if isinstance(error, RuntimeError) and "write" in str(error).lower():  # torch.save's zip writer
+            raise OSError(
+                errno.EIO,
+                f"Cannot write {path} ({_first_line(error)}): check the free space and permissions of "
+                f"{path.parent}, or write elsewhere.",
+            ) from error
         raise
     return path
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
+import re
 import threading
 import zipfile
 from functools import partial
@@ -183,13 +185,40 @@ def test_train_and_test_classes_must_agree(tiny_folder_dataset, make_image_folde
         dogs_vs_cats(tiny_folder_dataset, image_size=12)
 
 
-def test_mixed_image_sizes_need_a_size(tmp_path, make_image_folder) -> None:
-    make_image_folder(tmp_path / "a", {"x": 2}, size=8)
-    make_image_folder(tmp_path / "a", {"y": 2}, size=9)
-    with pytest.raises(CorruptDataError, match="different sizes"):
+def test_an_image_of_another_size_is_named_unless_a_size_is_asked_for(tmp_path, make_image_folder) -> None:
+    make_image_folder(tmp_path / "a", {"x": 3}, size=8)
+    make_image_folder(tmp_path / "a", {"y": 1}, size=9)
+    odd = f"{tmp_path / 'a' / 'y' / '0.png'} is 9 x 9 pixels, and 3 other images of {tmp_path / 'a'} are 8 x 8"
+    with pytest.raises(CorruptDataError, match=f"^{re.escape(odd)}: resize it to their size or remove it\\.$"):
         load_image_folder(tmp_path / "a")
     images, labels, classes = load_image_folder(tmp_path / "a", size=8)
-    assert images.shape == (4, 3, 8, 8) and classes == ("x", "y") and labels.tolist() == [0, 0, 1, 1]
+    assert images.shape == (4, 3, 8, 8) and classes == ("x", "y") and labels.tolist() == [0, 0, 0, 1]
+
+
+def test_an_image_name_that_is_not_a_regular_file_is_refused_by_name_without_reading_it(
+    tmp_path, make_image_folder
+) -> None:
+    make_image_folder(tmp_path / "a", {"x": 2, "y": 2}, size=8)
+    pipe = tmp_path / "a" / "y" / "9.png"
+    os.mkfifo(pipe)  # opening it to read would wait forever for a writer
+    with pytest.raises(CorruptDataError, match=f"^{re.escape(str(pipe))} is not a regular file .* Remove it"):
+        load_image_folder(tmp_path / "a")
+    pipe.unlink()
+    (tmp_path / "a" / "y" / "folder.jpg").mkdir()
+    with pytest.raises(CorruptDataError, match="folder.jpg is not a regular file"):
+        load_image_folder(tmp_path / "a")
+
+
+def test_a_decompression_bomb_is_refused_by_name_before_it_is_decoded(tmp_path, make_image_folder) -> None:
+    make_image_folder(tmp_path / "a", {"x": 2, "y": 2}, size=8)
+    bomb = tmp_path / "a" / "x" / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 400 million pixels in about 50 kB
+    assert bomb.stat().st_size < 2e6
+    with pytest.raises(CorruptDataError, match=f"^{re.escape(str(bomb))} has more pixels than the 50,000,000"):
+        load_image_folder(tmp_path / "a")
+    Image.new("1", (8_000, 7_000)).save(bomb)  # under PIL's own limit, over ours
+    with pytest.raises(CorruptDataError, match=f"^{re.escape(str(bomb))} is 8,000 x 7,000 pixels, more than"):
+        load_image_folder(tmp_path / "a")
 
 
 def test_nothing_is_half_written_into_the_cache(tmp_path, isolated_cache, monkeypatch, make_image_folder) -> None:

@@ -164,6 +164,47 @@ def test_a_run_killed_while_replacing_another_gives_it_back_on_the_next_call(tmp
     assert _run_files(old.out_dir) == kept and not aside.exists()
 
 
+def test_a_full_disk_at_any_write_of_a_run_loses_nothing_and_says_so_in_one_line(
+    tiny_mnist, tmp_path, monkeypatch, capsys
+) -> None:
+    assert cli_run(tiny_mnist, tmp_path) == 0
+    folder = tmp_path / "mnist_cnn" / "seed"
+    finished = _run_files(folder)
+    real_fsync, writes = os.fsync, []
+
+    def counting(descriptor):
+        writes.append(descriptor)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", counting)  # every file the package writes is synced before it is renamed
+    assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 0
+    assert len(writes) == 7  # the lock, the checkpoint, model.pt, history.json, two figures, metrics.json
+    for failing in range(len(writes)):
+        for path in folder.iterdir():
+            path.unlink()
+        for name, content in finished.items():
+            (folder / name).write_bytes(content)
+        writes.clear()
+
+        def full_disk(descriptor, failing=failing):
+            writes.append(descriptor)
+            if len(writes) == failing + 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_fsync(descriptor)
+
+        monkeypatch.setattr(os, "fsync", full_disk)
+        capsys.readouterr()
+        assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 1, failing
+        assert str(folder) in one_line_error(capsys)
+        monkeypatch.setattr(os, "fsync", real_fsync)
+        left = _run_files(folder)
+        if left != finished:  # the new run got as far as its checkpoint, which replaced the old run: resume it
+            assert "checkpoint.pt" in left and "metrics.json" not in left, (failing, sorted(left))
+            assert cli_run(tiny_mnist, tmp_path, "--resume") == 0
+        assert json.loads((folder / "metrics.json").read_text())["epochs"] == 1
+        assert not (folder / experiments.REPLACED).exists() and not list(folder.glob(".*.tmp"))
+
+
 def test_the_command_line_names_its_own_options_when_it_refuses(tiny_mnist, tmp_path, capsys) -> None:
     assert cli_run(tiny_mnist, tmp_path) == 0
     capsys.readouterr()
@@ -353,11 +394,53 @@ def test_an_unreadable_or_unwritable_cache_is_a_warning_not_a_failure(
     def full_disk(obj, path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("cnn_study.datasets.sources.atomic_torch_save", full_disk)
+    torch.save(
+        {"images": expected[:3], "labels": torch.zeros(3, dtype=torch.int64), "classes": ["cat", "dog"]}, cache_file
+    )
+    with pytest.warns(UserWarning, match=r"does not hold 4 uint8 images and labels of the classes cat, dog"):
+        images, _, _ = load_image_folder(folder)  # a readable cache of the wrong images: decoded again
+    assert torch.equal(images, expected)
+
+    def zip_writer_fails(obj, file):  # how a full disk reaches torch.save
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0 file write failed")
+
     cache_file.unlink()
+    monkeypatch.setattr("cnn_study.files.torch.save", zip_writer_fails)
+    with pytest.warns(
+        UserWarning, match=rf"Could not write the image cache .*check the free space .*{cache_file.parent}"
+    ):
+        images, _, _ = load_image_folder(folder)
+    assert torch.equal(images, expected)
+
+    monkeypatch.setattr("cnn_study.datasets.sources.atomic_torch_save", full_disk)
     with pytest.warns(UserWarning, match="Could not write the image cache .*No space left"):
         images, _, _ = load_image_folder(folder)
     assert torch.equal(images, expected)
+
+
+@pytest.mark.parametrize("failure", ["full disk", "zip writer"])
+def test_a_write_that_fails_leaves_the_old_file_and_names_the_folder_and_the_fix(
+    tmp_path, failure, monkeypatch
+) -> None:
+    path = tmp_path / "run" / "checkpoint.pt"
+    io.atomic_torch_save({"epoch": 1}, path)
+    before = path.read_bytes()
+
+    def fail(obj, file):
+        file.write(b"part of a checkpoint")
+        if failure == "full disk":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr("cnn_study.files.torch.save", fail)
+    with pytest.raises(OSError) as raised:
+        io.atomic_torch_save({"epoch": 2}, path)
+    message = str(raised.value)
+    assert str(path.parent) in message and "\n" not in message
+    assert (
+        "is full. Free some space, or write elsewhere." if failure == "full disk" else "check the free space"
+    ) in message
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]
 
 
 def test_a_cache_variable_that_names_a_file_is_a_clear_error(tmp_path, monkeypatch, make_image_folder) -> None:

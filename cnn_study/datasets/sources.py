@@ -6,6 +6,7 @@ in parallel and cached as one tensor file, so the second load is a single read.
 
 from __future__ import annotations
 
+import collections
 import glob
 import gzip
 import hashlib
@@ -75,9 +76,19 @@ def read_idx(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array.astype(dtype.newbyteorder("=")).copy())
 
 
+#: The most pixels an image of a folder may have: a 50-megapixel photo decodes to 150 MB. A larger file is
+#: refused before it is decoded (a "decompression bomb" of a few MB can claim 20,000 x 20,000 pixels).
+MAX_IMAGE_PIXELS = 50_000_000
+
+
 def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise CorruptDataError(
+                    f"{path} is {image.width:,} x {image.height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} an "
+                    "image of a dataset may have. Resize it or remove it."
+                )
             image.load()
             if channels == 3 and image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
                 raise CorruptDataError(
@@ -88,6 +99,11 @@ def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
+    except Image.DecompressionBombError as error:  # past twice PIL's own limit: refused by Image.open itself
+        raise CorruptDataError(
+            f"{path} has more pixels than the {MAX_IMAGE_PIXELS:,} an image of a dataset may have ({error}). "
+            "Resize it or remove it."
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise CorruptDataError(f"Cannot decode {path} ({error}). Remove or replace the file.") from error
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
@@ -110,14 +126,22 @@ def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[str, in
     Uses ``os.scandir`` and plain strings: listing CIFAR-10's 60,000 files is then a fraction of a second.
 
     Raises:
-        CorruptDataError: A class folder holds no images (an empty class would still get a label).
+        CorruptDataError: A class folder holds no images (an empty class would still get a label), or
+            an image name that is not a regular file (a folder, a named pipe that would block the read).
     """
     entries = [entry for entry in os.scandir(folder) if not _is_hidden(entry.name)]
     classes = tuple(sorted(entry.name for entry in entries if entry.is_dir()))
     files = []
     for label, name in enumerate(classes):
         class_folder = os.path.join(folder, name)
-        names = sorted(n for n in os.listdir(class_folder) if _is_image_name(n))
+        images = [entry for entry in os.scandir(class_folder) if _is_image_name(entry.name)]
+        for entry in images:
+            if not entry.is_file():  # follows links: a link to an image is read, one to a pipe is not
+                raise CorruptDataError(
+                    f"{entry.path} is not a regular file (a folder, a link to nothing, or a named pipe that reading "
+                    "would wait on forever). Remove it from the dataset folder."
+                )
+        names = sorted(entry.name for entry in images)
         if not names:
             raise CorruptDataError(
                 f"The class folder {class_folder} holds no images, so it would be a class with no examples. "
@@ -161,16 +185,19 @@ def load_image_folder(
         stat = os.stat(path)
         fingerprint.update(f"{os.path.basename(path)}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     cache_file = cache_dir() / "decoded" / f"{folder.name}-{slot}-{fingerprint.hexdigest()[:20]}.pt"
-    cached = _read_cache(cache_file)
+    cached = _read_cache(cache_file, classes, len(files))
     if cached is not None:
         return cached
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         arrays = list(pool.map(lambda item: _decode(item[0], channels, size), files, chunksize=64))
-    shapes = {array.shape for array in arrays}
+    shapes = collections.Counter(array.shape for array in arrays)
     if len(shapes) > 1:
+        common = shapes.most_common(1)[0][0]
+        odd, shape = next((path, array.shape) for (path, _), array in zip(files, arrays) if array.shape != common)
         raise CorruptDataError(
-            f"Images in {folder} have different sizes {sorted(shapes)[:3]}...; pass size=... to resize them."
+            f"{odd} is {shape[2]} x {shape[1]} pixels, and {shapes[common]:,} other images of {folder} are "
+            f"{common[2]} x {common[1]}: resize it to their size or remove it."
         )
     images = torch.from_numpy(np.stack(arrays))
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
@@ -178,12 +205,26 @@ def load_image_folder(
     return images, labels, classes
 
 
-def _read_cache(cache_file: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]] | None:
+def _read_cache(
+    cache_file: Path, classes: tuple[str, ...], count: int
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]] | None:
+    """The decoded folder from ``cache_file``, if it holds ``count`` images of ``classes``; else ``None``."""
     if not cache_file.is_file():
         return None
     try:
         cached = safe_torch_load(cache_file, "image cache")
-        return cached["images"], cached["labels"], tuple(cached["classes"])
+        images, labels, cached_classes = cached["images"], cached["labels"], tuple(cached["classes"])
+        fits = (
+            isinstance(images, torch.Tensor)
+            and (images.dtype, images.dim(), len(images)) == (torch.uint8, 4, count)
+            and isinstance(labels, torch.Tensor)
+            and (labels.dtype, tuple(labels.shape)) == (torch.int64, (count,))
+            and cached_classes == classes
+            and bool(((labels >= 0) & (labels < len(classes))).all())
+        )
+        if not fits:
+            raise ValueError(f"it does not hold {count:,} uint8 images and labels of the classes {', '.join(classes)}")
+        return images, labels, cached_classes
     except (ValueError, KeyError, TypeError) as error:  # a damaged cache is decoded again, never a failed load
         warnings.warn(f"Ignoring the unreadable image cache {cache_file} ({error}); decoding the images.", stacklevel=3)
         return None
