@@ -28,6 +28,8 @@ _SPELLINGS = {
     "resume": ("--resume", "resume=True"),
     "overwrite": ("--overwrite", "overwrite=True"),
     "quick": ("--quick", "quick=True"),
+    "head_only": ("--head-only", "head_only=True"),
+    "backbone": ("--backbone", "backbone=..."),
 }
 
 
@@ -35,7 +37,8 @@ def option(name: str) -> str:
     """The option ``name`` as the caller would write it: ``--download`` or ``download=True``.
 
     Args:
-        name: One of ``download``, ``root``, ``out``, ``resume``, ``overwrite``, ``quick``.
+        name: One of ``download``, ``root``, ``out``, ``resume``, ``overwrite``, ``quick``, ``head_only``,
+            ``backbone``.
     """
     command_line, python = _SPELLINGS[name]
     return command_line if _COMMAND_LINE.get() else python

@@ -92,7 +92,19 @@ def command_run(args: argparse.Namespace) -> None:
 def command_evaluate(args: argparse.Namespace) -> None:
     model, meta = load_trained_model(args.model_file)
     device = select_device(args.device)
-    _, test = DATASETS[args.dataset or meta["dataset"]](args.data, download=args.download)
+    dataset = args.dataset or meta["dataset"]
+    if dataset not in DATASETS:
+        raise ValueError(
+            f"{args.model_file} was trained on {dataset!r}, which cnn-study cannot load; "
+            f"name one with --dataset ({', '.join(sorted(DATASETS))})."
+        )
+    _, test = DATASETS[dataset](args.data, download=args.download)
+    if list(test.classes) != list(meta["classes"]):
+        raise ValueError(
+            f"{args.model_file} tells apart {len(meta['classes'])} classes ({', '.join(meta['classes'][:4])}, ...) "
+            f"and {test.name} has {len(test.classes)} ({', '.join(test.classes[:4])}, ...): its accuracy there would "
+            "mean nothing. Evaluate it on the dataset it was trained on."
+        )
     loader = BatchLoader.for_model(test, model, device=device)  # as `run` fed it: size, normalisation, layout
     if isinstance(model, TransferClassifier):  # inference only: run the base with its batch norms folded
         model = nn.Sequential(model.feature_extractor(folded=True), model.classifier_head())

@@ -175,6 +175,11 @@ def run(
     _check_positive(epochs=epochs, batch_size=batch_size)
     if resume and overwrite:
         raise ValueError(f"{option('resume')} continues a run and {option('overwrite')} replaces it; choose one.")
+    if backbone is not None and not recipe.is_transfer:
+        raise ValueError(
+            f"{recipe.name} trains {recipe.model} from scratch: {option('backbone')} chooses the pretrained base of "
+            "the transfer experiments (6, 8 and 9) only."
+        )
     if quick:
         recipe = recipe.quick()
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size)

@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from typing import Any
 
 import torch
 
+from ._messages import option
 from .files import atomic_json_dump, atomic_torch_save, read_json, state_dict_sha256
-from .models import create_model, load_trained_model_file
+from .models import create_model, is_transfer_model, load_trained_model_file
 from .recipes import STUDY_REPORTED, Recipe, get_recipe
 from .training import History, load_checkpoint
 
@@ -357,11 +359,21 @@ def export_weights(
             builder's (it was fine-tuned, or trained on other base weights).
     """
     run_dir = Path(run_dir)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.]*", name):
+        raise ValueError(
+            f"The weights name {name!r} is not a plain name: use letters, digits, '_' and '.' "
+            "(usually the dataset, e.g. mnist)."
+        )
     metrics = read_json(run_dir / "metrics.json", "metrics file", METRICS_KEYS)
     if metrics["quick"]:
         raise ValueError(f"{run_dir} is a --quick run; export weights from a full run.")
     trained = load_trained_model_file(run_dir / "model.pt")
     state_dict, meta = trained["state_dict"], dict(trained["meta"])
+    if head_only and not is_transfer_model(meta["model"]):
+        raise ValueError(
+            f"{run_dir} trained {meta['model']} from scratch: it has no pretrained base to leave out. "
+            f"Export the whole model (without {option('head_only')})."
+        )
     if head_only:
         built = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_kwargs", {}))
         changed = [

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 import cnn_study.files as io
+import cnn_study.models
 from cnn_study import experiments, explain, visualize
 from cnn_study.cli import main
 from cnn_study.datasets import (
@@ -549,6 +550,58 @@ def test_evaluate_names_a_model_file_whose_metadata_lacks_keys(tmp_path, capsys)
     assert main(["evaluate", str(model_file)]) == 1
     expected = f"{model_file} is not a complete trained model file: its metadata lacks mean, dataset"
     assert expected in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("dataset", "imagenet", "was trained on 'imagenet', which cnn-study cannot load; name one with --dataset"),
+        ("dataset", 7, "dataset is 7, not a name"),
+        ("model", None, "model is None, not a name"),
+        ("classes", "0123456789", "classes is '0123456789', not a list of two or more names"),
+        ("classes", [0, 1], "classes is [0, 1], not a list of two or more names"),
+        ("num_classes", "10", "num_classes is '10', not a whole number of outputs"),
+        ("num_classes", True, "num_classes is True, not a whole number of outputs"),
+        ("num_classes", 3, "num_classes is 3, but there are 10 classes"),
+        ("mean", [0.1, 0.2], "mean is [0.1, 0.2], not one or three numbers"),
+        ("std", ["wide"], "std is ['wide'], not one or three numbers"),
+        ("std", [0.0], "std is [0.0]: a standard deviation must be positive"),
+        ("model_kwargs", [1], "model_kwargs is [1], not a table of arguments"),
+    ],
+)
+def test_evaluate_names_each_kind_of_damaged_metadata_in_one_line(tmp_path, capsys, key, value, problem) -> None:
+    model_file = _lenet_file(tmp_path)
+    content = torch.load(model_file, weights_only=True)
+    content["meta"][key] = value
+    torch.save(content, model_file)
+    assert main(["evaluate", str(model_file)]) == 1
+    err = one_line_error(capsys)
+    assert str(model_file) in err and problem in err
+
+
+def test_evaluate_refuses_a_model_on_data_with_other_classes(tmp_path, tiny_mnist, capsys) -> None:
+    shipped = Path(cnn_study.models.__file__).parent / "weights" / "resnet20-cifar10.pt"
+    assert main(["evaluate", str(shipped), "--dataset", "mnist", "--data", str(tiny_mnist)]) == 1
+    err = one_line_error(capsys)
+    assert "tells apart 10 classes (airplane, automobile, bird, cat, ...)" in err and "would mean nothing" in err
+
+
+def test_export_weights_refuses_a_name_with_a_path_and_head_only_without_a_base(tmp_path, capsys) -> None:
+    finished = tiny_run(tmp_path).out_dir
+    out = tmp_path / "weights"
+    for name in ("../../x", "a/b", ".hidden", ""):
+        assert main(["export-weights", str(finished), "--name", name, "--out", str(out)]) == 1
+        assert "is not a plain name" in one_line_error(capsys)
+    assert main(["export-weights", str(finished), "--name", "tiny", "--out", str(out), "--head-only"]) == 1
+    assert "trained mnist_cnn from scratch: it has no pretrained base to leave out" in one_line_error(capsys)
+    assert not out.exists() and not (tmp_path / "x.pt").exists()
+
+
+def test_a_backbone_for_an_experiment_without_one_is_refused(tmp_path, tiny_mnist, capsys) -> None:
+    assert cli_run(tiny_mnist, tmp_path, "--backbone", "efficientnet_lite0") == 1
+    assert "mnist_cnn trains mnist_cnn from scratch: --backbone chooses the pretrained base" in one_line_error(capsys)
+    with pytest.raises(ValueError, match=r"backbone=\.\.\. chooses"):
+        tiny_run(tmp_path, backbone="vgg16")
 
 
 class NotPlainData:

@@ -102,10 +102,27 @@ def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[to
     if not all(paths):
         missing = ", ".join(stem for stem, path in zip(stems, paths) if path is None)
         raise _missing(name, root, f"{raw}/ with the four IDX files (missing: {missing})")
-    train_images, train_labels, test_images, test_labels = (read_idx(path) for path in paths)
-    for images, labels, path in ((train_images, train_labels, paths[0]), (test_images, test_labels, paths[2])):
+    arrays = [read_idx(path) for path in paths]
+    fix = f"Delete it and download it again ({option('download')})."
+    for (images, labels), (images_path, labels_path) in zip((arrays[:2], arrays[2:]), (paths[:2], paths[2:])):
+        if images.dtype != torch.uint8 or images.dim() != 3 or 0 in images.shape:
+            kind = str(images.dtype).removeprefix("torch.")
+            raise CorruptDataError(
+                f"{images_path} holds {kind} values of shape {tuple(images.shape)}, not N x height x width bytes "
+                f"(a stack of greyscale images). {fix}"
+            )
+        if labels.dtype != torch.uint8 or labels.dim() != 1:
+            kind = str(labels.dtype).removeprefix("torch.")
+            raise CorruptDataError(
+                f"{labels_path} holds {kind} values of shape {tuple(labels.shape)}, not N labels. {fix}"
+            )
         if len(images) != len(labels):
-            raise CorruptDataError(f"{path} holds {len(images)} images but its label file {len(labels)} labels.")
+            raise CorruptDataError(f"{images_path} holds {len(images)} images but its label file {len(labels)} labels.")
+        if labels.max() > 9:
+            raise CorruptDataError(
+                f"{labels_path} holds the label {int(labels.max())}; {name} has classes 0 to 9. {fix}"
+            )
+    train_images, train_labels, test_images, test_labels = arrays
     return train_images.unsqueeze(1), train_labels.long(), test_images.unsqueeze(1), test_labels.long()
 
 

@@ -58,9 +58,48 @@ def load_trained_model_file(path: str | Path) -> dict[str, Any]:
 
 
 def _check_meta(meta: dict[str, Any], path: str | Path) -> None:
+    """Refuse metadata that lacks a key of `MODEL_META_KEYS` or holds a value of the wrong kind, naming each problem."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a trained model file: its metadata is a {type(meta).__name__}, not a table.")
     missing = [key for key in MODEL_META_KEYS if key not in meta]
     if missing:
         raise ValueError(f"{path} is not a complete trained model file: its metadata lacks {', '.join(missing)}.")
+    problems = _meta_problems(meta)
+    if problems:
+        raise ValueError(
+            f"{path} has damaged metadata: {'; '.join(problems)}. Use the model.pt of a run or a shipped weights file."
+        )
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _meta_problems(meta: dict[str, Any]) -> list[str]:
+    """What is wrong with each value of ``meta`` (complete), one phrase per problem."""
+    problems = []
+    for key in ("model", "dataset"):
+        if not isinstance(meta[key], str) or not meta[key]:
+            problems.append(f"{key} is {meta[key]!r}, not a name")
+    classes, num_classes = meta["classes"], meta["num_classes"]
+    if not isinstance(classes, list | tuple) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        problems.append(f"classes is {classes!r}, not a list of two or more names")
+    if not _is_whole(num_classes) or num_classes < 1:
+        problems.append(f"num_classes is {num_classes!r}, not a whole number of outputs")
+    elif isinstance(classes, list | tuple) and num_classes != len(classes) and (num_classes, len(classes)) != (1, 2):
+        problems.append(f"num_classes is {num_classes}, but there are {len(classes)} classes")  # 1 of 2: one logit
+    mean, std = meta["mean"], meta["std"]
+    for key, values in (("mean", mean), ("std", std)):
+        numbers = isinstance(values, list | tuple) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        )
+        if not numbers or len(values) not in (1, 3):
+            problems.append(f"{key} is {values!r}, not one or three numbers (a value per channel)")
+    if isinstance(std, list | tuple) and any(isinstance(v, int | float) and v <= 0 for v in std):
+        problems.append(f"std is {std!r}: a standard deviation must be positive")
+    if not isinstance(meta.get("model_kwargs", {}), dict):
+        problems.append(f"model_kwargs is {meta['model_kwargs']!r}, not a table of arguments")
+    return problems
 
 
 def load_trained_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
