@@ -168,12 +168,19 @@ def safe_torch_load(path: str | Path, what: str, mmap: bool = False) -> Any:
             ) from error
         raise ValueError(f"{path} is not a readable {what} (damaged, or not a PyTorch file).") from error
     except Exception as error:  # torch raises several unrelated types for a corrupt file
-        raise ValueError(f"{path} is not a readable {what} ({_first_line(error)}).") from error
+        raise ValueError(f"{path} is not a readable {what} ({_first_sentence(error)}).") from error
 
 
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def _first_sentence(error: BaseException) -> str:
+    """The first sentence of ``error``'s message: what went wrong, without torch's advice after it (never to
+    load with ``weights_only=False``, which would run the code a file of unknown origin may hold)."""
+    sentence = _first_line(error).split(". ")[0].rstrip(".")
+    return type(error).__name__ if "weights_only" in sentence else sentence
 
 
 class FolderInUseError(OSError):

@@ -719,7 +719,10 @@ def make_scheduler(
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if schedule == "onecycle":
         if total_steps < 4:
-            raise ValueError(f"The one-cycle schedule needs at least 4 steps, got {total_steps}; train longer.")
+            raise ValueError(
+                f"The one-cycle schedule needs at least 4 steps (batches times epochs), and this training has "
+                f"{total_steps}: use a smaller batch size or more epochs, or check that the training data is not empty."
+            )
         peak = optimizer.param_groups[0]["lr"]
         warmup = max(0.25, 2 / total_steps)  # at least two warm-up steps, even in quick runs
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup)

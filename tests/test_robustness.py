@@ -604,6 +604,20 @@ def test_a_backbone_for_an_experiment_without_one_is_refused(tmp_path, tiny_mnis
         tiny_run(tmp_path, backbone="vgg16")
 
 
+def test_a_damaged_checkpoint_is_named_in_one_sentence_without_torch_advice(tmp_path, capsys) -> None:
+    finished = tiny_run(tmp_path).out_dir
+    content = (finished / "checkpoint.pt").read_bytes()
+    for cut in (10, len(content) // 2, len(content) - 30):
+        (finished / "checkpoint.pt").write_bytes(content[:cut])
+        with pytest.raises(ValueError) as raised:
+            load_checkpoint_meta(finished / "checkpoint.pt")
+        message = str(raised.value)
+        assert (
+            message.startswith(f"{finished / 'checkpoint.pt'} is not a readable checkpoint (") and "\n" not in message
+        )
+        assert "weights_only" not in message and "likely" not in message and "internal miniz error" not in message
+
+
 class NotPlainData:
     """A class that a ``weights_only`` load refuses to rebuild."""
 

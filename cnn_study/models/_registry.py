@@ -185,7 +185,7 @@ def available_weights(name: str) -> dict[str, Weights]:
 
 @functools.cache
 def _shipped_meta(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)["meta"]
+    return safe_torch_load(path, "shipped weights file", mmap=True)["meta"]
 
 
 def _load_shipped(path: Path, progress: bool) -> dict[str, torch.Tensor]:
