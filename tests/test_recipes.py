@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cnn_study.models import create_model
 from cnn_study.recipes import BACKBONES, RECIPES, STUDY_REPORTED, FineTuning, Recipe, get_recipe, list_experiments
 from cnn_study.training import Stage
 
@@ -37,6 +38,34 @@ def test_seed_recipes_follow_the_study() -> None:
     )
     fine_tuning = get_recipe("vgg16_fine_tuning", "seed")
     assert fine_tuning.optimizer == "rmsprop" and fine_tuning.fine_tuning.trainable == "last_block"
+
+
+#: What the study states about each experiment's setup (the brief's summary of its notebooks), by experiment.
+STUDY_STATES = {
+    1: {"dataset": "mnist", "model": "mnist_cnn"},
+    2: {"dataset": "fashion_mnist", "model": "fashion_cnn"},
+    3: {"dataset": "mnist", "model": "lenet5", "optimizer": "adam", "epochs": 10, "batch_size": 128},
+    4: {"dataset": "cifar10", "model": "alexnet_cifar", "optimizer": "adam", "lr": 1e-3, "epochs": 100},
+    5: {"dataset": "cifar10", "model": "zfnet_cifar", "validation_fraction": 0.2},  # the 80/20 split
+    6: {"dataset": "dogs_vs_cats", "model": "vgg16_transfer"},
+    7: {"dataset": "cifar10", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "epochs": 50},
+    8: {"dataset": "cifar10_cats_dogs", "model": "vgg16_transfer", "optimizer": "adam", "epochs": 10},
+    9: {"dataset": "dogs_vs_cats", "model": "vgg16_transfer", "optimizer": "rmsprop"},
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(STUDY_STATES))
+def test_every_seed_recipe_holds_each_setting_the_study_states(experiment) -> None:
+    recipe = get_recipe(str(experiment), "seed")
+    assert {key: getattr(recipe, key) for key in STUDY_STATES[experiment]} == STUDY_STATES[experiment]
+    if experiment == 3:
+        assert recipe.validation_fraction == 0.2  # "20% val"
+    if experiment == 7:
+        assert recipe.batch_size == 128 and recipe.schedule != "constant"  # "LR schedule"
+    if experiment == 8:  # 150 x 150 photos, shear/zoom/flip, one sigmoid output trained with binary cross-entropy
+        assert [type(augmentation).__name__ for augmentation in recipe.augment] == ["ShearZoomFlip"]
+        model = create_model(recipe.model, base_weights=None, **recipe.model_kwargs)  # as run builds it
+        assert recipe.augment[0].flip and model.input_size == (3, 150, 150) and model.num_classes == 1
 
 
 def test_unknown_experiment_and_recipe() -> None:
