@@ -50,7 +50,10 @@ def _train(epochs: int, *, dropout: float = 0.0, batch_norm: bool = False, **opt
     model = nn.Sequential(nn.Conv2d(1, 4, 3), normalise, nn.ReLU(), nn.Flatten(), nn.Dropout(dropout), nn.Linear(64, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loader = TensorBatches(*_points(), batch_size=8, shuffle=True, seed=1)
-    history = fit(model, loader, epochs=epochs, optimizer=optimizer, device="cpu", quiet=True, **options)
+    # float32: the same sums on one process and on two, up to their order (bfloat16 would round each share apart)
+    history = fit(
+        model, loader, epochs=epochs, optimizer=optimizer, device="cpu", quiet=True, precision="float32", **options
+    )
     return model, history.to_dict()["epochs"]
 
 
