@@ -259,9 +259,9 @@ def training_precision(device: torch.device) -> Precision:
     """The precision `fit` trains in unless told: bfloat16 on CUDA and on CPUs that compute it natively.
 
     On a 2-core CPU with AVX512-BF16, bfloat16 autocast trained every model of the experiments trained from
-    scratch faster than float32 (1.1 times LeNet-5, 1.7 ResNet-20, 1.9 AlexNet, 2.0 ZFNet:
-    ``benchmarks/train_throughput.py``) to the same accuracy within the spread of seeds
-    (``benchmarks/bfloat16_training.py``). Elsewhere (MPS, CPUs without it) float32.
+    scratch faster than float32 (``benchmarks/train_throughput.py``), and five of them (all but ZFNet, not yet
+    measured) to the same accuracy within the spread of three seeds (``benchmarks/bfloat16_training.py``; the
+    tables are on the documentation's Results page). Elsewhere (MPS, CPUs without it) float32.
 
     >>> training_precision(torch.device("cuda")), training_precision(torch.device("mps"))
     ('bfloat16', 'float32')
