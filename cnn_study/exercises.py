@@ -65,6 +65,8 @@ class Exercise:
 
 
 def _close(answer: Any, expected: Any, tolerance: float) -> bool:
+    if getattr(answer, "ndim", None) == 0 and hasattr(answer, "item"):  # a NumPy or torch scalar: its number
+        answer = answer.item()
     if isinstance(expected, (tuple, list)):
         return isinstance(answer, (tuple, list)) and tuple(answer) == tuple(expected)
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):

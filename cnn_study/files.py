@@ -273,16 +273,22 @@ class DownloadError(OSError):
 
 
 @contextmanager
-def downloading(what: str, advice: str) -> Iterator[None]:
+def downloading(what: str, advice: str, folder: str | Path | None = None) -> Iterator[None]:
     """Turn the errors of a download (torchvision's ``RuntimeError``, network ``OSError``) into `DownloadError`.
 
     Args:
         what: What is being downloaded, e.g. ``"MNIST"``.
         advice: What to do instead, appended to the message.
+        folder: Where the download writes: the folders it creates there are removed again if it fails
+            and leaves them empty (an empty dataset folder would look like a dataset that is there).
     """
+    created = [] if folder is None else [path for path in (Path(folder), *Path(folder).parents) if not path.exists()]
     try:
         yield
     except (RuntimeError, OSError) as error:
+        for path in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
         if isinstance(error, DownloadError):
             raise
         reason = " ".join(str(error).split()) or type(error).__name__

@@ -278,6 +278,12 @@ def test_mnist_download_goes_through_torchvision_with_checksums(tmp_path, file_s
     with pytest.raises(DownloadError, match="not found or corrupted"):
         mnist(tmp_path / "other", download=True)
 
+    for name in files:
+        (folder / name).unlink()  # offline, as far as MNIST goes: every file is missing
+    with pytest.raises(DownloadError, match="Could not download MNIST"):
+        mnist(tmp_path / "offline", download=True)
+    assert not (tmp_path / "offline").exists()  # no empty folder left to look like a dataset
+
 
 def test_dogs_vs_cats_archive_download_and_extraction(tmp_path, file_server, make_image_folder) -> None:
     folder, url = file_server

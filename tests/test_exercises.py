@@ -6,7 +6,9 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from cnn_study import datasets, exercises, models, recipes, results, visualize
 
@@ -71,3 +73,12 @@ def test_a_wrong_answer_gets_the_hint(name, data_dir, capsys) -> None:
 def test_an_unknown_exercise_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="No exercise 'lenet'; the tutorials have: mnist-cnn-hidden-parameters"):
         exercises.check("lenet", 1)
+
+
+def test_a_right_number_is_right_as_a_numpy_or_torch_scalar_and_a_near_miss_is_not(capsys) -> None:
+    expected = exercises.EXERCISES["mnist-cnn-hidden-parameters"].answer()
+    for answer in (np.int64(expected), torch.tensor(expected), np.array(expected), float(expected)):
+        assert exercises.check("mnist-cnn-hidden-parameters", answer), type(answer)
+    for near_miss in (np.int64(expected - 128), torch.tensor(expected + 1)):  # the bias forgotten, one too many
+        assert not exercises.check("mnist-cnn-hidden-parameters", near_miss)
+    assert "not yet" in capsys.readouterr().out

@@ -96,7 +96,7 @@ def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[to
 
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     if download and not all(find(stem) for stem in stems):
-        with downloading(name, _offline_advice(raw)):
+        with downloading(name, _offline_advice(raw), raw):
             getattr(torchvision.datasets, folder)(root, train=True, download=True)  # fetches and md5-checks all four
     paths = [find(stem) for stem in stems]
     if not all(paths):
@@ -217,7 +217,7 @@ def _torchvision_cifar10(root: Path, download: bool) -> list[torchvision.dataset
 
     folder = root / "cifar-10-batches-py"
     if download:
-        with downloading("CIFAR-10", _offline_advice(folder)):
+        with downloading("CIFAR-10", _offline_advice(folder), folder):
             return load()
     try:
         return load()
@@ -261,7 +261,7 @@ def download_dogs_vs_cats(root: Path, url: str = DOGS_VS_CATS_URL) -> Path:
     """
     archive = root / "cats_and_dogs_filtered.zip"
     if not archive.is_file():
-        with downloading("Dogs vs Cats", _offline_advice(root / "dogs-vs-cats")):
+        with downloading("Dogs vs Cats", _offline_advice(root / "dogs-vs-cats"), root):
             download_url(url, str(root), filename=archive.name)
     if url == DOGS_VS_CATS_URL and archive.stat().st_size != DOGS_VS_CATS_BYTES:
         archive.unlink()
