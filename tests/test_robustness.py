@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -41,6 +42,8 @@ from cnn_study.models import create_model
 from cnn_study.recipes import get_recipe
 from cnn_study.results import results_folder, scan_results
 from cnn_study.training import TensorBatches, evaluate, load_checkpoint_meta
+
+from .conftest import idx_bytes
 
 RECIPE = get_recipe("mnist_cnn", "seed")  # Adam at a constant rate: any number of steps will do
 
@@ -616,6 +619,24 @@ def test_a_damaged_checkpoint_is_named_in_one_sentence_without_torch_advice(tmp_
             message.startswith(f"{finished / 'checkpoint.pt'} is not a readable checkpoint (") and "\n" not in message
         )
         assert "weights_only" not in message and "likely" not in message and "internal miniz error" not in message
+
+
+@pytest.mark.parametrize(
+    ("stem", "content", "problem"),
+    [
+        ("t10k-images-idx3-ubyte", bytes([0, 0, 8, 0, 5]), "holds uint8 values of shape (), not N x height x width"),
+        ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((20, 784), np.uint8)), "of shape (20, 784), not N x height"),
+        ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((0, 28, 28), np.uint8)), "of shape (0, 28, 28), not N x"),
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros((4, 5), np.uint8)), "of shape (4, 5), not N labels"),
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.arange(20, dtype=np.uint8) % 12), "holds the label 11; MNIST has"),
+    ],
+)
+def test_an_idx_file_of_the_wrong_shape_or_labels_is_named_in_one_line(tiny_mnist, stem, content, problem, capsys):
+    (tiny_mnist / "MNIST" / "raw" / stem).write_bytes(content)
+    shipped = Path(cnn_study.models.__file__).parent / "weights" / "lenet5-mnist.pt"
+    assert main(["evaluate", str(shipped), "--data", str(tiny_mnist)]) == 1
+    err = one_line_error(capsys)
+    assert f"{tiny_mnist / 'MNIST' / 'raw' / stem} " in err and problem in err and err.endswith("(--download).")
 
 
 class NotPlainData:
