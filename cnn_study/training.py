@@ -50,7 +50,8 @@ class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
     """What ``fit`` and ``evaluate`` iterate over: sized, yields ``(images, labels)``.
 
     A loader that has a ``generator`` attribute (a ``torch.Generator`` behind
-    its shuffling and augmentation) gets that generator saved in checkpoints.
+    its shuffling and augmentation) gets that generator saved in checkpoints; one with a
+    ``set_epoch(epoch)`` method is told the number of each epoch (from 1) before it is iterated.
     """
 
 
@@ -509,6 +510,8 @@ def fit(
     quiet = quiet or not distributed.is_main()
 
     for epoch in range(len(history) + 1, epochs + 1):
+        if hasattr(train_loader, "set_epoch"):  # a loader whose batches depend on the epoch (alternating flip)
+            train_loader.set_epoch(epoch)
         model.train()
         started = time.perf_counter()
         totals = torch.zeros(3, device=device)  # summed loss, right answers and images of this rank
@@ -670,7 +673,79 @@ def extract_features(
     return features[:seen], labels[:seen]
 
 
-Schedule = Literal["constant", "cosine", "onecycle"]
+Schedule = Literal["constant", "cosine", "onecycle", "triangle"]
+
+
+class Lookahead(torch.optim.Optimizer):
+    """Lookahead (Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step back"), scheduled as airbench does.
+
+    The wrapped optimizer takes ``steps`` ordinary ("fast") steps; then a copy of the weights kept aside
+    (the "slow" weights) moves towards the fast ones, ``slow += (1 - pull) * (fast - slow)``, and the fast
+    weights restart from the slow ones. With a constant ``pull`` of 0.5 this is the paper's method. Jordan's
+    airbench (2024) lets ``pull`` grow with the cube of the training's progress, from 0 (plain training) to
+    ``final_pull``: early on the model moves freely; near the end the slow weights average the last steps'
+    noise away, as an exponential moving average of the weights does, and the model ends on them.
+
+    It shares the wrapped optimizer's ``param_groups``, so learning-rate schedulers drive it as they would the
+    wrapped one, and its ``state_dict`` holds the slow weights (a resumed run goes on exactly).
+
+    Args:
+        optimizer: The fast optimizer, e.g. SGD.
+        total_steps: Steps of the whole training, over which ``pull`` grows.
+        steps: Fast steps between synchronisations (the paper's ``k``).
+        final_pull: ``pull`` at the end of training (airbench: ``0.95 ** 5``, an average over about 20 steps).
+
+    Examples:
+        >>> weight = torch.nn.Parameter(torch.zeros(1))
+        >>> optimizer = Lookahead(torch.optim.SGD([weight], lr=1.0), total_steps=4, steps=2, final_pull=0.5)
+        >>> for _ in range(4):
+        ...     weight.grad = torch.tensor([-1.0])
+        ...     optimizer.step()
+        >>> weight.item()  # pull 1/16 after two steps (slow = 2 - 2/16), 1/2 after four: 1.875 + (3.875 - 1.875) / 2
+        2.875
+    """
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, total_steps: int, steps: int = 5, final_pull: float = 0.95**5
+    ) -> None:
+        super().__init__(optimizer.param_groups, optimizer.defaults)  # the same group dicts: one learning rate
+        self.optimizer = optimizer
+        self.total_steps = total_steps
+        self.steps = steps
+        self.final_pull = final_pull
+        self.fast_steps = 0
+        self.slow_weights = [parameter.detach().clone() for parameter in self._parameters()]
+
+    def _parameters(self) -> list[torch.Tensor]:
+        return [parameter for group in self.param_groups for parameter in group["params"]]
+
+    def pull(self) -> float:
+        """How much the slow weights hold back at the current step: ``final_pull * progress ** 3``."""
+        return self.final_pull * min(1.0, self.fast_steps / self.total_steps) ** 3
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = self.optimizer.step(closure)
+        self.fast_steps += 1
+        if self.fast_steps % self.steps == 0 or self.fast_steps == self.total_steps:
+            pull = self.pull()
+            for slow, fast in zip(self.slow_weights, self._parameters(), strict=True):
+                slow.lerp_(fast, 1 - pull)
+                fast.copy_(slow)
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "slow_weights": self.slow_weights,
+            "fast_steps": self.fast_steps,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        for slow, saved in zip(self.slow_weights, state_dict["slow_weights"], strict=True):
+            slow.copy_(saved)
+        self.fast_steps = state_dict["fast_steps"]
 
 
 def make_optimizer(
@@ -706,7 +781,12 @@ def make_optimizer(
 def make_scheduler(
     schedule: str, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Build a per-batch learning-rate schedule: ``constant``, ``cosine`` or ``onecycle``.
+    """Build a per-batch learning-rate schedule: ``constant``, ``cosine``, ``onecycle`` or ``triangle``.
+
+    ``onecycle`` is torch's `OneCycleLR`: a cosine warm-up over the first quarter from a 25th of the peak,
+    then a cosine decay to almost 0. ``triangle`` is airbench's short schedule (Jordan 2024): a linear
+    warm-up from a fifth of the peak over the first fifth of the steps, then a linear decay to 0. Each
+    parameter group's learning rate is its own peak.
 
     Args:
         schedule: Schedule name.
@@ -723,10 +803,17 @@ def make_scheduler(
                 f"The one-cycle schedule needs at least 4 steps (batches times epochs), and this training has "
                 f"{total_steps}: use a smaller batch size or more epochs, or check that the training data is not empty."
             )
-        peak = optimizer.param_groups[0]["lr"]
+        peaks = [group["lr"] for group in optimizer.param_groups]
         warmup = max(0.25, 2 / total_steps)  # at least two warm-up steps, even in quick runs
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup)
-    raise ValueError(f"Unknown schedule {schedule!r}; use constant, cosine or onecycle.")
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup)
+    if schedule == "triangle":
+        warmup_steps = 0.2 * total_steps
+
+        def triangle(step: int) -> float:
+            return min(0.2 + 0.8 * step / warmup_steps, (total_steps - step) / (total_steps - warmup_steps))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, triangle)
+    raise ValueError(f"Unknown schedule {schedule!r}; use constant, cosine, onecycle or triangle.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -742,6 +829,10 @@ class Stage:
         weight_decay: L2 penalty (decoupled for AdamW).
         schedule: Per-batch learning-rate schedule (see `make_scheduler`).
         label_smoothing: Label smoothing of the training loss.
+        lookahead: Wrap the optimizer in `Lookahead` (airbench's schedule).
+        bias_lr_scale: Learning-rate factor for the one-dimensional parameters (biases and batch-norm
+            shifts), whose weight decay is divided by it, so that it shrinks them by as much per step as it
+            shrinks the weights (airbench trains batch-norm shifts 64 times as fast as the weights).
     """
 
     epochs: int
@@ -752,6 +843,8 @@ class Stage:
     weight_decay: float = 0.0
     schedule: Schedule = "constant"
     label_smoothing: float = 0.0
+    lookahead: bool = False
+    bias_lr_scale: float = 1.0
 
 
 def fit_stage(
@@ -786,15 +879,28 @@ def fit_stage(
         3
     """
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    groups = [{"params": trainable}]
+    if stage.bias_lr_scale != 1:
+        groups = [
+            {"params": [parameter for parameter in trainable if parameter.ndim > 1]},
+            {
+                "params": [parameter for parameter in trainable if parameter.ndim <= 1],
+                "lr": stage.lr * stage.bias_lr_scale,
+                "weight_decay": stage.weight_decay / stage.bias_lr_scale,
+            },
+        ]
     optimizer = make_optimizer(
         stage.optimizer,
-        trainable,
+        groups,
         stage.lr,
         momentum=stage.momentum,
         nesterov=stage.nesterov,
         weight_decay=stage.weight_decay,
     )
-    scheduler = make_scheduler(stage.schedule, optimizer, stage.epochs * len(train_loader))
+    total_steps = stage.epochs * len(train_loader)
+    if stage.lookahead:
+        optimizer = Lookahead(optimizer, total_steps)
+    scheduler = make_scheduler(stage.schedule, optimizer, total_steps)
     trained = fit(
         model,
         train_loader,

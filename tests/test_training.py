@@ -667,7 +667,7 @@ def test_schedule_errors_name_the_problem() -> None:
         ValueError, match=r"^The one-cycle schedule needs at least 4 steps .* has 3: use a smaller batch"
     ):
         training.make_scheduler("onecycle", optimizer, 3)
-    with pytest.raises(ValueError, match=r"^Unknown schedule 'step'; use constant, cosine or onecycle\.$"):
+    with pytest.raises(ValueError, match=r"^Unknown schedule 'step'; use constant, cosine, onecycle or triangle\.$"):
         training.make_scheduler("step", optimizer, 10)
 
 
@@ -698,8 +698,24 @@ def test_schedule_errors_name_the_problem() -> None:
             lambda parameters: torch.optim.RMSprop(parameters, lr=0.01, weight_decay=0.1),
             lambda optimizer: None,
         ),
+        (
+            training.Stage(epochs=2, optimizer="sgd", lr=0.1, weight_decay=0.01, schedule="triangle", bias_lr_scale=4),
+            lambda parameters: torch.optim.SGD(
+                [
+                    {"params": [p for p in parameters if p.ndim == 2]},
+                    {"params": [p for p in parameters if p.ndim == 1], "lr": 0.4, "weight_decay": 0.0025},
+                ],
+                lr=0.1,
+                momentum=0.9,
+                weight_decay=0.01,
+            ),
+            # a fifth of the peak, up to the peak in the first fifth of the 6 steps (1.2), then down to 0 at 6
+            lambda optimizer: torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: min(0.2 + 0.8 * step / 1.2, (6 - step) / 4.8)
+            ),
+        ),
     ],
-    ids=["sgd-nesterov-cosine-smoothing", "adamw-onecycle", "rmsprop-constant"],
+    ids=["sgd-nesterov-cosine-smoothing", "adamw-onecycle", "rmsprop-constant", "sgd-bias-rate-triangle"],
 )
 def test_fit_stage_takes_the_steps_its_stage_names_on_the_trainable_parameters_only(
     stage, reference_optimizer, reference_schedule
@@ -713,7 +729,7 @@ def test_fit_stage_takes_the_steps_its_stage_names_on_the_trainable_parameters_o
     initial = {name: value.clone() for name, value in model.state_dict().items()}
     batches = TensorBatches(features, labels, 8)  # 3 batches per epoch: the schedule spans 6 steps
     history = training.fit_stage(model, batches, stage, device="cpu", quiet=True, precision="float32")
-    optimizer = reference_optimizer(by_hand[2].parameters())
+    optimizer = reference_optimizer(list(by_hand[2].parameters()))
     scheduler = reference_schedule(optimizer)
     rates = []
     for _ in range(stage.epochs):
@@ -730,6 +746,67 @@ def test_fit_stage_takes_the_steps_its_stage_names_on_the_trainable_parameters_o
     assert torch.equal(trained["0.weight"], initial["0.weight"]) and torch.equal(trained["0.bias"], initial["0.bias"])
     assert (trained["2.weight"] - initial["2.weight"]).abs().max() > 1e-3  # the trainable layer learned
     assert history.column("learning_rate") == pytest.approx(rates, abs=1e-9) and history.column("epoch") == [1, 2]
+
+
+def test_the_triangle_schedule_warms_up_from_a_fifth_over_a_fifth_then_falls_to_zero() -> None:
+    rates = _learning_rates("triangle", 100)
+    assert rates[0] == pytest.approx(0.02) and rates[10] == pytest.approx(0.06) and rates[20] == pytest.approx(0.1)
+    assert max(rates) == rates[20] and rates[60] == pytest.approx(0.05) and rates[100] == 0
+
+
+def test_lookahead_pulls_the_weights_back_towards_the_slow_ones_more_and_more() -> None:
+    weight = nn.Parameter(torch.zeros(1))
+    optimizer = training.Lookahead(torch.optim.SGD([weight], lr=1.0), total_steps=10, steps=5, final_pull=0.8)
+    seen = []
+    for _ in range(10):
+        weight.grad = torch.tensor([-1.0])  # every fast step adds 1
+        optimizer.step()
+        seen.append(weight.item())
+    # step 5: pull 0.8 * (5/10)**3 = 0.1, slow = 0 + 0.9 * 5 = 4.5; step 10: pull 0.8, slow = 4.5 + 0.2 * 5 = 5.5
+    assert seen == pytest.approx([1, 2, 3, 4, 4.5, 5.5, 6.5, 7.5, 8.5, 5.5])
+    assert optimizer.pull() == pytest.approx(0.8) and optimizer.slow_weights[0].item() == pytest.approx(5.5)
+
+
+def test_lookahead_without_a_pull_is_its_optimizer_and_resumes_from_its_state(tmp_path) -> None:
+    torch.manual_seed(0)
+    features, labels = torch.randn(24, 4), torch.arange(24) % 3
+    plain, wrapped = nn.Linear(4, 3), nn.Linear(4, 3)
+    wrapped.load_state_dict(plain.state_dict())
+    batches = TensorBatches(features, labels, 8)
+    stage = training.Stage(epochs=2, optimizer="sgd", lr=0.5, momentum=0.9)
+    training.fit_stage(plain, batches, stage, device="cpu", quiet=True, precision="float32")
+    sgd = torch.optim.SGD(wrapped.parameters(), lr=0.5, momentum=0.9)
+    training.fit(
+        wrapped,
+        batches,
+        epochs=2,
+        optimizer=training.Lookahead(sgd, total_steps=6, steps=2, final_pull=0.0),
+        device="cpu",
+        quiet=True,
+        precision="float32",
+    )
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain.parameters(), wrapped.parameters()))
+
+    def lookahead_run(epochs: int, checkpoint) -> nn.Module:
+        torch.manual_seed(1)
+        model = nn.Linear(4, 3)
+        optimizer = training.Lookahead(torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), total_steps=9)
+        training.fit(
+            model,
+            TensorBatches(features, labels, 8, shuffle=True, seed=0),
+            epochs=epochs,
+            optimizer=optimizer,
+            device="cpu",
+            quiet=True,
+            checkpoint=checkpoint,
+            resume=True,
+            precision="float32",
+        )
+        return model
+
+    lookahead_run(2, tmp_path / "resumed.pt")  # interrupted after 2 of 3 epochs, mid-way between two pulls
+    resumed, uninterrupted = lookahead_run(3, tmp_path / "resumed.pt"), lookahead_run(3, None)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), uninterrupted.parameters()))
 
 
 def test_fit_stage_continues_the_history_it_is_given() -> None:
