@@ -184,6 +184,29 @@ def test_shuffle_visits_every_image_once_per_epoch_in_a_new_order() -> None:
     assert torch.equal(unshuffled, torch.arange(40))
 
 
+def test_alternating_flip_mirrors_a_random_half_then_each_image_every_other_epoch() -> None:
+    # 1x2 images: the left pixel is the image's index, the right one 255, so the pixels say which image it is
+    # and whether it is mirrored (normalised by mean 0 and std 1/255, values stay as they were)
+    images = torch.stack([torch.arange(200), torch.full((200,), 255)], 1).to(torch.uint8).view(200, 1, 1, 2)
+    data = ImageData(images, torch.arange(200) % 2, ("even", "odd"), (0.0,), (1 / 255,))
+    loader = BatchLoader(data, 64, shuffle=True, seed=5, alternating_flip=True)
+
+    def mirrored_in(epoch: int) -> torch.Tensor:
+        loader.set_epoch(epoch)
+        left, right = torch.cat([batch for batch, _ in loader]).view(-1, 2).long().T
+        mirrored = left == 255
+        shown = torch.where(mirrored, right, left)
+        assert sorted(shown.tolist()) == list(range(200))  # every image once per epoch
+        return torch.zeros(200, dtype=torch.bool).index_put((shown,), mirrored)
+
+    first, second, third = mirrored_in(1), mirrored_in(2), mirrored_in(3)
+    assert 72 < first.sum() < 128  # a random half (4 standard deviations of 200 fair coins: 100 +- 28)
+    assert torch.equal(second, ~first) and torch.equal(third, first)  # each image once each way in two epochs
+    again = BatchLoader(data, 64, shuffle=True, seed=5, alternating_flip=True)
+    assert torch.equal(again.flipped_in_odd_epochs, first)  # the choice follows the seed
+    assert BatchLoader(data, 64).flipped_in_odd_epochs is None
+
+
 def test_shuffled_orders_repeat_with_the_seed_and_differ_between_seeds() -> None:
     def order(seed: int) -> torch.Tensor:
         return torch.cat([images[:, 0, 0, 0] for images, _ in BatchLoader(_numbered(), 40, shuffle=True, seed=seed)])

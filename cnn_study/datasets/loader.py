@@ -87,6 +87,10 @@ class BatchLoader:
         mean: Normalisation mean; defaults to the data's (a pretrained model may need its own).
         std: Normalisation standard deviation; defaults to the data's.
         channels_last: Return batches in channels-last memory format (faster convolutions on CPUs).
+        alternating_flip: Mirror a random half of the images in the first epoch and, after that, each
+            image in every other epoch, so that every two consecutive epochs show each image once each
+            way (Jordan 2024, airbench, Section 3.6); ``fit`` numbers the epochs through `set_epoch`.
+            Applied before ``augment``.
 
     Examples:
         >>> import torch
@@ -111,6 +115,7 @@ class BatchLoader:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         channels_last: bool = False,
+        alternating_flip: bool = False,
     ) -> None:
         self.data = data
         self.batch_size = batch_size
@@ -121,6 +126,11 @@ class BatchLoader:
         self.image_size = image_size
         self.channels_last = channels_last
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.epoch = 1
+        # which images the odd epochs mirror (the even ones mirror the others); None: no alternating flip
+        self.flipped_in_odd_epochs = None
+        if alternating_flip:
+            self.flipped_in_odd_epochs = torch.rand(len(data), generator=self.generator, device=self.device) < 0.5
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
         shape = (1, -1, 1, 1)
@@ -138,6 +148,7 @@ class BatchLoader:
         shuffle: bool = False,
         augment: Sequence[Augmentation] = (),
         seed: int = 0,
+        alternating_flip: bool = False,
     ) -> BatchLoader:
         """Batches of ``data`` as ``model`` eats them: the one place that knows how to feed a model.
 
@@ -153,6 +164,7 @@ class BatchLoader:
             shuffle: Visit the images in a new random order every epoch (training).
             augment: Augmentations applied to each normalised batch (training).
             seed: Seed of shuffling and augmentation.
+            alternating_flip: Mirror each image in every other epoch (training; see `BatchLoader`).
 
         Examples:
             >>> import torch
@@ -176,6 +188,7 @@ class BatchLoader:
             mean=spec.mean,
             std=spec.std,
             channels_last=device.type in ("cpu", "cuda"),
+            alternating_flip=alternating_flip,
         )
 
     @property
@@ -187,6 +200,10 @@ class BatchLoader:
         full, rest = divmod(len(self.data), self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
+    def set_epoch(self, epoch: int) -> None:
+        """Say which epoch (from 1) the next iteration is: it decides which images an alternating flip mirrors."""
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.data)
         if self.shuffle:
@@ -195,14 +212,19 @@ class BatchLoader:
             order = torch.arange(n, device=self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
-            yield self.transform(self.images[index]), self.labels[index]
+            mirror = None
+            if self.flipped_in_odd_epochs is not None:
+                mirror = self.flipped_in_odd_epochs[index] ^ (self.epoch % 2 == 0)
+            yield self.transform(self.images[index], mirror), self.labels[index]
 
-    def transform(self, images: torch.Tensor) -> torch.Tensor:
-        """Turn a ``uint8`` batch into the model's input: resize, normalise, augment."""
+    def transform(self, images: torch.Tensor, mirror: torch.Tensor | None = None) -> torch.Tensor:
+        """Turn a ``uint8`` batch into the model's input: resize, normalise, mirror the ``mirror`` images, augment."""
         batch = images.float()
         if self.image_size is not None and batch.shape[-2:] != (self.image_size, self.image_size):
             batch = F.interpolate(batch, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         batch = (batch - self.mean) / self.std
+        if mirror is not None:
+            batch = torch.where(mirror[:, None, None, None], batch.flip(3), batch)
         for augmentation in self.augment:
             batch = augmentation(batch, self.generator)
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
