@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnn_study.datasets import BatchLoader, DownloadError, ImageData
@@ -315,3 +316,39 @@ def test_a_plain_resnet_is_the_same_network_without_the_shortcuts() -> None:
         inner = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
         assert torch.allclose(plain.get_submodule(path)(x), torch.relu(inner))
         assert torch.allclose(block(x), torch.relu(inner + shortcut))
+
+
+def test_fast_cifar_parameters_are_its_layers_and_only_the_whitening_weights_and_norm_scales_are_frozen() -> None:
+    model = create_model("fast_cifar")
+    whiten = 24 * 3 * 2 * 2 + 24
+    convs = 9 * (24 * 32 + 32 * 32 + 32 * 128 + 128 * 128 + 128 * 128 + 128 * 128)
+    norms = 2 * 2 * (32 + 128 + 128)  # scale and shift of two batch norms per group
+    assert sum(p.numel() for p in model.parameters()) == whiten + convs + norms + 128 * 10 == 498_104
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    norm_scales = {f"features.{group}.{layer}.weight" for group in (2, 3, 4) for layer in (2, 5)}
+    assert frozen == {"whiten.weight"} | norm_scales
+    norms = [model.get_submodule(name.removesuffix(".weight")) for name in norm_scales]
+    assert all(isinstance(norm, nn.BatchNorm2d) and (norm.momentum, norm.eps) == (0.4, 1e-12) for norm in norms)
+    plain = create_model("fast_cifar", whitening=False, fast_batch_norm=False)
+    assert all(p.requires_grad for p in plain.parameters())
+    assert {m.momentum for m in plain.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+
+
+def test_fast_cifar_whitening_layer_decorrelates_the_patches_it_was_fitted_on() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # correlated images: smooth noise, so neighbouring pixels and the three channels move together
+    images = F.avg_pool2d(torch.randn(64, 1, 34, 34, generator=generator), 3, stride=1).repeat(1, 3, 1, 1)
+    images = images + 0.3 * torch.randn(64, 3, 32, 32, generator=generator)
+    model = create_model("fast_cifar")
+    model.initialise_from_data([(images[:32], None), (images[32:], None)])
+    with torch.no_grad():
+        outputs = F.conv2d(images, model.whiten.weight)  # without the bias
+    channels = outputs.transpose(0, 1).reshape(24, -1)
+    covariance = channels[:12] @ channels[:12].T / channels.shape[1]
+    assert torch.allclose(covariance, torch.diag(covariance.diagonal()), atol=1e-3)  # uncorrelated
+    assert covariance.diagonal().max() <= 1 and covariance.diagonal().min() > 0.8  # unit variance but for eps
+    assert torch.equal(model.whiten.weight[12:], -model.whiten.weight[:12])
+    unwhitened = create_model("fast_cifar", whitening=False)
+    before = unwhitened.whiten.weight.clone()
+    unwhitened.initialise_from_data([(images, None)])
+    assert torch.equal(unwhitened.whiten.weight, before)

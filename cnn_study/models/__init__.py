@@ -1,4 +1,4 @@
-"""Model registry and the architectures of the nine experiments.
+"""Model registry and the architectures of the ten experiments.
 
 Examples:
     >>> from cnn_study.models import create_model, list_models
@@ -18,6 +18,7 @@ from . import (
     alexnet_cifar,
     efficientnet_lite0,
     fashion_cnn,
+    fast_cifar,
     lenet5,
     mnist_cnn,
     resnet_cifar,
@@ -82,6 +83,7 @@ __all__ = [
     "create_model",
     "efficientnet_lite0",
     "fashion_cnn",
+    "fast_cifar",
     "fold_batch_norms",
     "get_model_info",
     "is_transfer_model",

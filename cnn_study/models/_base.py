@@ -8,7 +8,7 @@ feature-map plots and Grad-CAM all build on that split.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,13 @@ class ImageClassifier(nn.Module):
     def input_spec(self) -> InputSpec:
         """What this model eats: size, normalisation, and whether batches are resized to fit."""
         return InputSpec(self.input_size, self.mean, self.std)
+
+    def initialise_from_data(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Data-dependent initialisation from batches of normalised training images; most models need none
+        and do not read them.
+
+        `cnn_study.models.fast_cifar.FastCifarNet` sets its whitening layer here.
+        """
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the last convolutional feature map for a batch ``x``."""
