@@ -44,6 +44,7 @@ MODELS = {  # name: (create_model kwargs, batch size), as the improved recipes t
     "resnet20": ({}, 128),
     "alexnet_cifar": ({"batch_norm": True}, 128),
     "zfnet_cifar": ({"batch_norm": True}, 128),
+    "fast_cifar": ({}, 512),
     "vgg16": ({"num_classes": 2}, 16),  # at 150 x 150, as in the transfer experiments
 }
 

@@ -10,7 +10,7 @@ The package is organised the way the data flows:
 * `cnn_study.training` fits and evaluates any model on any loader, one `Stage`
   at a time;
 * `cnn_study.distributed` lets `training` run on the processes ``torchrun`` starts;
-* `cnn_study.recipes` holds the nine experiments as data, and the study's numbers;
+* `cnn_study.recipes` holds the nine experiments (and our tenth, fast training) as data, and the study's numbers;
 * `cnn_study.experiments` runs a recipe (`run`) and writes its results folder;
 * `cnn_study.results` reads, checks and tabulates results folders;
 * `cnn_study.visualize` turns models, data and histories into figures;

@@ -64,6 +64,7 @@ def command_run(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         batch_size=args.batch_size,
         backbone=args.backbone,
+        seed=args.seed,
         quick=args.quick,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -77,7 +78,7 @@ def command_run(args: argparse.Namespace) -> None:
     metrics = result.metrics
     quick = ", quick" if args.quick else ""
     print(f"\n{recipe.title} ({recipe.recipe}{quick}): {metrics['model']} on {metrics['device']}")
-    print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (study reported {recipe.study_reported})")
+    print(f"  test accuracy   {_percent(metrics['test_accuracy'])}  (the study: {recipe.study_reported})")
     print(f"  train accuracy  {_percent(metrics['train_accuracy'])}")
     if metrics["val_accuracy"] is not None:
         print(f"  val accuracy    {_percent(metrics['val_accuracy'])}")
@@ -142,7 +143,7 @@ def command_export_weights(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cnn-study`` (exposed for the docs and tests)."""
     parser = argparse.ArgumentParser(
-        prog="cnn-study", description="List and inspect models, run the nine experiments, show their results."
+        prog="cnn-study", description="List and inspect models, run the ten experiments, show their results."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     debugging = argparse.ArgumentParser(add_help=False)
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     debugging.add_argument("--debug", action="store_true", help=debug_help)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    listing = commands.add_parser("list", parents=[debugging], help="list the models and the nine experiments")
+    listing = commands.add_parser("list", parents=[debugging], help="list the models and the ten experiments")
     listing.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'resnet*'")
     listing.set_defaults(handler=command_list)
 
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     summarise.set_defaults(handler=command_summary)
 
     running = commands.add_parser("run", parents=[debugging], help="train and evaluate one experiment recipe")
-    running.add_argument("experiment", help=f"one of {', '.join(RECIPES)} (or 1-9)")
+    running.add_argument("experiment", help=f"one of {', '.join(RECIPES)} (or 1-10)")
     running.add_argument("--recipe", default="improved", choices=sorted({name for r in RECIPES.values() for name in r}))
     running.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
     running.add_argument("--batch-size", type=positive_int, help="override the recipe's batch size")
@@ -170,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone",
         choices=BACKBONES,
         help="transfer experiments: pretrained base (default vgg16)",
+    )
+    running.add_argument(
+        "--seed", type=int, help="seed of initialisation, data order and augmentation (default: the recipe's, 0)"
     )
     running.add_argument("--quick", action="store_true", help="small subset and 1-2 epochs, for a fast check")
     running.add_argument("--out", type=Path, default=Path("runs"), help="results parent folder (default runs/)")

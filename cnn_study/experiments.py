@@ -1,4 +1,4 @@
-"""`run`: train one recipe of the nine experiments and write its results folder.
+"""`run`: train one recipe of the ten experiments and write its results folder.
 
 The recipes are data (`cnn_study.recipes`); the results folder and its files are described in
 `cnn_study.results`. A run goes:
@@ -122,6 +122,7 @@ def run(
     epochs: int | None = None,
     batch_size: int | None = None,
     backbone: str | None = None,
+    seed: int | None = None,
     quick: bool = False,
     resume: bool = False,
     overwrite: bool = False,
@@ -148,6 +149,8 @@ def run(
         batch_size: Override the recipe's batch size.
         backbone: For transfer experiments: ``"vgg16"`` (the default, downloads
             ImageNet weights) or ``"efficientnet_lite0"`` (offline extra).
+        seed: Override the recipe's seed (initialisation, data order, augmentation); a run with another
+            seed than 0 writes to a folder of its own (``...-seed<N>``), so that seeds can be compared.
         quick: The small documented budget for tests and the docs build:
             ``recipe.quick_per_class`` training images per class, a quarter of
             that per class for evaluation, and ``recipe.quick_epochs`` epochs.
@@ -182,7 +185,12 @@ def run(
         )
     if quick:
         recipe = recipe.quick()
-    recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size)
+    recipe = replace(
+        recipe,
+        epochs=epochs or recipe.epochs,
+        batch_size=batch_size or recipe.batch_size,
+        seed=recipe.seed if seed is None else seed,
+    )
     model_name = recipe.model_for(backbone)
     out_dir = results_folder(recipe, out, backbone=backbone, quick=quick)
     settings = {
@@ -333,11 +341,24 @@ def _train_and_report(
         """Training batches (``train``: the recipe's batch size, shuffled and augmented) or inference batches."""
         if train:
             return BatchLoader.for_model(
-                data, model, recipe.batch_size, device=device, shuffle=True, augment=recipe.augment, seed=recipe.seed
+                data,
+                model,
+                recipe.batch_size,
+                device=device,
+                shuffle=True,
+                augment=recipe.augment,
+                seed=recipe.seed,
+                alternating_flip=recipe.alternating_flip,
             )
         return BatchLoader.for_model(data, model, device=device, augment=augment, seed=recipe.seed + seed_offset)
 
     monitor = batches(val_data if val_data is not None else test_data)
+
+    def initialisation_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Up to 5,000 plain training images, sampled only if the model reads them."""
+        yield from batches(train_data.sample(5000 // len(train_data.classes), seed=recipe.seed))
+
+    model.initialise_from_data(initialisation_batches())  # data-dependent initialisation: fast_cifar's whitening
     spec = model.input_spec()
     meta = {
         "model": model_name,
@@ -439,6 +460,8 @@ def _train_and_report(
     command = f"cnn-study run {recipe.name} --recipe {recipe.recipe}"
     if model_name != recipe.model:  # a transfer recipe on another base: <base>_transfer
         command += f" --backbone {model_name.removesuffix('_transfer')}"
+    if recipe.seed != 0:
+        command += f" --seed {recipe.seed}"
     model_meta = dict(
         meta,
         num_classes=model.num_classes,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from .training import History, load_checkpoint
 #: Results of the full runs behind the documentation, shipped with the package
 #: (``docs/results`` in the repository points here).
 PUBLISHED_RESULTS = Path(__file__).parent / "results"
+#: Published full runs of a recipe with other seeds than the recipe's 0 (seed 0 is in `PUBLISHED_RESULTS`),
+#: as ``seeds/<experiment>/<recipe>-seed<N>/``: the spread of a recipe's accuracy (`runs_over_seeds`).
+PUBLISHED_SEEDS = PUBLISHED_RESULTS / "seeds"
 
 #: What a finished run leaves in its results folder. `run` writes ``metrics.json`` last, so a folder
 #: that has it holds the others too.
@@ -48,10 +51,10 @@ UNFINISHED_KEYS = ("experiment", "recipe", "quick", "epochs_reached", "epochs_pl
 def results_folder(
     recipe: Recipe, out: str | Path = "runs", *, backbone: str | None = None, quick: bool = False
 ) -> Path:
-    """Where `run` writes a recipe's results: ``out/<experiment>/<recipe>[-<backbone>][-quick]``.
+    """Where `run` writes a recipe's results: ``out/<experiment>/<recipe>[-<backbone>][-seed<N>][-quick]``.
 
-    A quick run never writes where the full run lives, and a transfer run on a base other than the
-    recipe's (``backbone``) gets a folder of its own.
+    A quick run never writes where the full run lives; a transfer run on a base other than the
+    recipe's (``backbone``) and a run with another seed than the recipe's 0 get folders of their own.
 
     Args:
         recipe: The recipe.
@@ -62,10 +65,15 @@ def results_folder(
     Examples:
         >>> results_folder(get_recipe("9", "seed"), "runs", backbone="efficientnet_lite0").as_posix()
         'runs/vgg16_fine_tuning/seed-efficientnet_lite0'
+        >>> from dataclasses import replace
+        >>> results_folder(replace(get_recipe("fast_cifar"), seed=2)).as_posix()
+        'runs/fast_cifar/improved-seed2'
     """
     name = recipe.recipe
     if recipe.model_for(backbone) != recipe.model:
         name += f"-{backbone}"
+    if recipe.seed != 0:
+        name += f"-seed{recipe.seed}"
     return Path(out) / recipe.name / (f"{name}-quick" if quick else name)
 
 
@@ -308,6 +316,25 @@ def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS)
         path.parent.name: History.from_dict(json.loads(path.read_text()))
         for path in sorted(Path(folder).glob(f"{experiment}/*/history.json"))
     }
+
+
+def runs_over_seeds(experiment: str, recipe: str = "improved") -> list[tuple[dict[str, Any], History]]:
+    """The published full runs of one recipe over all its seeds, as ``(metrics, history)`` in seed order.
+
+    Seed 0 is the run in `PUBLISHED_RESULTS`; the others are in `PUBLISHED_SEEDS`
+    (``cnn-study run <experiment> --recipe <recipe> --seed N --out <PUBLISHED_SEEDS>``).
+
+    Examples:
+        >>> [metrics["seed"] for metrics, _ in runs_over_seeds("fast_cifar")]
+        [0, 1, 2]
+    """
+    runs = []
+    for folder in (PUBLISHED_RESULTS, PUBLISHED_SEEDS):
+        for metrics in load_results(folder):
+            if metrics["name"] == experiment and metrics["recipe"] == recipe:
+                run_folder = results_folder(replace(get_recipe(experiment, recipe), seed=metrics["seed"]), folder)
+                runs.append((metrics, load_history(experiment, run_folder.name, folder)))
+    return sorted(runs, key=lambda run: run[0]["seed"])
 
 
 def published_held_out(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, str]:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from cnn_study.cli import main
 from cnn_study.datasets import DATASETS
-from cnn_study.models import create_model, save_trained_model
+from cnn_study.models import create_model, load_trained_model, save_trained_model
 from cnn_study.recipes import get_recipe
 
 
@@ -81,6 +83,21 @@ def test_run_then_results_then_evaluate(data_dir, tmp_path, capsys) -> None:
     assert "(lenet5): MNIST test accuracy" in capsys.readouterr().out
     assert main(["export-weights", str(model_file.parent), "--name", "mnist", "--out", str(tmp_path)]) == 1
     assert "is a --quick run" in capsys.readouterr().err
+
+
+def test_a_run_with_another_seed_writes_a_folder_of_its_own_and_records_the_seed(data_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "runs"
+    common = ["run", "lenet5", "--quick", "--quiet", "--device", "cpu", "--out", str(out), "--data", str(data_dir)]
+    assert main([*common, "--seed", "3"]) == 0 and main(common) == 0
+    folder = out / "lenet5" / "improved-seed3-quick"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["seed"] == metrics["recipe_settings"]["seed"] == 3
+    assert json.loads((out / "lenet5" / "improved-quick" / "metrics.json").read_text())["seed"] == 0
+    _, meta = load_trained_model(folder / "model.pt")
+    assert meta["recipe"].startswith("cnn-study run lenet5 --recipe improved --seed 3 (")
+    seeded = torch.load(folder / "model.pt", weights_only=True)["state_dict"]
+    unseeded = torch.load(out / "lenet5" / "improved-quick" / "model.pt", weights_only=True)["state_dict"]
+    assert not torch.equal(seeded["features.0.weight"], unseeded["features.0.weight"])  # another initialisation
 
 
 def test_results_without_runs_exits_1(tmp_path, capsys) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnn_study.datasets import TrainTest
+from cnn_study.datasets import BatchLoader, ImageData, TrainTest
 from cnn_study.experiments import compiles_by_default, run
 from cnn_study.models import create_model, load_trained_model
 from cnn_study.recipes import get_recipe, list_experiments
@@ -287,3 +287,27 @@ def test_small_scale_studies_are_the_scripts_runs_and_show_what_the_tutorials_sa
     memorising = published_histories("alexnet", folder)["batch-norm"].epochs[-1]
     test_loss = published_histories("alexnet", folder)["batch-norm"].column("val_loss")
     assert memorising.train_accuracy - memorising.val_accuracy > 0.3 and test_loss[-1] > 1.2 * min(test_loss)
+
+
+def test_a_fast_cifar_run_whitens_its_first_layer_from_the_training_images_and_alternates_flips(
+    tmp_path, monkeypatch
+) -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = (torch.rand(40, 3, 32, 32, generator=generator) * 255).to(torch.uint8)
+    data = ImageData(images, torch.arange(40) % 10, tuple(f"class {n}" for n in range(10)), (0.5,) * 3, (0.25,) * 3)
+    loaders = []
+    original_for_model = BatchLoader.for_model
+
+    def recording_for_model(*args, **kwargs):
+        loaders.append(original_for_model(*args, **kwargs))
+        return loaders[-1]
+
+    monkeypatch.setattr(BatchLoader, "for_model", recording_for_model)
+    recipe = get_recipe("fast_cifar")
+    result = run(recipe, out=tmp_path, data=TrainTest(data, data), device="cpu", epochs=2, batch_size=8, quiet=True)
+    expected = create_model("fast_cifar")
+    expected.initialise_from_data(BatchLoader.for_model(data, expected))  # all 40 images: under 5,000
+    assert torch.equal(result.model.whiten.weight, expected.whiten.weight)
+    training = [loader for loader in loaders if loader.shuffle]
+    assert len(training) == 1 and training[0].flipped_in_odd_epochs is not None and training[0].epoch == 2
+    assert result.metrics["recipe_settings"]["alternating_flip"] is True

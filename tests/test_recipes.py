@@ -9,17 +9,27 @@ from pathlib import Path
 import pytest
 
 from cnn_study.models import create_model
-from cnn_study.recipes import BACKBONES, RECIPES, STUDY_REPORTED, FineTuning, Recipe, get_recipe, list_experiments
+from cnn_study.recipes import (
+    BACKBONES,
+    RECIPES,
+    STUDY_REPORTED,
+    FineTuning,
+    Recipe,
+    get_recipe,
+    list_experiments,
+    study_accuracy,
+)
 from cnn_study.training import Stage
 
 README = Path(__file__).parents[1] / "README.md"
 
 
-def test_nine_experiments_each_with_a_seed_and_an_improved_recipe() -> None:
-    assert [recipe.experiment for recipe in list_experiments()] == list(range(1, 10))
-    for recipes in RECIPES.values():
-        assert {"seed", "improved"} <= set(recipes)
-        assert recipes["seed"].study_reported == STUDY_REPORTED[recipes["seed"].experiment]
+def test_the_studys_nine_experiments_have_a_seed_and_an_improved_recipe_and_ours_an_improved_one() -> None:
+    assert [recipe.experiment for recipe in list_experiments()] == list(range(1, 11))
+    for recipe in list_experiments()[:9]:
+        assert {"seed", "improved"} <= set(RECIPES[recipe.name]) and recipe.recipe == "seed"
+    assert list(RECIPES["fast_cifar"]) == ["improved"] and get_recipe("10") is RECIPES["fast_cifar"]["improved"]
+    assert study_accuracy(10) is None and get_recipe("10").study_reported == "not in the study"
 
 
 def test_seed_recipes_follow_the_study() -> None:
@@ -130,7 +140,7 @@ def test_settings_record_every_field_as_json() -> None:
 
 
 def test_the_readme_shows_the_study_numbers_of_the_one_table() -> None:
-    rows = re.findall(r"^\| (\d) \| .* \| `(\w+)` \| (.*) \|$", README.read_text(), flags=re.M)
+    rows = re.findall(r"^\| (\d+) \| .* \| `(\w+)` \| (.*) \|$", README.read_text(), flags=re.M)
     assert {int(number): reported for number, _, reported in rows} == STUDY_REPORTED
     assert {int(number): name for number, name, _ in rows} == {r.experiment: r.name for r in list_experiments()}
     assert set(RECIPES) == {name for _, name, _ in rows}
