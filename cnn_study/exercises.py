@@ -30,7 +30,7 @@ from .datasets import DATASETS, BatchLoader
 from .models import create_model
 from .recipes import BACKBONES, get_recipe
 from .results import PUBLISHED_RESULTS, load_history, summarise_cross_validation
-from .training import evaluate, make_optimizer, make_scheduler
+from .training import Lookahead, evaluate, make_optimizer, make_scheduler
 from .visualize import confusion_counts
 
 
@@ -102,6 +102,12 @@ def _cosine_halfway() -> float:
     return optimizer.param_groups[0]["lr"]
 
 
+def _lookahead_pull_halfway() -> float:
+    optimizer = Lookahead(make_optimizer("sgd", [nn.Parameter(torch.zeros(1))], lr=0.1), total_steps=100)
+    optimizer.fast_steps = 50
+    return optimizer.pull()
+
+
 def _transfer_model(backbone: str, **kwargs: Any) -> nn.Module:
     return create_model(f"{backbone}_transfer", base_weights=None, **kwargs)
 
@@ -170,7 +176,8 @@ _EXERCISES = [
         "alexnet-first-dense-parameters",
         4,
         lambda: _parameters(create_model("alexnet_cifar").head[2]),
-        "three 2x2 max-pools take 32 to 4 pixels, so the flattened map has 256 x 4 x 4 values; "
+        "three 3x3 max-pools with stride 2 (and padding 1) take 32 to 16 to 8 to 4 pixels, so the flattened map "
+        "has 256 x 4 x 4 values; "
         "each of the 1,024 outputs has a weight per value and a bias.",
     ),
     Exercise(
@@ -236,6 +243,20 @@ _EXERCISES = [
         _best_fine_tuning_candidate,
         "results.summarise_cross_validation(rows).means maps each candidate to its mean accuracies; "
         "compare their 'mirror_averaged' values.",
+    ),
+    Exercise(
+        "whitening-filters-3x3",
+        10,
+        lambda: 2 * create_model("fast_cifar").input_size[0] * 3 * 3,
+        "a 3x3 patch of an RGB image is 27 numbers, so its covariance has 27 eigenvectors; the layer keeps each "
+        "one and its negative.",
+    ),
+    Exercise(
+        "lookahead-pull-halfway",
+        10,
+        _lookahead_pull_halfway,
+        "pull = final_pull x progress^3, with final_pull = 0.95^5 and progress 1/2: the cube, not the progress itself.",
+        tolerance=1e-4,
     ),
 ]
 

