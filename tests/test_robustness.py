@@ -239,6 +239,38 @@ def test_a_locked_folder_is_refused_and_a_stale_lock_is_taken_over(tmp_path) -> 
     assert not (result.out_dir / ".lock").exists()  # taken over, then released
 
 
+def test_a_lock_still_being_written_is_held_and_an_unreadable_old_one_is_stale(tmp_path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lock = folder / io.LOCK_NAME
+    lock.write_text("")  # created (O_EXCL) by a process that has not written its pid yet
+    with pytest.raises(io.FolderInUseError, match="in use by a process that is starting"):
+        with io.folder_lock(folder):
+            pass
+    old = lock.stat().st_mtime - io._LOCK_WRITE_SECONDS - 1  # its writer died before writing: stale
+    os.utime(lock, (old, old))
+    with io.folder_lock(folder):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize(
+    ("signal_outcome", "running"),
+    [(None, True), (PermissionError, True), (ProcessLookupError, False)],
+    ids=["signalled", "another-users-process", "no-such-process"],
+)
+def test_a_process_of_another_user_counts_as_running_and_a_missing_one_does_not(
+    monkeypatch, signal_outcome, running
+) -> None:
+    def kill(pid: int, signal: int) -> None:
+        assert signal == 0  # only asks whether the process exists
+        if signal_outcome is not None:
+            raise signal_outcome(pid)
+
+    monkeypatch.setattr(io.os, "kill", kill)
+    assert io.process_is_running(os.getpid() + 1) is running
+
+
 @pytest.mark.slow  # two real CLI processes
 def test_two_runs_started_at_once_do_not_both_write(tiny_mnist, tmp_path) -> None:
     settings = ["--epochs", "3", "--batch-size", "8", "--device", "cpu", "--quiet"]

@@ -56,6 +56,15 @@ def test_a_damaged_weights_file_fails_its_hash_check(tmp_path, monkeypatch) -> N
         create_model("lenet5", weights="mnist")
 
 
+def test_a_weights_file_without_its_sha256_is_refused(tmp_path, monkeypatch) -> None:
+    content = torch.load(WEIGHTS_DIR / "lenet5-mnist.pt", weights_only=True)
+    del content["meta"]["sha256"]  # the parameters are intact, but nothing vouches for them
+    torch.save(content, tmp_path / "lenet5-mnist.pt")
+    monkeypatch.setattr("cnn_study.models._registry.WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="lenet5-mnist.pt is damaged"):
+        create_model("lenet5", weights="mnist")
+
+
 def test_weights_refuse_another_class_count() -> None:
     model, name = SHIPPED[0]
     with pytest.raises(ValueError, match="num_classes=3"):
