@@ -14,7 +14,8 @@
 # MNIST is 70,000 handwritten digits, 28x28 pixels in greyscale. A fully connected network has to learn
 # every pixel position separately; a **convolutional** network slides the same small filters over the whole
 # image, so a stroke detector learned in one corner works everywhere. That weight sharing, plus **pooling**
-# (keep the strongest response in each 2x2 window) and **dropout** (switch random units off while training),
+# (keep the strongest response in each 2x2 window) and **[dropout](../glossary.md#dropout)** (switch random units off
+# while training),
 # is all this first model needs.
 #
 # The original study's simple CNN reached **97.93%** on the test set. This tutorial trains the same kind
@@ -78,7 +79,8 @@ print(f"the 9,216 x 128 layer holds {share:.1%} of the parameters")
 # ## Training
 #
 # A recipe is data: dataset, model, optimizer, schedule, epochs, augmentation. The `improved` recipe uses
-# AdamW with a one-cycle learning-rate schedule, label smoothing and small random shifts of the digits.
+# [AdamW](../glossary.md#adam-and-adamw) with a [one-cycle](../glossary.md#cosine-and-one-cycle-schedules)
+# learning-rate schedule, [label smoothing](../glossary.md#label-smoothing) and small random shifts of the digits.
 
 # %%
 recipe = recipes.get_recipe("mnist_cnn", "improved")

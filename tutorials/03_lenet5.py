@@ -30,7 +30,8 @@
 # > **Differences from the paper, and why.** The paper's subsampling layers add the four inputs of each 2x2
 # > block, multiply the sum by a learned coefficient, add a learned bias and pass the result through a
 # > sigmoid; ours take the plain average, as the study did, and the activations are ReLU instead of the
-# > scaled tanh (1.7159 tanh(2a/3)): the modern defaults, which train well with Adam and PyTorch's default
+# > scaled tanh (1.7159 tanh(2a/3)): the modern defaults, which train well with [Adam](../glossary.md#adam-and-adamw)
+# > and PyTorch's default
 # > initialisation. C3 connects to all six S2 maps: the paper's sparse table (Section II.B) kept the
 # > number of connections in bounds and made the 16 maps see different inputs; a dense C3 costs 900 more
 # > parameters. The output is an ordinary linear layer trained with cross-entropy

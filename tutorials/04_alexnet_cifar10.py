@@ -12,8 +12,10 @@
 # # 4. AlexNet on CIFAR-10: overfitting, and how to fix it
 #
 # AlexNet (Krizhevsky, Sutskever and Hinton, 2012) won ImageNet by a wide margin with five convolutional
-# layers, ReLU, overlapping max-pooling, dropout and two GPUs. The study trained an AlexNet on CIFAR-10 with
-# Adam at 1e-3 for 100 epochs without augmentation and saw **91.07%** training accuracy but **53.24%** on
+# layers, ReLU, overlapping max-pooling, [dropout](../glossary.md#dropout) and two GPUs. The study trained an AlexNet
+# on CIFAR-10 with
+# [Adam](../glossary.md#adam-and-adamw) at 1e-3 for 100 epochs without augmentation and saw **91.07%** training
+# accuracy but **53.24%** on
 # validation: a network with millions of parameters memorises its 40,000 training images. This page shows
 # that gap in a full run, watches it open on a small training set, and then closes it one change at a time.
 #
@@ -23,12 +25,15 @@
 # >
 # > * the first convolution is 64 filters of 5x5 with stride 1, not 96 of 11x11 with stride 4, which on a
 # >   32x32 image (padded by 2, as in torchvision) would leave a 7x7 map after one layer;
-# > * the widths are 64-192-384-256-256, those of torchvision's single-GPU AlexNet (Krizhevsky, 2014,
-# >   "One weird trick"), not the 2012 paper's 96-256-384-384-256, which were split across two GPUs;
+# > * the widths are 64-192-384-256-256, those of torchvision's single-GPU AlexNet, not the 2012 paper's
+# >   96-256-384-384-256, which were split across two GPUs. torchvision cites Krizhevsky's "One weird trick"
+# >   (2014), whose one-column network has 64-192-384-384-256; its fourth layer's 256 comes from the
+# >   one-GPU configuration of Krizhevsky's cuda-convnet2 code;
 # > * the fully connected layers have 1,024 units instead of 4,096: the last feature map is 256 x 4 x 4
 # >   (4,096 numbers) instead of 256 x 6 x 6, and the output has ten classes instead of a thousand;
 # > * there is no local response normalisation (the 2012 paper's Section 3.3): later work dropped it, and
-# >   the improved recipe uses batch normalisation (Ioffe and Szegedy, 2015), which the paper predates.
+# >   the improved recipe uses [batch normalisation](../glossary.md#batch-normalisation) (Ioffe and Szegedy, 2015),
+# >   which the paper predates.
 # >
 # > The layer table is in the model's docstring and on its [architecture page](../architectures/alexnet_cifar.md).
 
@@ -152,7 +157,8 @@ visualize.training_curves(
 # * **augmentation** stops the memorising: the gap between training and test accuracy shrinks from about 48
 #   to 19 points and the test loss keeps falling until epoch 28. In 30 epochs on 500 images it does not yet
 #   classify more test images correctly; it is a slower way to learn, and it pays over a longer run;
-# * **label smoothing** and **weight decay** leave the gap wide and the test loss still rising after epoch
+# * **[label smoothing](../glossary.md#label-smoothing)** and **[weight decay](../glossary.md#weight-decay)** leave the
+#   gap wide and the test loss still rising after epoch
 #   21, less steeply than without them;
 # * the **improved recipe**, its changes together, is the only variant whose test loss is still falling at
 #   the last epoch, and it ends about eight points above every single change.
@@ -173,8 +179,10 @@ print(result.summary())
 # %% [markdown]
 # ## Full runs
 #
-# The improved recipe makes all seven changes at once: batch normalisation; crops, flips and cutout; SGD
-# with Nesterov momentum instead of Adam; weight decay; a one-cycle schedule instead of a constant rate;
+# The improved recipe makes all seven changes at once: batch normalisation; crops, flips and
+# [cutout](../glossary.md#cutout); SGD
+# with [Nesterov](../glossary.md#nesterov-momentum) momentum instead of Adam; weight decay; a
+# [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule instead of a constant rate;
 # label smoothing; and 40 epochs on all 50,000 training images instead of 100 on 40,000.
 
 # %%

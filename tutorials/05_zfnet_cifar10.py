@@ -101,7 +101,8 @@ for recipe_name in ("seed", "improved"):
 # With the improved recipe, the same for both, the two networks end a quarter of a point apart, 25 of 10,000
 # test images, ZFNet behind (the seed recipes differ in length, 100 epochs for AlexNet and 30 for ZFNet, so
 # their row compares less). On CIFAR-10, without the first-layer change that was the paper's point, ZFNet's
-# other widths buy nothing here. Under the study's recipe (`seed`: Adam, no augmentation) our run stays
+# other widths buy nothing here. Under the study's recipe (`seed`: [Adam](../glossary.md#adam-and-adamw), no
+# augmentation) our run stays
 # below the study's 80.7%; we do not know the study's exact network and training, and the improved recipe
 # passes its number by eight points.
 #

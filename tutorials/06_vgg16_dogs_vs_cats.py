@@ -25,7 +25,7 @@
 # VGG16 (Simonyan and Zisserman, 2015) is the classic base: 13 3x3 convolutions in five blocks, each block
 # ending in a 2x2 max-pool, then three fully connected layers that transfer learning drops. EfficientNet-Lite0
 # (Tan and Le, 2019; the "Lite" variant for mobile devices) is a modern one: 4.7 million parameters
-# against VGG16's 138 million, with batch normalisation in every block.
+# against VGG16's 138 million, with [batch normalisation](../glossary.md#batch-normalisation) in every block.
 
 # %%
 # %matplotlib inline
@@ -57,7 +57,8 @@ visualize.image_grid(sample.images, sample.labels, train.classes, columns=6)
 # ## Base + head
 #
 # The base is frozen (`trainable="head"`): only the head's parameters learn. How many that is depends on the
-# head. The seed recipe's head (Flatten → Dense 256 → Dense 1, the head of the study's fine-tuning
+# head. The seed recipe's head (Flatten → Dense 256 → Dense 1, the head of the study's
+# [fine-tuning](../glossary.md#transfer-learning-feature-extraction-and-fine-tuning)
 # experiment) flattens the base's last feature map into one long vector before its 256-unit layer;
 # the improved recipe averages each feature map to one number first (global average pooling), which
 # shrinks that layer by the number of positions in the map:
@@ -94,7 +95,8 @@ display(Markdown(results.format_results(full, markdown=True)))
 # > **Differences from the study, and why.** The study trained VGG16's flatten head with Adam and shear, zoom
 # > and flip augmentation for 10 epochs (the `seed` recipe here, which no published run has used). The
 # > improved recipe averages the feature maps instead of flattening them (fewer parameters to fit from 2,000
-# > photos), adds dropout, trains on cached features with AdamW for 30 epochs, and replaces random
+# > photos), adds [dropout](../glossary.md#dropout), trains on cached features with
+# > [AdamW](../glossary.md#adam-and-adamw) for 30 epochs, and replaces random
 # > augmentation by one cached mirrored view. The published run used EfficientNet-Lite0 at 224x224 instead
 # > of VGG16 at 150x150, for the reason at the top of the page.
 #

@@ -20,7 +20,8 @@
 # and 64 channels: `6n + 2` layers. When a stage halves the resolution, the shortcut subsamples `x` and pads
 # the new channels with zeros ("option A"), so shortcuts add no parameters.
 #
-# The paper trained these networks with SGD (momentum 0.9, weight decay 1e-4, batches of 128) for 64,000
+# The paper trained these networks with SGD (momentum 0.9, [weight decay](../glossary.md#weight-decay) 1e-4, batches of
+# 128) for 64,000
 # iterations, about 164 epochs, dividing the learning rate of 0.1 by 10 at 32,000 and 48,000 iterations,
 # with 4-pixel padding, random 32x32 crops and flips (its Section 4.2). The study trained one with SGD
 # (learning rate 0.1, momentum 0.9, weight decay 1e-4), a learning-rate schedule, 50 epochs and batches of
@@ -57,7 +58,7 @@ print(models.summary("resnet20", depth=2))
 # ## The learning-rate schedule
 #
 # The seed recipe anneals the learning rate from 0.1 to zero along a cosine, batch by batch; the improved
-# recipe warms up first (one-cycle).
+# recipe warms up first ([one-cycle](../glossary.md#cosine-and-one-cycle-schedules)).
 
 # %%
 figure = Figure(figsize=(7, 3), layout="constrained")
@@ -151,7 +152,8 @@ for m in full:
 #   learning rate of 0.2, the `improved` ResNet-20 for 100 epochs in batches of 128 at 0.1, so depth is not
 #   the only difference;
 # * both errors are above the paper's. Our recipes are not the paper's (one-cycle instead of step decay,
-#   cutout and label smoothing, weight decay 5e-4), and the data is a JPEG copy of CIFAR-10, whose
+#   [cutout](../glossary.md#cutout) and [label smoothing](../glossary.md#label-smoothing), weight decay 5e-4), and the
+#   data is a JPEG copy of CIFAR-10, whose
 #   compression changes the pixels slightly; we have not measured how much each of these costs.
 #
 # > **Differences from the paper, and why.** The architecture is the paper's (option-A shortcuts, 16-32-64
