@@ -1,0 +1,91 @@
+"""Experiment 10 against its targets, and against the ResNet-20 `improved` recipe on the same machine.
+
+It prints, from the published full runs (``cnn-study run fast_cifar --seed N``, made on a 2-core CPU):
+
+* each seed's test accuracy, wall time of the whole command and peak memory, their mean, and the targets
+  of the fast-training issue (mean >= 90.0%, each seed >= 89.5%, <= 15 minutes, <= 3 GB);
+* time to accuracy: the training time each recipe took to first reach 80%, 85% and 88% test accuracy
+  (per-epoch test curves), and the ratio;
+
+and measures, in this run, training images/s of both networks in the trainer's precision (their ratio is
+what the machine gives; the rest of the difference comes from needing fewer epochs).
+
+Usage::
+
+    python benchmarks/fast_cifar.py [--steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from train_throughput import images_per_second
+
+from cnn_study.results import load_history, runs_over_seeds
+from cnn_study.training import History, select_device, training_precision
+
+TARGETS = {"mean accuracy": 0.900, "each seed": 0.895, "minutes": 15.0, "peak GB": 3.0}
+
+
+def minutes_to(history: History, accuracy: float) -> float | None:
+    """Training minutes until the first epoch whose test accuracy reaches ``accuracy`` (``None``: never)."""
+    elapsed = 0.0
+    for epoch in history.epochs:
+        elapsed += epoch.seconds
+        if epoch.val_accuracy is not None and epoch.val_accuracy >= accuracy:
+            return elapsed / 60
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per throughput measurement")
+    arguments = parser.parse_args()
+
+    seeds = runs_over_seeds("fast_cifar")
+    if not seeds:
+        raise SystemExit("No published fast_cifar runs: run cnn-study run fast_cifar --seed N first.")
+    runs = [metrics for metrics, _ in seeds]
+    print(f"{'seed':>4}{'test accuracy':>15}{'minutes':>9}{'peak GB':>9}  device")
+    for m in sorted(runs, key=lambda m: m["seed"]):
+        peak = m.get("peak_rss_mb") or float("nan")
+        print(
+            f"{m['seed']:>4}{m['test_accuracy']:>15.2%}{m['wall_seconds'] / 60:>9.1f}{peak / 1024:>9.2f}  {m['device']}"
+        )
+    accuracies = [m["test_accuracy"] for m in runs]
+    measured = {
+        "mean accuracy": statistics.mean(accuracies),
+        "each seed": min(accuracies),
+        "minutes": max(m["wall_seconds"] for m in runs) / 60,
+        "peak GB": max(m.get("peak_rss_mb") or float("inf") for m in runs) / 1024,
+    }
+    print(f"\n{'target':<15}{'measured':>10}{'goal':>10}  met")
+    for name, goal in TARGETS.items():
+        value, at_least = measured[name], name in ("mean accuracy", "each seed")
+        shown = f"{value:.2%}" if at_least else f"{value:.2f}"
+        wanted = f">= {goal:.1%}" if at_least else f"<= {goal:g}"
+        print(f"{name:<15}{shown:>10}{wanted:>10}  {'yes' if (value >= goal if at_least else value <= goal) else 'no'}")
+
+    resnet = load_history("resnet", "improved")
+    print(f"\n{'minutes of training to':<24}{'fast_cifar (seed 0)':>20}{'resnet20 improved':>19}{'ratio':>7}")
+    fast = seeds[0][1]
+    for accuracy in (0.80, 0.85, 0.88):
+        ours, theirs = minutes_to(fast, accuracy), minutes_to(resnet, accuracy)
+        ratio = f"{theirs / ours:.1f}x" if ours and theirs else "-"
+        print(f"{accuracy:>23.0%} {ours or float('nan'):>20.1f}{theirs or float('nan'):>19.1f}{ratio:>7}")
+
+    device = select_device("auto")
+    precision = training_precision(device)
+    speeds = {
+        name: images_per_second(name, {}, batch, (3, 32, 32), device, True, arguments.steps, precision)
+        for name, batch in (("fast_cifar", 512), ("resnet20", 128))
+    }
+    print(f"\ntraining images/s in this run ({device}, {precision}, torch {torch.__version__}): ", end="")
+    print(", ".join(f"{name} {speed:,.0f}" for name, speed in speeds.items()), end="")
+    print(f"; ratio {speeds['fast_cifar'] / speeds['resnet20']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
