@@ -15,9 +15,10 @@ The variants, each the full recipe but for one change:
 * ``random-flip``: each image mirrored at random in every epoch instead of in alternation;
 * ``no-test-mirror``: one view per test image instead of the average over the image and its mirror.
 
-Results folders go to ``<out>/fast_cifar/<variant>-seed<N>/``; the published ones are in
-``cnn_study/results/fast_cifar_ablation`` (read them with
-``results.load_results(results.PUBLISHED_RESULTS / "fast_cifar_ablation")``).
+Results folders go to ``<out>/fast_cifar/<variant>[-seed<N>]/`` (read them with ``results.load_results``), and
+one line per run is printed. The published record, ``cnn_study/results/fast_cifar_ablation/ablation_output.txt``,
+is that printed output of a run for seeds 0 and 1 (the last variant of seed 1 missing), whose folders were lost;
+tutorial 10 reads it.
 
 Usage::
 
