@@ -231,7 +231,7 @@ for label, history in runs.items():
     minutes = torch.tensor(history.column("seconds")).cumsum(0) / 60
     axes.plot(minutes, [100 * a for a in history.column("val_accuracy")], marker=".", label=label)
 axes.axhline(90, color="grey", linestyle=":", linewidth=1)
-axes.set(xscale="log", xlabel="minutes of training (log scale)", ylabel="test accuracy (%)", ylim=(40, 100))
+axes.set(xscale="log", xlabel="minutes of training (log scale)", ylabel="test accuracy (%)", ylim=(0, 100))
 axes.set_title("CIFAR-10 on a 2-core CPU: accuracy against training time")
 axes.legend()
 figure
