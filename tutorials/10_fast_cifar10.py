@@ -100,7 +100,8 @@ visualize.filters(model, "whiten")
 # direction in the images, smallest first: checkerboards of opposite colours (fine detail, rare in photos),
 # then edges, then flat patches of one colour (the patch's overall brightness and colour, which vary most).
 # The second twelve are the same filters negated. The claim is checkable: on these images the layer's first
-# 12 outputs (without the bias) have a covariance matrix close to the identity.
+# 12 outputs (without the bias) are uncorrelated, and their variances are 1 except in the weakest directions,
+# which `eps` (added to each eigenvalue) keeps from being blown up to full strength.
 
 # %%
 images = torch.cat([batch for batch, _ in sample])
