@@ -65,7 +65,6 @@ def results_folder(
     Examples:
         >>> results_folder(get_recipe("9", "seed"), "runs", backbone="efficientnet_lite0").as_posix()
         'runs/vgg16_fine_tuning/seed-efficientnet_lite0'
-        >>> from dataclasses import replace
         >>> results_folder(replace(get_recipe("fast_cifar"), seed=2)).as_posix()
         'runs/fast_cifar/improved-seed2'
     """
