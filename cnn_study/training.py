@@ -323,7 +323,11 @@ def compile_for_training(model: nn.Module, device: torch.device) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: Batches, device: str | torch.device | None = None, average_mirror: bool = False
+    model: nn.Module,
+    loader: Batches,
+    device: str | torch.device | None = None,
+    average_mirror: bool = False,
+    precision: Precision | None = None,
 ) -> Evaluation:
     """Compute loss, accuracy and predictions of ``model`` over ``loader``, in eval mode.
 
@@ -336,6 +340,8 @@ def evaluate(
         device: Where to run; defaults to where the model's parameters are.
         average_mirror: Test-time augmentation: classify every image and its mirror
             image, and average the two outputs (logits) before the loss and prediction.
+        precision: ``"bfloat16"`` or ``"float32"``; by default `mixed_precision` (float32 on a CPU), the
+            precision of every reported test accuracy. `fit` monitors its epochs in the training precision.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -345,7 +351,7 @@ def evaluate(
         if index % distributed.world_size() != distributed.rank():
             continue
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with mixed_precision(device):
+        with mixed_precision(device) if precision is None else autocast(device, precision):
             logits = model(images)
             if average_mirror:
                 logits = (logits + model(images.flip(3))) / 2
@@ -454,6 +460,7 @@ def fit(
     compile_model: bool = False,
     micro_batch_size: int | None = None,
     precision: Precision | None = None,
+    held_out: str = "val",
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return the per-epoch history.
 
@@ -487,13 +494,17 @@ def fit(
             before the optimizer step (gradient accumulation): the same step in less memory, for a model
             without batch statistics in training mode. ``None``: whole batches.
         precision: ``"bfloat16"`` or ``"float32"`` for the training steps' forward passes; by default
-            `training_precision`. Evaluation stays in `mixed_precision`.
+            `training_precision`. The ``val_loader`` evaluation after each epoch runs in the same
+            precision: a curve to watch; the test accuracy a run reports comes from `evaluate` (`mixed_precision`).
+        held_out: What ``val_loader`` holds, as the epoch line names it: ``"val"``, or ``"test"`` for a run that
+            watches the test set (the history keeps its ``val_`` fields either way).
 
     Returns:
         The `History` of all epochs (resumed ones included).
     """
     device = select_device(device)
-    step_precision = autocast(device, precision or training_precision(device))
+    precision = precision or training_precision(device)
+    step_precision = autocast(device, precision)
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN time and pick its fastest convolutions
@@ -545,7 +556,7 @@ def fit(
                 bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
         distributed.broadcast_buffers(model)  # one set of batch-norm statistics to evaluate and save
         total_loss, correct, seen = distributed.sum_across_ranks(totals).tolist()
-        validation = evaluate(model, val_loader, device) if val_loader is not None else None
+        validation = evaluate(model, val_loader, device, precision=precision) if val_loader is not None else None
         record = EpochRecord(
             epoch=epoch,
             train_loss=total_loss / seen,
@@ -557,7 +568,7 @@ def fit(
         )
         history.epochs.append(record)
         if not quiet:
-            val_text = f", val loss {record.val_loss:.4f} acc {record.val_accuracy:.2%}" if validation else ""
+            val_text = f", {held_out} loss {record.val_loss:.4f} acc {record.val_accuracy:.2%}" if validation else ""
             tqdm.write(
                 f"epoch {epoch}/{epochs}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.2%}"
                 f"{val_text} ({record.seconds:.1f} s)"

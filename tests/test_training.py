@@ -76,7 +76,8 @@ def test_lenet5_learns_mnist_from_2000_images(small_mnist) -> None:
     assert history.epochs[-1].train_loss < history.epochs[0].train_loss
     result = evaluate(model, BatchLoader(test, 250))
     assert result.accuracy > 0.85
-    assert result.accuracy == pytest.approx(history.epochs[-1].val_accuracy)
+    monitored = evaluate(model, BatchLoader(test, 250), precision=training.training_precision(torch.device("cpu")))
+    assert monitored.accuracy == pytest.approx(history.epochs[-1].val_accuracy)  # watched in the training precision
     assert result.probabilities.shape == (500, 10)
     assert torch.allclose(result.probabilities.sum(1), torch.ones(500))
 
@@ -286,8 +287,12 @@ def _one_step(precision: str | None) -> tuple[nn.Module, list[torch.dtype]]:
 def test_a_bfloat16_step_computes_its_forward_in_bfloat16_and_lands_near_the_float32_step() -> None:
     in_float32, float32_outputs = _one_step("float32")
     in_bfloat16, bfloat16_outputs = _one_step("bfloat16")
-    assert float32_outputs == [torch.float32, torch.float32]  # the training step, then the evaluation
-    assert bfloat16_outputs == [torch.bfloat16, torch.float32]  # evaluation stays float32 on a CPU
+    assert float32_outputs == [torch.float32, torch.float32]  # the training step, then the epoch's evaluation
+    assert bfloat16_outputs == [torch.bfloat16, torch.bfloat16]  # the epoch is monitored in its own precision
+    reported = []
+    in_bfloat16.register_forward_hook(lambda module, inputs, output: reported.append(output.dtype))
+    evaluate(in_bfloat16, TensorBatches(torch.randn(4, 3, 8, 8), torch.arange(4) % 2, 4))
+    assert reported == [torch.float32]  # a reported accuracy: float32 on a CPU
     for trained, reference in zip(in_bfloat16.parameters(), in_float32.parameters()):
         assert trained.dtype == torch.float32  # autocast: the parameters and their update stay float32
         assert not torch.equal(trained, reference)
@@ -392,7 +397,7 @@ def _frozen_fit(epochs: int = 1, **kwargs) -> tuple[torch.nn.Module, History, di
 
 
 def test_fit_records_the_loss_and_accuracy_of_every_image_and_the_validation_metrics() -> None:
-    model, history, data = _frozen_fit(quiet=True)
+    model, history, data = _frozen_fit(quiet=True, precision="float32")  # computed by hand in float32
     with torch.no_grad():
         logits, val_logits = model(data["x"]), model(data["val_x"])
     [record] = history.epochs
