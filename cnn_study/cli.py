@@ -175,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument(
         "--seed", type=int, help="seed of initialisation, data order and augmentation (default: the recipe's, 0)"
     )
-    running.add_argument("--quick", action="store_true", help="small subset and 1-2 epochs, for a fast check")
+    running.add_argument(
+        "--quick",
+        action="store_true",
+        help="a class-balanced subset and a few epochs (the recipe's quick_* fields): minutes on a CPU",
+    )
     running.add_argument("--out", type=Path, default=Path("runs"), help="results parent folder (default runs/)")
     running.add_argument("--data", type=Path, help="dataset folder (default $CNN_STUDY_DATA or the user cache)")
     running.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")

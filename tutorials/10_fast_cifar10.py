@@ -194,10 +194,10 @@ for epoch in range(1, 5):
 # %%
 result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(result.summary())
-visualize.training_curves(result.history, title="Experiment 10 on this page")
+visualize.training_curves(result.history, title="Experiment 10 on this page", held_out="test")
 
 # %% [markdown]
-# The curve labelled "val" is the test set, measured after every epoch with one view per image: the recipe
+# The dashed curves are the test set, measured after every epoch with one view per image: the recipe
 # holds out no validation split, and nothing is chosen by looking at it (the last epoch is what is reported).
 
 # %% [markdown]
