@@ -121,9 +121,9 @@ visualize.misclassified(model, test_loader, count=16)
 # their ReLU (yellow high, dark blue low). In the first layer each map is the digit seen through one 3x3
 # filter: many light up along one side of a stroke and go dark along the other, the response of an edge
 # detector. Each second-layer map is a weighted sum over all 32 first-layer maps; it still has the 24 x 24
-# layout of the digit, and several respond mainly to one part of it, such as the horizontal bar (#10 and #13)
-# or the diagonal stroke. The maps only get coarse after the max-pool (12 x 12), which comes after the second
-# convolution.
+# layout of the digit, and several respond mainly to one part of it: #13 and #15 are darkest (lowest) along
+# the seven's horizontal bar and much less so along its diagonal stroke. The maps only get coarse after the
+# max-pool (12 x 12), which comes after the second convolution.
 
 # %%
 visualize.filters(model, "features.0")
