@@ -17,7 +17,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from torch import nn
 from .datasets import DATASETS, BatchLoader
 from .models import create_model
 from .recipes import BACKBONES, get_recipe
-from .results import PUBLISHED_RESULTS, load_history, summarise_cross_validation
+from .results import load_history
 from .training import Lookahead, evaluate, make_optimizer, make_scheduler
 from .visualize import confusion_counts
 
@@ -93,10 +92,10 @@ def _smallest_validation_class() -> int:
     return min(validation.class_counts().values())
 
 
-def _cosine_halfway() -> float:
+def _cosine_after_a_quarter() -> float:
     optimizer = make_optimizer("sgd", [nn.Parameter(nn.init.zeros_(nn.Linear(1, 1).weight))], lr=0.1)
     scheduler = make_scheduler("cosine", optimizer, total_steps=100)
-    for _ in range(50):
+    for _ in range(25):
         optimizer.step()
         scheduler.step()
     return optimizer.param_groups[0]["lr"]
@@ -117,18 +116,40 @@ def _unfrozen_by_last_block(backbone: str) -> int:
     return _parameters(model.base, trainable_only=True)
 
 
-def _best_fine_tuning_candidate() -> str:
-    record = PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved" / "cross_validation.json"
-    summary = summarise_cross_validation(json.loads(record.read_text()))
-    return max(summary.means, key=lambda settings: summary.means[settings]["mirror_averaged"])
+def _hidden_parameters_with_half_the_filters() -> int:
+    """The MNIST CNN's hidden layer if its second convolution had half its filters (32 instead of 64)."""
+    hidden = create_model("mnist_cnn").head[2]
+    return _parameters(nn.Linear(hidden.in_features // 2, hidden.out_features))
+
+
+def _lenet5_parameters_with_c3_maps(maps: int) -> list[int]:
+    """LeNet-5's parameters layer by layer (C1, C3, C5, F6, output) with ``maps`` feature maps in C3."""
+    c1, c3, c5, f6, output = (layer for layer in create_model("lenet5").modules() if _has_weights(layer))
+    widened_c3 = nn.Conv2d(c3.in_channels, maps, c3.kernel_size)
+    widened_c5 = nn.Conv2d(maps, c5.out_channels, c5.kernel_size)
+    return [_parameters(layer) for layer in (c1, widened_c3, widened_c5, f6, output)]
+
+
+def _alexnet_first_dense_parameters(input_side: int) -> int:
+    """Parameters of alexnet_cifar's first fully connected layer for square inputs of ``input_side`` pixels."""
+    model = create_model("alexnet_cifar").eval()
+    flattened = model.forward_features(torch.zeros(1, 3, input_side, input_side)).flatten(1).shape[1]
+    return _parameters(nn.Linear(flattened, model.head[2].out_features))
+
+
+def _head_parameters(backbone: str, hidden: int) -> int:
+    """Parameters of an average-pooled head with ``hidden`` units on ``backbone``'s channels, then one output."""
+    channels = _transfer_model(backbone, pooling="avg").head[2].in_features
+    return _parameters(nn.Sequential(nn.Linear(channels, hidden), nn.Linear(hidden, 1)))
 
 
 _EXERCISES = [
     Exercise(
         "mnist-cnn-hidden-parameters",
         1,
-        lambda: _parameters(create_model("mnist_cnn").head[2]),
-        "its input is the flattened 64 x 12 x 12 feature map; count inputs x outputs weights plus one bias per output.",
+        lambda: _hidden_parameters_with_half_the_filters(),
+        "with 32 filters the flattened map is 32 x 12 x 12 values; count inputs x outputs weights plus one bias per "
+        "output (128 outputs).",
     ),
     Exercise(
         "mnist-cnn-feature-shape",
@@ -154,9 +175,9 @@ _EXERCISES = [
     Exercise(
         "lenet5-parameters-by-layer",
         3,
-        lambda: [_parameters(layer) for layer in create_model("lenet5").modules() if _has_weights(layer)],
+        lambda: _lenet5_parameters_with_c3_maps(32),
         "a convolution has in x out x k x k weights plus out biases; a linear layer in x out plus out. "
-        "Five layers: C1, C3, C5, F6, output.",
+        "Five layers: C1, C3, C5, F6, output; C3's 32 maps are also C5's 32 inputs.",
     ),
     Exercise(
         "lenet5-s2-size",
@@ -175,10 +196,9 @@ _EXERCISES = [
     Exercise(
         "alexnet-first-dense-parameters",
         4,
-        lambda: _parameters(create_model("alexnet_cifar").head[2]),
-        "three 3x3 max-pools with stride 2 (and padding 1) take 32 to 16 to 8 to 4 pixels, so the flattened map "
-        "has 256 x 4 x 4 values; "
-        "each of the 1,024 outputs has a weight per value and a bias.",
+        lambda: _alexnet_first_dense_parameters(input_side=64),
+        "three 3x3 max-pools with stride 2 (and padding 1) take 64 to 32 to 16 to 8 pixels, so the flattened map "
+        "has 256 x 8 x 8 values; each of the 1,024 outputs has a weight per value and a bias.",
     ),
     Exercise(
         "zfnet-smallest-validation-class",
@@ -195,9 +215,9 @@ _EXERCISES = [
     Exercise(
         "transfer-head-parameters",
         6,
-        lambda: {b: _parameters(_transfer_model(b, pooling="avg"), trainable_only=True) for b in BACKBONES},
+        lambda: {backbone: _head_parameters(backbone, hidden=128) for backbone in BACKBONES},
         "with average pooling the head sees one value per channel of the base (512 for VGG16, 1,280 for "
-        "EfficientNet-Lite0): channels x 256 + 256, then 256 x 1 + 1.",
+        "EfficientNet-Lite0): channels x 128 + 128, then 128 x 1 + 1.",
     ),
     Exercise(
         "transfer-vgg16-feature-size",
@@ -212,11 +232,11 @@ _EXERCISES = [
         "ResNet-32 is 6n + 2 with n = 5 blocks per stage; sum(p.numel() for p in model.parameters()) counts them.",
     ),
     Exercise(
-        "resnet-cosine-halfway",
+        "resnet-cosine-quarter",
         7,
-        _cosine_halfway,
-        "a cosine schedule from 0.1 to 0 is lr = 0.1 x (1 + cos(pi x t / T)) / 2; at t = T / 2 the cosine is 0.",
-        tolerance=1e-6,
+        _cosine_after_a_quarter,
+        "a cosine schedule from 0.1 to 0 is lr = 0.1 x (1 + cos(pi x t / T)) / 2; at t = T / 4 the angle is pi / 4.",
+        tolerance=1e-4,
     ),
     Exercise(
         "features-bytes-per-image",
@@ -227,9 +247,9 @@ _EXERCISES = [
     Exercise(
         "features-images-through-the-base",
         8,
-        lambda: (1 + len(get_recipe("vgg16_feature_extraction").cached_views)) * 10_000,
+        lambda: (1 + len(get_recipe("vgg16_feature_extraction").cached_views) + 2) * 10_000,
         "the improved recipe caches the plain images plus each of its cached_views, for all 10,000 "
-        "training images (5,000 cats, 5,000 dogs).",
+        "training images (5,000 cats, 5,000 dogs); two more views are two more passes.",
     ),
     Exercise(
         "fine-tuning-last-block-parameters",
@@ -238,11 +258,12 @@ _EXERCISES = [
         "model.set_trainable('last_block'), then count the base's parameters with requires_grad.",
     ),
     Exercise(
-        "fine-tuning-best-candidate",
+        "fine-tuning-standard-error",
         9,
-        _best_fine_tuning_candidate,
-        "results.summarise_cross_validation(rows).means maps each candidate to its mean accuracies; "
-        "compare their 'mirror_averaged' values.",
+        lambda: 100 * math.sqrt(0.97 * 0.03 / 500),
+        "an accuracy p measured on n independent images has standard error sqrt(p (1 - p) / n); answer in "
+        "percentage points.",
+        tolerance=0.01,
     ),
     Exercise(
         "whitening-filters-3x3",

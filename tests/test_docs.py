@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import nbformat
 import pytest
 import yaml
 
+from cnn_study import exercises
 from cnn_study.models import list_models
 
 from .conftest import has_offline_extra, missing
@@ -195,3 +197,47 @@ def test_quick_run_accuracies_come_with_their_test_set_size_and_chance(site: Pat
     for line in quick:
         assert re.search(r"on [\d,]+ test images \(chance \d+%\)", line), f"{tutorial}: {line}"
         assert "not a result" in line, f"{tutorial}: {line}"
+
+
+def _executed_output(page: str) -> str:
+    """The text of a built tutorial page's cell outputs (what the code printed), without its prose or code."""
+    outputs = []
+    for chunk in page.split("jp-Cell-outputArea")[1:]:
+        chunk = re.split(r'<div class="jp-Cell ', chunk, maxsplit=1)[0]
+        outputs.append(html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<img[^>]*>", " ", chunk))))
+    return "\n".join(outputs)
+
+
+def _is_printed(answer: object, output: str) -> bool:
+    """Whether ``output`` shows ``answer``: a number of 100 or more with or without thousands separators
+    (smaller ones occur everywhere), a fraction to two or four places or as a percentage, a string as it is;
+    a list or dict when every one of its values is shown, so that the whole answer could be copied."""
+    if isinstance(answer, (list, tuple, dict)):
+        values = list(answer.values() if isinstance(answer, dict) else answer)
+        return bool(values) and all(_is_printed(value, output) for value in values)
+    if isinstance(answer, bool):
+        forms = []
+    elif isinstance(answer, int):
+        forms = [str(answer), f"{answer:,}"] if abs(answer) >= 100 else []
+    elif isinstance(answer, float):
+        forms = [f"{answer:.2f}", f"{answer:.4f}", f"{answer:.1%}", f"{answer:.2%}"]
+    else:
+        forms = [str(answer)]
+    return any(re.search(r"(?<![\d.,])" + re.escape(form) + r"(?![\d]|[.,]\d)", output) for form in forms)
+
+
+@pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_no_exercise_answer_is_printed_on_its_page(site: Path, tutorial: str) -> None:
+    """An exercise is to compute or predict, not to copy: its answer appears in none of the page's outputs."""
+    output = _executed_output((site / "tutorials" / tutorial / "index.html").read_text())
+    number = int(tutorial.split("_")[0])
+    for exercise in (exercise for exercise in exercises.EXERCISES.values() if exercise.tutorial == number):
+        assert not _is_printed(exercise.answer(), output), f"{tutorial}: the answer of {exercise.name} is printed"
+
+
+def test_the_printed_answer_check_finds_numbers_as_pages_print_them() -> None:
+    output = "total params: 1,179,776 | lr 0.0854 | ['Shirt'] | 42 | 58.05%"
+    assert _is_printed(1179776, output) and _is_printed(0.08536, output) and _is_printed("Shirt", output)
+    assert _is_printed(0.5805, output) and _is_printed([1179776, "Shirt"], output)
+    assert not _is_printed(117977, output) and not _is_printed(42, output)  # part of a number; too small to tell
+    assert not _is_printed([1179776, 589952], output)  # one value of the two to compute

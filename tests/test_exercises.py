@@ -94,24 +94,29 @@ def _dict_off_by(expected: dict, amount: float) -> dict:
 
 #: For each exercise, the classic wrong answers a learner gives, as functions of the right answer.
 NEAR_MISSES = {
-    "mnist-cnn-hidden-parameters": lambda right: [right - 128, right + 1],  # the biases forgotten
+    "mnist-cnn-hidden-parameters": lambda right: [right - 128, right + 1, 2 * right - 128],  # biases; 64 filters
     "mnist-cnn-feature-shape": lambda right: [(8, 64, 24, 24), (8, 12, 12, 64), tuple(right[1:])],  # no pool, order
     "fashion-hardest-class": lambda right: [name for name in FASHION_CLASSES if name != right] + [right.upper()],
     "fashion-smoothed-target": lambda right: [0.9, 0.9 + 0.1 / 9, 1.0],  # the spread share forgotten, over 9 others
-    "lenet5-parameters-by-layer": lambda right: [list(reversed(right)), right[:-1], [n + 1 for n in right]],
+    "lenet5-parameters-by-layer": lambda right: [  # reversed, short, off by one, C5 left at 16 inputs
+        list(reversed(right)),
+        right[:-1],
+        [n + 1 for n in right],
+        [*right[:2], 16 * 120 * 25 + 120, *right[3:]],
+    ],
     "lenet5-s2-size": lambda right: [12, 28, right + 1],  # C1 without padding, no pooling
     "alexnet-overfitting-gap": lambda right: [right + 1, right - 1, right / 100],  # a point off, as a fraction
-    "alexnet-first-dense-parameters": lambda right: [right - 1024, 256 * 2 * 2 * 1024 + 1024],  # biases, 2x2 map
+    "alexnet-first-dense-parameters": lambda right: [right - 1024, 256 * 4 * 4 * 1024 + 1024],  # biases, 32x32
     "zfnet-smallest-validation-class": lambda right: [right + 1, right - 1, 5000],  # one off, the whole class
     "zfnet-first-layer-filters": lambda right: [3, 64, 7],  # kernel size, AlexNet's, the ImageNet kernel
-    "transfer-head-parameters": lambda right: [_dict_off_by(right, -257), _dict_off_by(right, 1)],  # biases
+    "transfer-head-parameters": lambda right: [_dict_off_by(right, -129), _dict_off_by(right, 1)],  # biases
     "transfer-vgg16-feature-size": lambda right: [right + 1, 150 / 32],  # rounding up, not rounding at all
     "resnet32-parameters": lambda right: [460_000, right - 10],  # the paper's rounded 0.46M
-    "resnet-cosine-halfway": lambda right: [0.1 / 2**0.5, 0.0, 0.1],  # cos(pi/4), cos(pi/2), no schedule
+    "resnet-cosine-quarter": lambda right: [0.075, 0.05, 0.1 * 2**-0.5],  # linear, halfway, cos(pi/4) alone
     "features-bytes-per-image": lambda right: [{key: value // 2 for key, value in right.items()}],  # float16
-    "features-images-through-the-base": lambda right: [10_000, right - 10_000, 8_000 * right // 10_000],  # no views
+    "features-images-through-the-base": lambda right: [60_000, right + 10_000, 2],  # the printed count, 3 more
     "fine-tuning-last-block-parameters": lambda right: [_dict_off_by(right, 1)],
-    "fine-tuning-best-candidate": lambda right: [right.upper(), right + " "],
+    "fine-tuning-standard-error": lambda right: [right / 100, right**2, 100 * (0.97 * 0.03 / 500)],  # fraction
     "whitening-filters-3x3": lambda right: [right // 2, 24, right + 0.5],  # negatives forgotten, the 2x2 count
     "lookahead-pull-halfway": lambda right: [right * 4, right * 2, right + 3e-4],  # linear, square, close
 }

@@ -139,8 +139,8 @@ visualize.feature_maps(model, image, layers=["features.0", "features.2"], max_ch
 # hint if not. The solution is hidden below the exercise.
 
 # %% [markdown]
-# **Exercise 1.** How many parameters (weights and biases) does the fully connected layer after the flatten
-# have? Count them by hand from the shapes, then check.
+# **Exercise 1.** The summary above counts the parameters of the fully connected layer after the flatten. How
+# many would it have if the second convolution had 32 filters instead of 64? Count by hand from the shapes.
 
 # %%
 answer = ...  # your answer
@@ -150,8 +150,8 @@ exercises.check("mnist-cnn-hidden-parameters", answer)
 # <details><summary>Solution</summary>
 #
 # ```python
-# # the flattened feature map: 64 channels of 12 x 12; 128 outputs, each with a bias
-# answer = 64 * 12 * 12 * 128 + 128
+# # the flattened feature map: 32 channels of 12 x 12; 128 outputs, each with a bias
+# answer = 32 * 12 * 12 * 128 + 128
 # ```
 #
 # </details>

@@ -162,8 +162,8 @@ visualize.activation_maxima(maxima, mean=lenet.mean, std=lenet.std)
 # hint if not. The solution is hidden below the exercise.
 
 # %% [markdown]
-# **Exercise 1.** Count LeNet-5's parameters by hand, layer by layer (C1, C3, C5, F6, output), as a list of five
-# numbers. Their sum should be the 61,706 of the summary above.
+# **Exercise 1.** The summary above counts LeNet-5's parameters layer by layer. Count them by hand for a LeNet-5
+# whose C3 has 32 feature maps instead of 16, as a list of five numbers (C1, C3, C5, F6, output).
 
 # %%
 answer = ...  # your answer
@@ -175,8 +175,8 @@ exercises.check("lenet5-parameters-by-layer", answer)
 # ```python
 # answer = [
 #     1 * 6 * 5 * 5 + 6,  # C1
-#     6 * 16 * 5 * 5 + 16,  # C3 (all six maps connected)
-#     16 * 120 * 5 * 5 + 120,  # C5
+#     6 * 32 * 5 * 5 + 32,  # C3: 32 maps, each connected to all six of S2
+#     32 * 120 * 5 * 5 + 120,  # C5: now 32 inputs
 #     120 * 84 + 84,  # F6
 #     84 * 10 + 10,  # output
 # ]

@@ -236,8 +236,8 @@ exercises.check("alexnet-overfitting-gap", answer)
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** How many parameters has the first fully connected layer of `alexnet_cifar`? Its input is the
-# last feature map, flattened.
+# **Exercise 2.** How many parameters would the first fully connected layer of `alexnet_cifar` have for 64x64
+# images instead of 32x32? Its input is the last feature map, flattened.
 
 # %%
 answer = ...  # your answer
@@ -247,7 +247,7 @@ exercises.check("alexnet-first-dense-parameters", answer)
 # <details><summary>Solution</summary>
 #
 # ```python
-# answer = 256 * 4 * 4 * 1024 + 1024  # three 3x3 max-pools with stride 2: 32 -> 16 -> 8 -> 4
+# answer = 256 * 8 * 8 * 1024 + 1024  # three 3x3 max-pools with stride 2: 64 -> 32 -> 16 -> 8
 # ```
 #
 # </details>

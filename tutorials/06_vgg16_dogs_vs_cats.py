@@ -223,9 +223,9 @@ for mode in ("deletion", "insertion"):
 # hint if not. The solution is hidden below the exercise.
 
 # %% [markdown]
-# **Exercise 1.** How many parameters does the head train with `pooling="avg"` on each base? Answer with a dict
-# `{"vgg16": ..., "efficientnet_lite0": ...}`; VGG16's last feature map has 512 channels, EfficientNet-Lite0's
-# 1,280.
+# **Exercise 1.** How many parameters would the head train with `pooling="avg"` on each base if its hidden
+# layer had 128 units instead of 256? Answer with a dict `{"vgg16": ..., "efficientnet_lite0": ...}`; VGG16's
+# last feature map has 512 channels, EfficientNet-Lite0's 1,280.
 
 # %%
 answer = ...  # your answer
@@ -236,7 +236,7 @@ exercises.check("transfer-head-parameters", answer)
 #
 # ```python
 # answer = {
-#     base: channels * 256 + 256 + 256 * 1 + 1
+#     base: channels * 128 + 128 + 128 * 1 + 1
 #     for base, channels in (("vgg16", 512), ("efficientnet_lite0", 1280))
 # }
 # ```

@@ -278,12 +278,12 @@ exercises.check("resnet32-parameters", answer)
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** The seed recipe's cosine schedule starts at 0.1 and anneals to 0. What is the learning rate
-# halfway?
+# **Exercise 2.** The seed recipe's cosine schedule starts at 0.1 and anneals to 0. What is the learning rate a
+# quarter of the way through training? Predict first whether it is above or below 0.075.
 
 # %%
 answer = ...  # your answer
-exercises.check("resnet-cosine-halfway", answer)
+exercises.check("resnet-cosine-quarter", answer)
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -291,7 +291,7 @@ exercises.check("resnet-cosine-halfway", answer)
 # ```python
 # import math
 #
-# answer = 0.1 * (1 + math.cos(math.pi / 2)) / 2
+# answer = 0.1 * (1 + math.cos(math.pi / 4)) / 2  # above 0.075: a cosine falls slowly at first
 # ```
 #
 # </details>

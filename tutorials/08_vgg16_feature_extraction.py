@@ -204,8 +204,8 @@ exercises.check("features-bytes-per-image", answer)
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** How many images does the improved recipe pass through the base to fill its cache, over the
-# 10,000 training images? (`recipes.get_recipe(...).cached_views`)
+# **Exercise 2.** The run above prints how many images fill the improved recipe's cache. How many would pass
+# through the base if `cached_views` had two more random views, over the 10,000 training images?
 
 # %%
 answer = ...  # your answer
@@ -216,7 +216,7 @@ exercises.check("features-images-through-the-base", answer)
 #
 # ```python
 # recipe = recipes.get_recipe("vgg16_feature_extraction", "improved")
-# answer = (1 + len(recipe.cached_views)) * 10_000
+# answer = (1 + len(recipe.cached_views) + 2) * 10_000  # the plain images, each view, two more
 # ```
 #
 # </details>

@@ -291,20 +291,20 @@ exercises.check("fine-tuning-last-block-parameters", answer)
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** Which fine-tuning candidate had the best mean mirror-averaged held-out accuracy in the
-# cross-validation record above? Answer with its settings as the record names them.
+# **Exercise 2.** The cross-validation above compares candidates a few images apart on 2,000 held-out images.
+# What is the standard error, in percentage points, of an accuracy of 97% measured on 500 independent images?
 
 # %%
 answer = ...  # your answer
-exercises.check("fine-tuning-best-candidate", answer)
+exercises.check("fine-tuning-standard-error", answer)
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
-# record = results.PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved" / "cross_validation.json"
-# means = results.summarise_cross_validation(json.loads(record.read_text())).means
-# answer = max(means, key=lambda settings: means[settings]["mirror_averaged"])
+# import math
+#
+# answer = 100 * math.sqrt(0.97 * 0.03 / 500)  # about 0.76 points: a gap of 1 point is only 1.3 standard errors
 # ```
 #
 # </details>
