@@ -47,6 +47,8 @@ def command_list(args: argparse.Namespace) -> None:
     print("\nExperiments (cnn-study run NAME):")
     for recipe in list_experiments():
         print(f"  {recipe.experiment}  {recipe.name:<26} {recipe.title}  [{', '.join(RECIPES[recipe.name])}]")
+        if recipe.assumed:
+            print(f"{'':<32}seed: the study does not state {', '.join(recipe.assumed)} (assumed)")
 
 
 def command_summary(args: argparse.Namespace) -> None:

@@ -96,6 +96,8 @@ class Recipe(Stage):
         title: One-line description.
         recipe: ``"seed"``, ``"improved"``, or a variant of ``improved`` named after
             what it changes (``"resnet56"``: the same recipe for a deeper ResNet).
+        assumed: For a ``seed`` recipe, the fields whose values the study does not state: our assumptions,
+            which `cnn-study list` and the tutorials name as such. Every other recipe is ours throughout.
         dataset: Key of `cnn_study.datasets.DATASETS`.
         model: Registry name of the model.
         model_kwargs: Extra keyword arguments for `cnn_study.models.create_model`.
@@ -128,6 +130,7 @@ class Recipe(Stage):
     name: str
     title: str
     recipe: str
+    assumed: tuple[str, ...] = ()
     dataset: str
     model: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -213,6 +216,7 @@ MNIST_SEED = Recipe(
     name="mnist_cnn",
     title="A simple CNN on MNIST",
     recipe="seed",
+    assumed=("epochs", "batch_size", "optimizer", "lr"),
     dataset="mnist",
     model="mnist_cnn",
     epochs=5,
@@ -225,6 +229,7 @@ FASHION_SEED = Recipe(
     name="fashion_cnn",
     title="A CNN on Fashion-MNIST",
     recipe="seed",
+    assumed=("epochs", "batch_size", "optimizer", "lr"),
     dataset="fashion_mnist",
     model="fashion_cnn",
     epochs=10,
@@ -237,6 +242,7 @@ LENET_SEED = Recipe(
     name="lenet5",
     title="LeNet-5 on MNIST",
     recipe="seed",
+    assumed=("lr",),
     dataset="mnist",
     model="lenet5",
     epochs=10,
@@ -250,6 +256,7 @@ ALEXNET_SEED = Recipe(
     name="alexnet",
     title="AlexNet on CIFAR-10",
     recipe="seed",
+    assumed=("batch_size", "validation_fraction"),
     dataset="cifar10",
     model="alexnet_cifar",
     epochs=100,
@@ -265,6 +272,7 @@ ZFNET_SEED = Recipe(
     name="zfnet",
     title="ZFNet on CIFAR-10",
     recipe="seed",
+    assumed=("epochs", "batch_size", "optimizer", "lr"),
     dataset="cifar10",
     model="zfnet_cifar",
     epochs=30,
@@ -280,6 +288,7 @@ DOGS_SEED = Recipe(
     name="vgg16_dogs_vs_cats",
     title="VGG16 ImageNet transfer on Dogs vs Cats",
     recipe="seed",
+    assumed=("epochs", "batch_size", "optimizer", "lr", "augment"),
     dataset="dogs_vs_cats",
     model="vgg16_transfer",
     epochs=10,
@@ -293,6 +302,7 @@ RESNET_SEED = Recipe(
     name="resnet",
     title="ResNet-20 on CIFAR-10",
     recipe="seed",
+    assumed=("schedule", "augment"),
     dataset="cifar10",
     model="resnet20",
     epochs=50,
@@ -311,6 +321,7 @@ FEATURES_SEED = Recipe(
     name="vgg16_feature_extraction",
     title="VGG16 feature extraction on CIFAR-10 cats vs dogs",
     recipe="seed",
+    assumed=("batch_size", "lr", "validation_fraction"),
     dataset="cifar10_cats_dogs",
     model="vgg16_transfer",
     epochs=10,
@@ -325,6 +336,7 @@ FINE_TUNING_SEED = Recipe(
     name="vgg16_fine_tuning",
     title="VGG16 fine-tuning on Dogs vs Cats",
     recipe="seed",
+    assumed=("batch_size", "lr", "augment", "fine_tuning"),
     dataset="dogs_vs_cats",
     model="vgg16_transfer",
     epochs=10,
@@ -365,7 +377,7 @@ FAST_CIFAR = Recipe(
 # --- the improved recipes: each changes its seed recipe by the settings written out below ---
 
 #: Common to every improved recipe trained from scratch: a warmed-up one-cycle schedule and label smoothing.
-_MODERN = {"recipe": "improved", "schedule": "onecycle", "label_smoothing": 0.1}
+_MODERN = {"recipe": "improved", "assumed": (), "schedule": "onecycle", "label_smoothing": 0.1}
 #: CIFAR-10 from scratch: SGD with Nesterov momentum, crops, flips and Cutout, the test set as monitor.
 _CIFAR_MODERN = {
     **_MODERN,
@@ -381,6 +393,7 @@ _CIFAR_QUICK = {"quick_per_class": 800, "quick_epochs": 4, "quick_augment": (Cro
 #: Transfer: the head alone, on cached features of the plain and the mirrored images, average-pooled.
 _HEAD_ON_CACHED_FEATURES = {
     "recipe": "improved",
+    "assumed": (),
     "model_kwargs": {"pooling": "avg", "dropout": 0.5},
     "epochs": 30,
     "batch_size": 64,

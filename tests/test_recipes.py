@@ -144,3 +144,15 @@ def test_the_readme_shows_the_study_numbers_of_the_one_table() -> None:
     assert {int(number): reported for number, _, reported in rows} == STUDY_REPORTED
     assert {int(number): name for number, name, _ in rows} == {r.experiment: r.name for r in list_experiments()}
     assert set(RECIPES) == {name for _, name, _ in rows}
+
+
+def test_only_seed_recipes_assume_and_what_they_assume_are_their_own_settings() -> None:
+    names = {field.name for field in fields(Recipe)}
+    for recipes in RECIPES.values():
+        for recipe in recipes.values():
+            if recipe.recipe == "seed":
+                assert recipe.assumed and set(recipe.assumed) <= names, recipe.name
+                assert len(set(recipe.assumed)) == len(recipe.assumed)
+            else:  # ours throughout: nothing to mark
+                assert recipe.assumed == (), (recipe.name, recipe.recipe)
+    assert get_recipe("resnet", "seed").assumed == ("schedule", "augment")  # the study: "LR schedule"
