@@ -25,7 +25,8 @@
 # iterations, about 164 epochs, dividing the learning rate of 0.1 by 10 at 32,000 and 48,000 iterations,
 # with 4-pixel padding, random 32x32 crops and flips (its Section 4.2). The study trained one with SGD
 # (learning rate 0.1, momentum 0.9, weight decay 1e-4), a learning-rate schedule, 50 epochs and batches of
-# 128; that is the `seed` recipe here, with a cosine schedule as its learning-rate schedule.
+# 128; that is the `seed` recipe here. The study does not say which schedule, nor how it augmented the
+# images: the recipe *assumes* a cosine schedule and the paper's crops and flips.
 
 # %%
 # %matplotlib inline

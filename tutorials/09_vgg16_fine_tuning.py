@@ -118,7 +118,8 @@ for recipe_name, m in full.items():
 #
 # > **Differences from the study, and why.** The `seed` recipe follows the study where it speaks: Flatten →
 # > Dense 256 (ReLU) → Dense 1 (sigmoid), RMSprop, 10 epochs of fine-tuning. Where it is silent the recipe
-# > assumes: shear/zoom/flip augmentation, 10 epochs of the head first, and unfreezing the last block. The
+# > *assumes*: shear/zoom/flip augmentation, batches of 32, 10 epochs of the head first at a learning rate of
+# > 2e-5, and unfreezing the last block at 1e-5. The
 # > improved recipe trains an average-pooled head on cached features first (as in tutorial 6) and then
 # > fine-tunes the whole base for five epochs with [AdamW](../glossary.md#adam-and-adamw) and a
 # > [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule, settings chosen by the
