@@ -58,7 +58,15 @@ STUDY_STATES = {
     4: {"dataset": "cifar10", "model": "alexnet_cifar", "optimizer": "adam", "lr": 1e-3, "epochs": 100},
     5: {"dataset": "cifar10", "model": "zfnet_cifar", "validation_fraction": 0.2},  # the 80/20 split
     6: {"dataset": "dogs_vs_cats", "model": "vgg16_transfer"},
-    7: {"dataset": "cifar10", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "epochs": 50},
+    7: {
+        "dataset": "cifar10",
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "epochs": 50,
+        "batch_size": 128,
+    },
     8: {"dataset": "cifar10_cats_dogs", "model": "vgg16_transfer", "optimizer": "adam", "epochs": 10},
     9: {"dataset": "dogs_vs_cats", "model": "vgg16_transfer", "optimizer": "rmsprop"},
 }
@@ -156,3 +164,11 @@ def test_only_seed_recipes_assume_and_what_they_assume_are_their_own_settings() 
             else:  # ours throughout: nothing to mark
                 assert recipe.assumed == (), (recipe.name, recipe.recipe)
     assert get_recipe("resnet", "seed").assumed == ("schedule", "augment")  # the study: "LR schedule"
+
+
+@pytest.mark.parametrize("experiment", sorted(STUDY_STATES))
+def test_a_seed_recipe_takes_each_training_setting_from_the_study_or_marks_it_assumed(experiment) -> None:
+    recipe = get_recipe(str(experiment), "seed")
+    stated = set(STUDY_STATES[experiment]) | ({"validation_fraction"} if experiment == 3 else set())  # "20% val"
+    assert not stated & set(recipe.assumed), "a setting the study states is not an assumption"
+    assert {"epochs", "batch_size", "optimizer", "lr"} <= stated | set(recipe.assumed)
