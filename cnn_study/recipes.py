@@ -202,6 +202,7 @@ class Recipe(Stage):
         settings = asdict(replace(self, augment=(), cached_views=(), quick_augment=None))
         settings["augment"] = [repr(augmentation) for augmentation in self.augment]
         settings["cached_views"] = [repr(view) for view in self.cached_views]
+        settings["assumed"] = list(self.assumed)
         if self.quick_augment is not None:
             settings["quick_augment"] = [repr(augmentation) for augmentation in self.quick_augment]
         return settings

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -334,6 +336,37 @@ def runs_over_seeds(experiment: str, recipe: str = "improved") -> list[tuple[dic
                 run_folder = results_folder(replace(get_recipe(experiment, recipe), seed=metrics["seed"]), folder)
                 runs.append((metrics, load_history(experiment, run_folder.name, folder)))
     return sorted(runs, key=lambda run: run[0]["seed"])
+
+
+#: The recipes published over several seeds (`runs_over_seeds`), as ``(experiment, recipe)``.
+SEED_SPREADS = (("lenet5", "improved"), ("fast_cifar", "improved"))
+
+
+def format_seed_spreads(recipes: Sequence[tuple[str, str]] = SEED_SPREADS) -> str:
+    """A Markdown table of each recipe's test accuracy over its published seeds: mean, standard deviation,
+    range, and the seeds, next to what the study reported.
+
+    A difference between two recipes smaller than a few of their standard deviations is not evidence.
+
+    Examples:
+        >>> print(format_seed_spreads([("fast_cifar", "improved")]).splitlines()[2])
+        | 10 | fast_cifar | improved | 3 (0, 1, 2) | 88.73% | 0.23 | 88.59% to 88.99% | not in the study |
+    """
+    rows = [
+        "| # | experiment | recipe | seeds | mean test accuracy | standard deviation (points) | range | the study |",
+        "|---|---|---|---|---:|---:|---|---|",
+    ]
+    for experiment, recipe in recipes:
+        runs = [metrics for metrics, _ in runs_over_seeds(experiment, recipe)]
+        accuracies = [100 * metrics["test_accuracy"] for metrics in runs]
+        spread = statistics.stdev(accuracies) if len(accuracies) > 1 else float("nan")
+        seeds = ", ".join(str(metrics["seed"]) for metrics in runs)
+        rows.append(
+            f"| {runs[0]['experiment']} | {experiment} | {recipe} | {len(runs)} ({seeds}) "
+            f"| {statistics.mean(accuracies):.2f}% | {spread:.2f} | {min(accuracies):.2f}% to {max(accuracies):.2f}% "
+            f"| {get_recipe(experiment, recipe).study_reported} |"
+        )
+    return "\n".join(rows)
 
 
 def published_held_out(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, str]:

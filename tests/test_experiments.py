@@ -17,7 +17,16 @@ from cnn_study.datasets import BatchLoader, ImageData, TrainTest
 from cnn_study.experiments import compiles_by_default, run
 from cnn_study.models import create_model, load_trained_model
 from cnn_study.recipes import get_recipe, list_experiments
-from cnn_study.results import PUBLISHED_RESULTS, format_results, load_results, published_histories, results_folder
+from cnn_study.results import (
+    PUBLISHED_RESULTS,
+    SEED_SPREADS,
+    format_results,
+    format_seed_spreads,
+    load_results,
+    published_histories,
+    results_folder,
+    runs_over_seeds,
+)
 from cnn_study.training import evaluate, seed_everything, training_precision
 
 from .conftest import has_offline_extra, missing
@@ -325,3 +334,21 @@ def test_a_fast_cifar_run_whitens_its_first_layer_from_the_training_images_and_a
     training = [loader for loader in loaders if loader.shuffle]
     assert len(training) == 1 and training[0].flipped_in_odd_epochs is not None and training[0].epoch == 2
     assert result.metrics["recipe_settings"]["alternating_flip"] is True
+
+
+@pytest.mark.parametrize(("experiment", "recipe"), SEED_SPREADS)
+def test_a_recipe_published_over_seeds_has_full_runs_of_distinct_seeds_that_its_table_reads(experiment, recipe) -> None:
+    runs = [metrics for metrics, _ in runs_over_seeds(experiment, recipe)]
+    seeds = [metrics["seed"] for metrics in runs]
+    assert seeds == sorted(set(seeds)) and seeds[0] == 0 and len(seeds) >= 3, seeds
+    expected = get_recipe(experiment, recipe)
+    for metrics in runs:  # every seed ran the same recipe to the end
+        assert metrics["quick"] is False and metrics["epochs"] == expected.total_epochs
+        recorded = _full_run_part(metrics["recipe_settings"])
+        recorded.pop("seed_reported", None)  # older files' copy of the study's number, now STUDY_REPORTED
+        assert _recorded_part(_full_run_part(replace(expected, seed=metrics["seed"]).settings()), recorded) == recorded
+    # runs made before metrics recorded a precision trained in float32
+    assert len({metrics.get("precision") or "float32" for metrics in runs}) == 1
+    row = next(line for line in format_seed_spreads([(experiment, recipe)]).splitlines() if f"| {experiment} |" in line)
+    mean = sum(metrics["test_accuracy"] for metrics in runs) / len(runs)
+    assert f"| {mean:.2%} |" in row and f"| {len(runs)} (" in row
