@@ -196,7 +196,7 @@ def test_quick_run_accuracies_come_with_their_test_set_size_and_chance(site: Pat
     assert quick, f"{tutorial}: the site is built in quick mode, but no quick run's result is printed"
     for line in quick:
         assert re.search(r"on [\d,]+ test images \(chance \d+%\)", line), f"{tutorial}: {line}"
-        assert "not a result" in line, f"{tutorial}: {line}"
+        assert "not the recipe's result" in line, f"{tutorial}: {line}"
 
 
 def _executed_output(page: str) -> str:
