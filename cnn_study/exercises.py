@@ -147,7 +147,7 @@ _EXERCISES = [
     Exercise(
         "mnist-cnn-hidden-parameters",
         1,
-        lambda: _hidden_parameters_with_half_the_filters(),
+        _hidden_parameters_with_half_the_filters,
         "with 32 filters the flattened map is 32 x 12 x 12 values; count inputs x outputs weights plus one bias per "
         "output (128 outputs).",
     ),

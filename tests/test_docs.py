@@ -200,7 +200,8 @@ def test_quick_run_accuracies_come_with_their_test_set_size_and_chance(site: Pat
 
 
 def _executed_output(page: str) -> str:
-    """The text of a built tutorial page's cell outputs (what the code printed), without its prose or code."""
+    """The text of all of a built tutorial page's cell outputs, without its prose or code: what the code printed
+    (`_outputs` reads only that) and the tables and Markdown it displayed."""
     outputs = []
     for chunk in page.split("jp-Cell-outputArea")[1:]:
         chunk = re.split(r'<div class="jp-Cell ', chunk, maxsplit=1)[0]

@@ -46,7 +46,6 @@
 # %%
 # %matplotlib inline
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -116,12 +115,7 @@ for recipe_name in ("seed", "improved"):
 # One run is one draw. Both improved recipes ran with five seeds (initial weights, data order, augmentation):
 
 # %%
-for name in ("lenet5", "mnist_cnn"):
-    accuracies = [metrics["test_accuracy"] for metrics, _ in results.runs_over_seeds(name)]
-    print(
-        f"{name:>9} improved, {len(accuracies)} seeds: {statistics.mean(accuracies):.2%} "
-        f"+- {statistics.stdev(accuracies):.2%} (from {min(accuracies):.2%} to {max(accuracies):.2%})"
-    )
+display(Markdown(results.format_seed_spreads([("lenet5", "improved"), ("mnist_cnn", "improved")])))
 
 # %% [markdown]
 # Under the seed recipes (one run each) the simple CNN is ahead by about two tenths of a point, with 19 times
