@@ -38,10 +38,11 @@
 # features of 80% of the training images and compares heads on the other 20%. Its comparison is not stored
 # with the package; run the script to repeat it.
 #
-# > **Differences from the study, and why.** The `seed` recipe is the study's set-up: VGG16 at 150x150, a
-# > flatten head, shear, zoom and flip augmentation, Adam, binary cross-entropy, 10 epochs. The study does
-# > not state its batch size, learning rate or validation split; the recipe *assumes* batches of 32, a rate
-# > of 1e-4 and 20% of the training images held out. The improved recipe trains an average-pooled head with
+# > **Differences from the study, and why.** The `seed` recipe is the study's set-up: VGG16 at 150x150,
+# > shear, zoom and flip augmentation, Adam, binary cross-entropy, 10 epochs. The study does not state its
+# > head, batch size, learning rate or validation split; the recipe *assumes* the flatten head of its
+# > fine-tuning experiment (9), batches of 32, a rate of
+# > 1e-4 and 20% of the training images held out. The improved recipe trains an average-pooled head with
 # > [dropout](../glossary.md#dropout) on
 # > cached features (six views) with [AdamW](../glossary.md#adam-and-adamw) for 30 epochs, on all 10,000 training
 # > images, and averages each
