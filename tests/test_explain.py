@@ -458,3 +458,64 @@ def test_smoothgrad_scales_the_noise_to_each_images_own_range() -> None:
     normal = torch.distributions.Normal(0.0, 1.0)
     for pixels, part, sigma in ((narrow, maps[:200], 0.1), (wide, maps[200:], 1.0)):
         assert torch.allclose(part.mean(0)[0], normal.cdf((pixels - 0.5) / sigma), atol=0.015)
+
+
+def test_randomisation_test_compares_each_step_with_the_trained_maps_for_the_trained_models_classes() -> None:
+    """The contract of Adebayo et al.'s cascade, with a spy for a method: every step re-initialises one more layer
+    (from the output back), explains the class the *trained* model predicted, and is compared with the *trained*
+    model's map, by the rank correlation of absolute values."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
+    trained = {name: value.detach().clone() for name, value in model.named_parameters()}
+    generator = torch.Generator().manual_seed(1)
+    maps = torch.randn(3, 2, 4, 4, generator=generator)  # what the spy answers: trained, step 1, step 2
+    trained_classes = torch.tensor([2, 0])
+    calls = []
+
+    def spy(seen: nn.Module, batch: torch.Tensor, targets: torch.Tensor | None) -> explain.Attribution:
+        changed = sorted(
+            {name.split(".")[0] for name, v in seen.named_parameters() if not torch.equal(v, trained[name])}
+        )
+        calls.append((targets, changed))
+        return explain.Attribution(maps[len(calls) - 1], trained_classes if targets is None else targets)
+
+    result = explain.randomisation_test(model, torch.randn(2, 1, 4, 4), spy)
+    assert result.layers == ["3", "0"]
+    assert [changed for _, changed in calls] == [[], ["3"], ["0", "3"]]  # cumulative, from the output back
+    assert calls[0][0] is None and all(torch.equal(targets, trained_classes) for targets, _ in calls[1:])
+    expected = torch.stack([explain.rank_correlation(maps[0].abs(), after.abs()) for after in maps[1:]])
+    assert torch.allclose(result.correlations, expected)
+    # the test can tell: against the previous step's map, or without absolute values, the numbers differ
+    assert not torch.allclose(explain.rank_correlation(maps[1].abs(), maps[2].abs()), expected[1], atol=0.05)
+    assert not torch.allclose(explain.rank_correlation(maps[0], maps[1]), expected[0], atol=0.05)
+    assert torch.equal(result.maps, maps)
+    assert all(torch.equal(value, trained[name]) for name, value in model.named_parameters())  # left unchanged
+
+
+class _Square(nn.Module):
+    """``x ** 2``: a layer whose channel mean has the gradient ``2 x / (H W)``, known by hand."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x**2
+
+
+def test_activation_maximisation_steps_on_each_images_own_gradient(monkeypatch) -> None:
+    """Every Adam step sees the gradient of the image it starts from (gradients zeroed per step), never a
+    sum over the steps before."""
+    model = nn.Sequential(nn.Conv2d(1, 1, 1), _Square())
+    with torch.no_grad():
+        model[0].weight.fill_(1.0), model[0].bias.zero_()  # the identity, with parameters to find the device by
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self: torch.optim.Adam, *args: object, **kwargs: object) -> object:
+        image = self.param_groups[0]["params"][0]
+        seen.append((image.detach().clone(), image.grad.clone()))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    result = explain.maximise_activation(model, "1", 0, input_size=(1, 4, 4), steps=6, jitter=0, blur_every=100)
+    assert len(seen) == 6
+    for image, gradient in seen:  # the loss is minus the channel's mean of x ** 2 over 4 x 4 pixels
+        assert torch.allclose(gradient, -2 * image / 16)
+    assert result.final == pytest.approx((result.image**2).mean().item())
