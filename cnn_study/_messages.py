@@ -29,7 +29,7 @@ _SPELLINGS = {
     "overwrite": ("--overwrite", "overwrite=True"),
     "quick": ("--quick", "quick=True"),
     "head_only": ("--head-only", "head_only=True"),
-    "backbone": ("--backbone", "backbone=..."),
+    "backbone": ("--backbone", "recipe.on_backbone(...)"),
 }
 
 

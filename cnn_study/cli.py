@@ -19,6 +19,7 @@ import shlex
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -28,7 +29,7 @@ from ._messages import command_line_messages
 from .datasets import DATASETS, BatchLoader
 from .experiments import run
 from .models import TransferClassifier, get_model_info, is_transfer_model, list_models, load_trained_model, summary
-from .recipes import BACKBONES, RECIPES, experiments_using, get_recipe, list_experiments
+from .recipes import BACKBONES, RECIPES, STUDY_BACKBONE, Recipe, experiments_using, get_recipe, list_experiments
 from .results import PUBLISHED_RESULTS, export_weights, format_results, results_folder, scan_results
 from .training import PRECISIONS, evaluate, extraction_precision, select_device
 
@@ -56,8 +57,16 @@ def command_summary(args: argparse.Namespace) -> None:
     print(summary(args.name, depth=args.depth, **kwargs))
 
 
-def command_run(args: argparse.Namespace) -> None:
+def _recipe_to_run(args: argparse.Namespace) -> Recipe:
+    """The recipe that ``cnn-study run`` runs: the experiment's, on the ``--backbone`` and ``--seed`` asked for."""
     recipe = get_recipe(args.experiment, args.recipe)
+    if args.backbone is not None:
+        recipe = recipe.on_backbone(args.backbone)
+    return recipe if args.seed is None else replace(recipe, seed=args.seed)
+
+
+def command_run(args: argparse.Namespace) -> None:
+    recipe = _recipe_to_run(args)
     result = run(
         recipe,
         out=args.out,
@@ -65,8 +74,6 @@ def command_run(args: argparse.Namespace) -> None:
         device=args.device,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        backbone=args.backbone,
-        seed=args.seed,
         quick=args.quick,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -172,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument(
         "--backbone",
         choices=BACKBONES,
-        help="transfer experiments: pretrained base (default vgg16)",
+        help=f"transfer experiments: pretrained base (default {STUDY_BACKBONE}, the study's)",
     )
     running.add_argument(
         "--seed", type=int, help="seed of initialisation, data order and augmentation (default: the recipe's, 0)"
@@ -287,8 +294,7 @@ def _how_to_continue(args: argparse.Namespace, argv: list[str]) -> str:
     """For an interrupted run: where its last finished epoch is saved and the command that resumes it."""
     if args.handler is not command_run:
         return "Nothing was written."
-    recipe = get_recipe(args.experiment, args.recipe)
-    folder = results_folder(recipe, args.out, backbone=args.backbone, quick=args.quick)
+    folder = results_folder(_recipe_to_run(args), args.out, quick=args.quick)
     if args.overwrite and (folder / "metrics.json").is_file():  # an interrupted run never has its metrics
         return f"No epoch of the new run had finished: the run it was to replace is kept in {folder}."
     if not (folder / "checkpoint.pt").is_file():

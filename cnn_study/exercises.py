@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .datasets import DATASETS, BatchLoader
-from .models import create_model
+from .models import create_model, transfer_model
 from .recipes import BACKBONES, get_recipe
 from .results import load_history
 from .training import Lookahead, evaluate, make_optimizer, make_scheduler
@@ -108,7 +108,7 @@ def _lookahead_pull_halfway() -> float:
 
 
 def _transfer_model(backbone: str, **kwargs: Any) -> nn.Module:
-    return create_model(f"{backbone}_transfer", base_weights=None, **kwargs)
+    return create_model(transfer_model(backbone), base_weights=None, **kwargs)
 
 
 def _unfrozen_by_last_block(backbone: str) -> int:

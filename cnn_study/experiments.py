@@ -5,13 +5,15 @@ The recipes are data (`cnn_study.recipes`); the results folder and its files are
 
 1. `run` checks its arguments, locks the results folder and refuses to replace a run silently (with
    ``overwrite``, the run it replaces is set aside until the new run's first checkpoint: `REPLACED`);
-2. it seeds everything, builds the model and loads the data (`_load_data`);
-3. `_train_and_report` feeds the model through `BatchLoader.for_model` (the model's own input
-   size and normalisation) and trains it with `cnn_study.training.fit_stage`, or, for a cached-features
-   recipe, with `cnn_study.training.fit_head_on_features` on the transfer model's cut points;
-   a fine-tuning recipe then unfreezes the base and runs its second `Stage`;
-4. it evaluates on the test set and writes ``model.pt``, ``history.json``, the figures and,
-   last, ``metrics.json``.
+2. it seeds everything, builds the model and loads the data (`_load_data`; photos of varying sizes decoded
+   at the recipe's ``image_size``);
+3. `_train_and_report` splits the data and feeds the model through `BatchLoader.for_model` (`_Batches`: the
+   model's own input size and normalisation), then trains it stage by stage (`Recipe.stages`) with
+   `cnn_study.training.fit_stage`, or, for a cached-features recipe's first stage, with
+   `cnn_study.training.fit_head_on_features` on the transfer model's cut points (a fine-tuning stage first
+   unfreezes what it trains), and evaluates it on the test set after each stage;
+4. `_write_run` writes ``model.pt`` (its metadata shares the metrics' model, dataset and accuracy),
+   ``history.json``, the figures and, last, ``metrics.json``.
 
 Examples:
     >>> from cnn_study.recipes import get_recipe
@@ -42,7 +44,7 @@ from .datasets import DATASETS, BatchLoader, ImageData, TrainTest, training_micr
 from .datasets.loader import Augmentation
 from .files import atomic_json_dump, folder_lock
 from .models import create_model, save_trained_model
-from .recipes import Recipe
+from .recipes import FineTuning, Recipe
 from .results import CHECKPOINTS, RUN_FILES, results_folder
 from .training import (
     Evaluation,
@@ -122,7 +124,6 @@ def run(
     device: str | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
-    backbone: str | None = None,
     seed: int | None = None,
     quick: bool = False,
     resume: bool = False,
@@ -140,7 +141,8 @@ def run(
     written last, so a folder that has it holds the whole run.
 
     Args:
-        recipe: What to run (see `cnn_study.recipes.get_recipe`).
+        recipe: What to run (see `cnn_study.recipes.get_recipe`; a transfer recipe on another pretrained base:
+            `cnn_study.recipes.Recipe.on_backbone`).
         out: Parent folder; results go to ``out/<experiment>/<recipe>/`` (see `cnn_study.results.results_folder`).
         data_root: Dataset folder; defaults to ``$CNN_STUDY_DATA`` or the user cache.
         data: Train on ``data.train`` and report on ``data.test`` instead of the recipe's dataset
@@ -148,8 +150,6 @@ def run(
         device: Device override (``"cpu"``, ``"cuda"``, ``"mps"``); chosen automatically by default.
         epochs: Override the recipe's epochs.
         batch_size: Override the recipe's batch size.
-        backbone: For transfer experiments: ``"vgg16"`` (the default, downloads
-            ImageNet weights) or ``"efficientnet_lite0"`` (offline extra).
         seed: Override the recipe's seed (initialisation, data order, augmentation); a run with another
             seed than 0 writes to a folder of its own (``...-seed<N>``), so that seeds can be compared.
         quick: The recipe's small budget for a lesson, the tests and the docs build (`Recipe.quick`):
@@ -179,11 +179,6 @@ def run(
     _check_positive(epochs=epochs, batch_size=batch_size)
     if resume and overwrite:
         raise ValueError(f"{option('resume')} continues a run and {option('overwrite')} replaces it; choose one.")
-    if backbone is not None and not recipe.is_transfer:
-        raise ValueError(
-            f"{recipe.name} trains {recipe.model} from scratch: {option('backbone')} chooses the pretrained base of "
-            "the transfer experiments (6, 8 and 9) only."
-        )
     if quick:
         recipe = recipe.quick()
     recipe = replace(
@@ -192,12 +187,11 @@ def run(
         batch_size=batch_size or recipe.batch_size,
         seed=recipe.seed if seed is None else seed,
     )
-    model_name = recipe.model_for(backbone)
-    out_dir = results_folder(recipe, out, backbone=backbone, quick=quick)
+    out_dir = results_folder(recipe, out, quick=quick)
     settings = {
         "experiment": recipe.name,
         "recipe": recipe.recipe,
-        "model": model_name,
+        "model": recipe.model,
         "quick": quick,
         "recipe_settings": recipe.settings(),
     }
@@ -212,7 +206,7 @@ def run(
             precision = precision or training_precision(device)
             seed_everything(recipe.seed)
             # the main rank first: it downloads and caches, and it alone reports a missing dataset or weights file
-            model = distributed.main_rank_first(partial(create_model, model_name, **recipe.model_kwargs))
+            model = distributed.main_rank_first(partial(create_model, recipe.model, **recipe.model_kwargs))
             data = TrainTest(
                 *(data or distributed.main_rank_first(partial(_load_data, recipe, data_root, quick, download)))
             )
@@ -316,6 +310,69 @@ def _settings_differences(recorded: dict[str, Any], current: dict[str, Any], pre
     return differences
 
 
+@dataclass
+class _Batches:
+    """The data of one run, split and fed as its model expects (`BatchLoader.for_model`: the model's input size
+    and normalisation).
+
+    Without a validation split the epochs are watched on the test set: a curve to look at, never a choice
+    (no early stopping, no model selection: the last epoch is what the run reports).
+    """
+
+    recipe: Recipe
+    model: nn.Module
+    device: torch.device
+    train: ImageData
+    validation: ImageData | None
+    test: ImageData
+
+    @classmethod
+    def split(cls, recipe: Recipe, model: nn.Module, data: TrainTest, device: torch.device) -> _Batches:
+        """Hold out the recipe's validation fraction of ``data.train`` (seeded), if it has one."""
+        train, validation = data.train, None
+        if recipe.validation_fraction is not None:
+            train, validation = train.split(recipe.validation_fraction, seed=recipe.seed)
+        return cls(recipe, model, device, train, validation, data.test)
+
+    @property
+    def held_out(self) -> str:
+        """What the epochs watch: ``"val"`` (a validation split) or ``"test"``."""
+        return "test" if self.validation is None else "val"
+
+    def training(self) -> BatchLoader:
+        """The training images in the recipe's batches, shuffled and augmented."""
+        return BatchLoader.for_model(
+            self.train,
+            self.model,
+            self.recipe.batch_size,
+            device=self.device,
+            shuffle=True,
+            augment=self.recipe.augment,
+            seed=self.recipe.seed,
+            alternating_flip=self.recipe.alternating_flip,
+        )
+
+    def inference(self, data: ImageData, augment: tuple[Augmentation, ...] = (), seed_offset: int = 0) -> BatchLoader:
+        """``data`` in inference batches, in order; a random ``augment`` seeded by ``seed_offset``."""
+        return BatchLoader.for_model(
+            data, self.model, device=self.device, augment=augment, seed=self.recipe.seed + seed_offset
+        )
+
+    def monitor(self) -> BatchLoader:
+        """The held-out batches the epochs are watched on."""
+        return self.inference(self.test if self.validation is None else self.validation)
+
+    def cached_views(self) -> list[BatchLoader]:
+        """The training images as they are and in each of the recipe's ``cached_views``, each random view seeded
+        differently."""
+        views = enumerate(self.recipe.cached_views, start=1)
+        return [self.inference(self.train), *(self.inference(self.train, (view,), number) for number, view in views)]
+
+    def initialisation(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Up to 5,000 plain training images, sampled only if the model reads them (`fast_cifar`'s whitening)."""
+        yield from self.inference(self.train.sample(5000 // len(self.train.classes), seed=self.recipe.seed))
+
+
 def _train_and_report(
     recipe: Recipe,
     model: nn.Module,
@@ -330,46 +387,17 @@ def _train_and_report(
     precision: Precision,
     started: float,
 ) -> RunResult:
-    """Train ``model`` by ``recipe`` on ``data``, evaluate it and write the results folder (metrics last)."""
-    (train_data, test_data), model_name, quick = data, settings["model"], settings["quick"]
-    val_data = None
-    if recipe.validation_fraction is not None:
-        train_data, val_data = train_data.split(recipe.validation_fraction, seed=recipe.seed)
-
-    def batches(
-        data: ImageData, *, train: bool = False, augment: tuple[Augmentation, ...] = (), seed_offset: int = 0
-    ) -> BatchLoader:
-        """Training batches (``train``: the recipe's batch size, shuffled and augmented) or inference batches."""
-        if train:
-            return BatchLoader.for_model(
-                data,
-                model,
-                recipe.batch_size,
-                device=device,
-                shuffle=True,
-                augment=recipe.augment,
-                seed=recipe.seed,
-                alternating_flip=recipe.alternating_flip,
-            )
-        return BatchLoader.for_model(data, model, device=device, augment=augment, seed=recipe.seed + seed_offset)
-
-    # Without a validation split the epochs are watched on the test set: a curve to look at, never a choice
-    # (no early stopping, no model selection: the last epoch is what the run reports).
-    monitor = batches(val_data if val_data is not None else test_data)
-    held_out = "val" if val_data is not None else "test"
-
-    def initialisation_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Up to 5,000 plain training images, sampled only if the model reads them."""
-        yield from batches(train_data.sample(5000 // len(train_data.classes), seed=recipe.seed))
-
-    model.initialise_from_data(initialisation_batches())  # data-dependent initialisation: fast_cifar's whitening
+    """Train ``model`` by ``recipe`` on ``data``, stage by stage, evaluate it on the test set after each stage and
+    write the results folder (metrics last)."""
+    batches = _Batches.split(recipe, model, data, device)
+    model.initialise_from_data(batches.initialisation())
     spec = model.input_spec()
     meta = {
-        "model": model_name,
+        "model": recipe.model,
         "model_kwargs": recipe.model_kwargs,
-        "classes": list(train_data.classes),
-        "mean": list(spec.mean or train_data.mean),
-        "std": list(spec.std or train_data.std),
+        "classes": list(batches.train.classes),
+        "mean": list(spec.mean or batches.train.mean),
+        "std": list(spec.std or batches.train.std),
         "device": device_name(device),
         "world_size": distributed.world_size(),  # resume refuses another number of processes
         "settings": settings,  # what the run was started with: resume refuses other settings
@@ -381,80 +409,66 @@ def _train_and_report(
         "quiet": quiet,
         "compile_model": compile_model,
         "precision": precision,
-        "held_out": held_out,
+        "held_out": batches.held_out,
     }
     # A transfer model's batch norms never train (TransferClassifier.train), so its batch gradient can be summed
     # over chunks, in far less memory; a model trained from scratch needs each whole batch's statistics.
     micro_batch_size = training_micro_batch_size(spec.size, device) if recipe.is_transfer else None
-    checkpoint = out_dir / CHECKPOINTS[0]
-    if recipe.feature_cache:
-        views = [batches(train_data)]
-        views += [
-            batches(train_data, augment=(view,), seed_offset=number)  # random views differ
-            for number, view in enumerate(recipe.cached_views, start=1)
-        ]
-        history = fit_head_on_features(
-            model.feature_extractor(folded=True),  # a frozen copy: batch norms folded into its convolutions
-            model.classifier_head(),
-            views,
-            monitor,
-            recipe.first_stage,
-            batch_size=recipe.batch_size,
-            seed=recipe.seed,
-            checkpoint=checkpoint,
-            **fit_options,
-        )
-    else:
-        history = fit_stage(
-            model,
-            batches(train_data, train=True),
-            recipe.first_stage,
-            val_loader=monitor,
-            checkpoint=checkpoint,
-            micro_batch_size=micro_batch_size,
-            **fit_options,
-        )
-    test_loader = batches(test_data)
-    evaluate_on_test = partial(evaluate, model, test_loader, device, average_mirror=recipe.test_mirror)
-    first_stage = evaluate_on_test()
-    if recipe.fine_tuning is not None:
-        model.set_trainable(recipe.fine_tuning.trainable)
-        history = fit_stage(
-            model,
-            batches(train_data, train=True),
-            recipe.fine_tuning,
-            val_loader=monitor,
-            history=history,
-            checkpoint=out_dir / CHECKPOINTS[1],
-            micro_batch_size=micro_batch_size,
-            **fit_options,
-        )
-    final = evaluate_on_test() if recipe.fine_tuning else first_stage
-
+    monitor, test_loader = batches.monitor(), batches.inference(batches.test)
+    history, evaluations = None, []
+    for number, stage in enumerate(recipe.stages):
+        checkpoint = out_dir / CHECKPOINTS[number]
+        if isinstance(stage, FineTuning):
+            model.set_trainable(stage.trainable)
+        if number == 0 and recipe.feature_cache:  # a frozen base: its head trains on features computed once
+            history = fit_head_on_features(
+                model.feature_extractor(folded=True),  # a frozen copy: batch norms folded into its convolutions
+                model.classifier_head(),
+                batches.cached_views(),
+                monitor,
+                stage,
+                batch_size=recipe.batch_size,
+                seed=recipe.seed,
+                checkpoint=checkpoint,
+                **fit_options,
+            )
+        else:
+            history = fit_stage(
+                model,
+                batches.training(),
+                stage,
+                val_loader=monitor,
+                history=history,
+                checkpoint=checkpoint,
+                micro_batch_size=micro_batch_size,
+                **fit_options,
+            )
+        evaluations.append(evaluate(model, test_loader, device, average_mirror=recipe.test_mirror))
+    final = evaluations[-1]
     metrics = {
         "experiment": recipe.experiment,
         "name": recipe.name,
         "title": recipe.title,
         "recipe": recipe.recipe,
-        "quick": quick,
-        "model": model_name,
+        "quick": settings["quick"],
+        "model": recipe.model,
         "dataset": recipe.dataset,
         "parameters": sum(parameter.numel() for parameter in model.parameters()),
-        "train_size": len(train_data),
-        "test_size": len(test_data),
+        "train_size": len(batches.train),
+        "test_size": len(batches.test),
         "epochs": len(history),
         "test_accuracy": final.accuracy,
         "test_loss": final.loss,
         "train_accuracy": history.epochs[-1].train_accuracy,
-        "val_accuracy": history.epochs[-1].val_accuracy if val_data is not None else None,
-        "accuracy_before_fine_tuning": first_stage.accuracy if recipe.fine_tuning else None,
+        "val_accuracy": history.epochs[-1].val_accuracy if batches.validation is not None else None,
+        "accuracy_before_fine_tuning": evaluations[0].accuracy if len(evaluations) > 1 else None,
         "seed_reported": recipe.study_reported,
         "seed": recipe.seed,
         "device": device_name(device),
         "world_size": distributed.world_size(),  # processes that trained together (torchrun), each on `device`
         "compiled": compile_model,
         "precision": precision,  # of the training steps; test accuracy in float32 on a CPU, bfloat16 on CUDA
-        "held_out": held_out,  # what the epochs watched: "val" (a validation split) or "test"
+        "held_out": batches.held_out,  # what the epochs watched: "val" (a validation split) or "test"
         "torch": torch.__version__,
         "cnn_study": __version__,
         "python": platform.python_version(),
@@ -463,29 +477,41 @@ def _train_and_report(
         **peak_memory(device),
         "recipe_settings": recipe.settings(),
     }
-    command = f"cnn-study run {recipe.name} --recipe {recipe.recipe}"
-    if model_name != recipe.model:  # a transfer recipe on another base: <base>_transfer
-        command += f" --backbone {model_name.removesuffix('_transfer')}"
-    if recipe.seed != 0:
-        command += f" --seed {recipe.seed}"
-    model_meta = dict(
-        meta,
-        num_classes=model.num_classes,
-        dataset=recipe.dataset,
-        test_accuracy=final.accuracy,
-        test_mirror=recipe.test_mirror,  # test_accuracy averaged each image with its mirror image
-        recipe=f"{command} ({len(history)} epochs{', quick' if quick else ''})",
-    )
     if distributed.is_main():  # the other ranks of a torchrun launch have trained the same model
-        save_trained_model(model, model_meta, out_dir / "model.pt")
-        atomic_json_dump(history.to_dict(), out_dir / "history.json")
-        _save_figures(history, final, train_data.classes, out_dir, f"{recipe.title} ({recipe.recipe})", held_out)
-        atomic_json_dump(metrics, out_dir / "metrics.json")  # last: a folder with metrics holds the whole run
+        _write_run(recipe, model, meta, metrics, history, final, out_dir)
     return RunResult(model, history, metrics, out_dir, test_loader)
 
 
+def _write_run(
+    recipe: Recipe,
+    model: nn.Module,
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    history: History,
+    final: Evaluation,
+    out_dir: Path,
+) -> None:
+    """Write the results folder: the model file, whose metadata takes what it shares with the metrics from
+    them, the history, the figures and, last, ``metrics.json``: a folder with metrics holds the whole run."""
+    quick = ", quick" if metrics["quick"] else ""
+    model_meta = dict(
+        meta,
+        num_classes=model.num_classes,
+        dataset=metrics["dataset"],
+        test_accuracy=metrics["test_accuracy"],
+        test_mirror=recipe.test_mirror,  # test_accuracy averaged each image with its mirror image
+        recipe=f"{recipe.command()} ({metrics['epochs']} epochs{quick})",
+    )
+    save_trained_model(model, model_meta, out_dir / "model.pt")
+    atomic_json_dump(history.to_dict(), out_dir / "history.json")
+    title = f"{metrics['title']} ({metrics['recipe']})"
+    _save_figures(history, final, tuple(meta["classes"]), out_dir, title, metrics["held_out"])
+    atomic_json_dump(metrics, out_dir / "metrics.json")
+
+
 def _load_data(recipe: Recipe, data_root: str | Path | None, quick: bool, download: bool) -> TrainTest:
-    train, test = DATASETS[recipe.dataset](data_root, download=download)
+    decoded_at = {} if recipe.image_size is None else {"image_size": recipe.image_size}
+    train, test = DATASETS[recipe.dataset](data_root, download=download, **decoded_at)
     if quick:
         train = train.sample(recipe.quick_per_class, seed=recipe.seed)
         test = test.sample(max(recipe.quick_per_class // 4, 10), seed=recipe.seed)

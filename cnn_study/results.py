@@ -19,7 +19,7 @@ import re
 import statistics
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch
 from ._messages import option
 from .files import atomic_json_dump, atomic_torch_save, read_json, state_dict_sha256
 from .models import create_model, is_transfer_model, load_trained_model_file
-from .recipes import STUDY_REPORTED, Recipe, get_recipe
+from .recipes import STUDY_BACKBONE, STUDY_REPORTED, Recipe, get_recipe
 from .training import History, load_checkpoint
 
 #: Results of the full runs behind the documentation, shipped with the package
@@ -47,32 +47,31 @@ CHECKPOINTS = ("checkpoint.pt", "checkpoint_fine_tuning.pt")
 #: The keys every ``metrics.json`` row needs for the results table.
 METRICS_KEYS = ("experiment", "name", "recipe", "quick", "model", "test_accuracy", "epochs", "device")
 #: The keys of ``unfinished.json`` (written by `record_unfinished_runs`).
-UNFINISHED_KEYS = ("experiment", "recipe", "quick", "epochs_reached", "epochs_planned", "device")
+UNFINISHED_KEYS = ("experiment", "recipe", "model", "quick", "epochs_reached", "epochs_planned", "device")
 
 
-def results_folder(
-    recipe: Recipe, out: str | Path = "runs", *, backbone: str | None = None, quick: bool = False
-) -> Path:
+def results_folder(recipe: Recipe, out: str | Path = "runs", *, quick: bool = False) -> Path:
     """Where `run` writes a recipe's results: ``out/<experiment>/<recipe>[-<backbone>][-seed<N>][-quick]``.
 
-    A quick run never writes where the full run lives; a transfer run on a base other than the
-    recipe's (``backbone``) and a run with another seed than the recipe's 0 get folders of their own.
+    A quick run never writes where the full run lives; a transfer recipe on another base than the
+    study's (`cnn_study.recipes.Recipe.on_backbone`) and a run with another seed than the recipe's 0 get
+    folders of their own.
 
     Args:
-        recipe: The recipe.
+        recipe: The recipe, with its base and seed.
         out: Parent folder of all runs.
-        backbone: The transfer base chosen for the run (see `cnn_study.recipes.Recipe.model_for`).
         quick: A ``--quick`` run.
 
     Examples:
-        >>> results_folder(get_recipe("9", "seed"), "runs", backbone="efficientnet_lite0").as_posix()
+        >>> results_folder(get_recipe("9", "seed").on_backbone("efficientnet_lite0"), "runs").as_posix()
         'runs/vgg16_fine_tuning/seed-efficientnet_lite0'
+        >>> from dataclasses import replace
         >>> results_folder(replace(get_recipe("fast_cifar"), seed=2)).as_posix()
         'runs/fast_cifar/improved-seed2'
     """
     name = recipe.recipe
-    if recipe.model_for(backbone) != recipe.model:
-        name += f"-{backbone}"
+    if recipe.backbone not in (None, STUDY_BACKBONE):
+        name += f"-{recipe.backbone}"
     if recipe.seed != 0:
         name += f"-seed{recipe.seed}"
     return Path(out) / recipe.name / (f"{name}-quick" if quick else name)
@@ -109,7 +108,13 @@ def scan_results(folder: str | Path = PUBLISHED_RESULTS) -> tuple[list[dict[str,
     Returns:
         ``(rows, skipped)``: metrics dicts in experiment order, and one ``"<folder> (<reason>)"`` per skipped folder.
     """
-    results, skipped = [], []
+    runs, skipped = _scan(folder)
+    return [metrics for metrics, _ in runs], skipped
+
+
+def _scan(folder: str | Path) -> tuple[list[tuple[dict[str, Any], Path]], list[str]]:
+    """`scan_results`, each row with the folder it was read from."""
+    runs, skipped = [], []
     for path in sorted(Path(folder).glob("*/*/metrics.json")):
         try:
             metrics = read_json(path, "metrics file", METRICS_KEYS)
@@ -119,14 +124,40 @@ def scan_results(folder: str | Path = PUBLISHED_RESULTS) -> tuple[list[dict[str,
         if not path.with_name("history.json").is_file():
             skipped.append(f"{path.parent} (metrics.json but no history.json: the run stopped while writing)")
             continue
-        results.append(metrics)
+        runs.append((metrics, path.parent))
     for path in sorted(Path(folder).glob("*/*/unfinished.json")):
         if not path.with_name("metrics.json").exists():
             try:
-                results.append(_unfinished_row(read_json(path, "record of an unfinished run", UNFINISHED_KEYS)))
+                record = read_json(path, "record of an unfinished run", UNFINISHED_KEYS)
+                runs.append((_unfinished_row(record), path.parent))
             except ValueError as error:
                 skipped.append(f"{path.parent} ({error})")
-    return sorted(results, key=lambda metrics: (metrics["experiment"], metrics["recipe"])), skipped
+    return sorted(runs, key=lambda run: (run[0]["experiment"], run[0]["recipe"])), skipped
+
+
+def published_runs(
+    experiment: str | None = None, folder: str | Path = PUBLISHED_RESULTS
+) -> list[tuple[dict[str, Any], History]]:
+    """The complete runs below ``folder`` (of one ``experiment``, or all), as ``(metrics, history)`` read side by
+    side from each run's folder, in experiment order: what ran is in the metrics row (its model names the base of
+    a transfer run), never rebuilt from a folder's name.
+
+    Args:
+        experiment: Experiment key, e.g. ``"vgg16_fine_tuning"``; ``None`` for every experiment.
+        folder: Results folder; defaults to the published full runs.
+
+    Examples:
+        >>> [(metrics["recipe"], metrics["model"]) for metrics, _ in published_runs("vgg16_fine_tuning")]
+        [('improved', 'efficientnet_lite0_transfer'), ('seed', 'efficientnet_lite0_transfer')]
+    """
+    runs, skipped = _scan(folder)
+    for reason in skipped:
+        warnings.warn(f"Skipped {reason}", stacklevel=2)
+    return [
+        (metrics, History.from_dict(json.loads((run_dir / "history.json").read_text())))
+        for metrics, run_dir in runs
+        if experiment is None or metrics["name"] == experiment
+    ]
 
 
 def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +168,7 @@ def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
         "title": recipe.title,
         "recipe": recipe.recipe,
         "quick": record["quick"],
-        "model": recipe.model,
+        "model": record["model"],
         "test_accuracy": None,
         "epochs": record["epochs_reached"],
         "epochs_planned": record["epochs_planned"],
@@ -176,6 +207,7 @@ def record_unfinished_runs(folder: str | Path) -> list[Path]:
         record = {
             "experiment": recipe.name,
             "recipe": recipe.recipe,
+            "model": settings["model"],  # the recipe's, or on another base
             "quick": settings["quick"],
             "epochs_reached": len(history),
             "epochs_planned": recipe.total_epochs,
@@ -329,12 +361,12 @@ def runs_over_seeds(experiment: str, recipe: str = "improved") -> list[tuple[dic
         >>> [metrics["seed"] for metrics, _ in runs_over_seeds("fast_cifar")]
         [0, 1, 2]
     """
-    runs = []
-    for folder in (PUBLISHED_RESULTS, PUBLISHED_SEEDS):
-        for metrics in load_results(folder):
-            if metrics["name"] == experiment and metrics["recipe"] == recipe:
-                run_folder = results_folder(replace(get_recipe(experiment, recipe), seed=metrics["seed"]), folder)
-                runs.append((metrics, load_history(experiment, run_folder.name, folder)))
+    runs = [
+        run
+        for folder in (PUBLISHED_RESULTS, PUBLISHED_SEEDS)
+        for run in published_runs(experiment, folder)
+        if run[0]["recipe"] == recipe
+    ]
     return sorted(runs, key=lambda run: run[0]["seed"])
 
 

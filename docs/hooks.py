@@ -30,7 +30,7 @@ from mkdocs.structure.pages import Page
 from cnn_study import visualize
 from cnn_study.models import create_model, get_model_info, is_transfer_model, list_models, summary
 from cnn_study.recipes import STUDY_REPORTED, experiments_using, list_experiments, study_accuracy
-from cnn_study.results import format_results, format_seed_spreads, load_history, load_results, run_seconds
+from cnn_study.results import format_results, format_seed_spreads, load_results, published_runs, run_seconds
 
 log = logging.getLogger("mkdocs.hooks.cnn_study")
 
@@ -218,8 +218,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         ("accuracy-vs-cost", visualize.accuracy_vs_cost(results)),
     ):
         files.append(File.generated(config, f"figures/{name}.png", content=_png(figure)))
-    for metrics in load_results():
-        history = load_history(metrics["name"], metrics["recipe"])
+    for metrics, history in published_runs():
         title = f"{metrics['title']} ({metrics['recipe']})"
         content = _png(visualize.training_curves(history, title=title))
         files.append(File.generated(config, f"figures/{metrics['name']}-{metrics['recipe']}.png", content=content))

@@ -32,7 +32,7 @@ from pathlib import Path
 from cnn_study.datasets import DATASETS, TrainTest
 from cnn_study.experiments import run
 from cnn_study.files import atomic_json_dump
-from cnn_study.recipes import Recipe, get_recipe
+from cnn_study.recipes import BACKBONES, STUDY_BACKBONE, Recipe, get_recipe
 from cnn_study.results import summarise_cross_validation
 from cnn_study.training import evaluate
 
@@ -67,7 +67,6 @@ def held_out_accuracies(recipe: Recipe, fold: TrainTest, args: argparse.Namespac
             recipe,
             data=fold,
             out=scratch,
-            backbone=args.backbone,
             device=args.device,
             epochs=args.head_epochs,
             quiet=True,
@@ -82,7 +81,7 @@ def held_out_accuracies(recipe: Recipe, fold: TrainTest, args: argparse.Namespac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("experiment", help="an experiment whose improved recipe has a fine-tuning stage")
-    parser.add_argument("--backbone", default="vgg16", help="vgg16 or efficientnet_lite0")
+    parser.add_argument("--backbone", default=STUDY_BACKBONE, choices=BACKBONES, help="the pretrained base")
     parser.add_argument("--device", help="cpu, cuda or mps (chosen automatically by default)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--trainable", nargs="+", choices=("last_block", "all"))
@@ -96,7 +95,7 @@ def main() -> None:
     parser.add_argument("--final-out", type=Path, help="run the winner on the whole training set, results here")
     args = parser.parse_args()
 
-    recipe = get_recipe(args.experiment)
+    recipe = get_recipe(args.experiment).on_backbone(args.backbone)
     if recipe.fine_tuning is None:
         raise SystemExit(f"{recipe.name}'s improved recipe has no fine-tuning stage to cross-validate.")
     training = DATASETS[recipe.dataset](None).train
@@ -137,7 +136,6 @@ def main() -> None:
         final = run(
             best,
             out=args.final_out,
-            backbone=args.backbone,
             device=args.device,
             quiet=True,
             quick=args.per_class is not None,

@@ -27,7 +27,7 @@ import torch
 from cnn_study.datasets import DATASETS, Augmentation, BatchLoader, ImageData, Mirror
 from cnn_study.files import atomic_torch_save
 from cnn_study.models import create_model
-from cnn_study.recipes import get_recipe
+from cnn_study.recipes import BACKBONES, STUDY_BACKBONE, get_recipe
 from cnn_study.training import (
     TensorBatches,
     extract_features,
@@ -54,8 +54,8 @@ def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str,
                 "pass another --cache file or delete this one."
             )
         return cache
-    recipe = get_recipe(args.experiment)
-    model = create_model(recipe.model_for(args.backbone), **recipe.model_kwargs)
+    recipe = get_recipe(args.experiment).on_backbone(args.backbone)
+    model = create_model(recipe.model, **recipe.model_kwargs)
     extractor = model.feature_extractor(folded=True)
     training = DATASETS[recipe.dataset](None)[0]
     if args.per_class:
@@ -79,7 +79,7 @@ def cached_features(args: argparse.Namespace, device: torch.device) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("experiment", help="a transfer experiment whose improved recipe caches features")
-    parser.add_argument("--backbone", default="vgg16", help="vgg16 or efficientnet_lite0")
+    parser.add_argument("--backbone", default=STUDY_BACKBONE, choices=BACKBONES, help="the pretrained base")
     parser.add_argument("--more-views", type=int, default=0, help="extra copies of the recipe's last random view")
     parser.add_argument("--cache", type=Path, required=True, help="file for the extracted features")
     parser.add_argument("--per-class", type=int, help="use this many training images per class (a quick check)")
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="+", default=[None])
     args = parser.parse_args()
 
-    recipe, device = get_recipe(args.experiment), select_device()
+    recipe, device = get_recipe(args.experiment).on_backbone(args.backbone), select_device()
     cache = cached_features(args, device)
     view_count = sum(key.startswith("view") and key.endswith("_features") for key in cache)
     validation = TensorBatches(cache["val_features"], cache["val_labels"], 500)
@@ -106,7 +106,7 @@ def main() -> None:
         dropout = recipe.model_kwargs["dropout"] if dropout is None else dropout
         epochs = epochs or recipe.epochs
         seed_everything(recipe.seed)
-        model = create_model(recipe.model_for(args.backbone), **dict(recipe.model_kwargs, dropout=dropout))
+        model = create_model(recipe.model, **dict(recipe.model_kwargs, dropout=dropout))
         head = model.classifier_head()
         training = TensorBatches(
             torch.cat([cache[f"view{n}_features"] for n in range(views)]),

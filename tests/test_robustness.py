@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -221,9 +222,9 @@ def test_the_command_line_names_its_own_options_when_it_refuses(tiny_mnist, tmp_
 def test_a_transfer_run_on_another_base_gets_its_own_folder() -> None:
     recipe = get_recipe("vgg16_fine_tuning")
     default = results_folder(recipe, "runs")
-    assert results_folder(recipe, "runs", backbone="vgg16") == default == Path("runs/vgg16_fine_tuning/improved")
-    assert results_folder(recipe, "runs", backbone="efficientnet_lite0").name == "improved-efficientnet_lite0"
-    assert results_folder(get_recipe("lenet5"), "runs", backbone="efficientnet_lite0").name == "improved"
+    assert results_folder(recipe.on_backbone("vgg16"), "runs") == default == Path("runs/vgg16_fine_tuning/improved")
+    offline = results_folder(replace(recipe.on_backbone("efficientnet_lite0"), seed=3), "runs", quick=True)
+    assert offline.name == "improved-efficientnet_lite0-seed3-quick"
 
 
 def test_a_locked_folder_is_refused_and_a_stale_lock_is_taken_over(tmp_path) -> None:
@@ -635,8 +636,11 @@ def test_export_weights_refuses_a_name_with_a_path_and_head_only_without_a_base(
 def test_a_backbone_for_an_experiment_without_one_is_refused(tmp_path, tiny_mnist, capsys) -> None:
     assert cli_run(tiny_mnist, tmp_path, "--backbone", "efficientnet_lite0") == 1
     assert "mnist_cnn trains mnist_cnn from scratch: --backbone chooses the pretrained base" in one_line_error(capsys)
-    with pytest.raises(ValueError, match=r"backbone=\.\.\. chooses"):
-        tiny_run(tmp_path, backbone="vgg16")
+    assert not tmp_path.joinpath("mnist_cnn").exists()
+    with pytest.raises(ValueError, match=r"recipe\.on_backbone\(\.\.\.\) chooses"):
+        get_recipe("lenet5").on_backbone("vgg16")
+    with pytest.raises(ValueError, match="Unknown pretrained base 'resnet20'"):
+        get_recipe("9").on_backbone("resnet20")
 
 
 def test_a_damaged_checkpoint_is_named_in_one_sentence_without_torch_advice(tmp_path, capsys) -> None:

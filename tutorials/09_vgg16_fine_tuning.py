@@ -11,11 +11,12 @@
 # %% [markdown]
 # # 9. Fine-tuning on Dogs vs Cats
 #
-# > **Which base ran on this page.** The study fine-tuned VGG16, and this page's code runs VGG16 wherever
-# > torchvision can download its ImageNet weights (the default). The machines that built this site and made
-# > the published runs had no internet, so **every number and figure below comes from EfficientNet-Lite0**,
-# > the package's offline base with genuine ImageNet weights. The first cell's output names the base; the
-# > results table names the model.
+# > **Which base ran on this page.** The study fine-tuned VGG16, and this page's code runs VGG16 by default
+# > (torchvision downloads its ImageNet weights); with `CNN_STUDY_BACKBONE=efficientnet_lite0` it runs on
+# > EfficientNet-Lite0, the package's offline base with genuine ImageNet weights. The first cell prints the
+# > base this page ran on, and the quick runs name it in their model. The published full runs, behind the
+# > tables, curves and shipped models further down, were made without internet on **EfficientNet-Lite0**:
+# > their rows and titles say so.
 #
 # Feature extraction keeps the whole base frozen.
 # **[Fine-tuning](../glossary.md#transfer-learning-feature-extraction-and-fine-tuning)** goes one step further: once
@@ -48,8 +49,8 @@ print(f"pretrained base on this page: {BACKBONE} ({models.get_model_info(BACKBON
 
 # %%
 for recipe_name in ("seed", "improved"):
-    recipe = recipes.get_recipe("vgg16_fine_tuning", recipe_name)
-    model = models.create_model(recipe.model_for(BACKBONE), base_weights=None, **recipe.model_kwargs)
+    recipe = recipes.get_recipe("vgg16_fine_tuning", recipe_name).on_backbone(BACKBONE)
+    model = models.create_model(recipe.model, base_weights=None, **recipe.model_kwargs)
     for stage in ("head", "last_block", "all"):
         model.set_trainable(stage)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -70,9 +71,9 @@ for recipe_name in ("seed", "improved"):
 # > more.
 
 # %%
-recipe = recipes.get_recipe("vgg16_fine_tuning", "seed")
+recipe = recipes.get_recipe("vgg16_fine_tuning", "seed").on_backbone(BACKBONE)
 print(recipe.fine_tuning)
-result = experiments.run(recipe, out=OUT, quick=QUICK, backbone=BACKBONE, quiet=True, overwrite=True)
+result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(result.summary())
 
 # %% [markdown]
@@ -83,15 +84,15 @@ print(result.summary())
 # 1,000 test photos, measured after every epoch and never used to choose anything.
 
 # %%
-full = {m["recipe"]: m for m in results.load_results() if m["name"] == "vgg16_fine_tuning"}
+runs = results.published_runs("vgg16_fine_tuning")  # (metrics, history) of each run
+full = {metrics["recipe"]: metrics for metrics, _ in runs}
 display(Markdown(results.format_results(list(full.values()), markdown=True)))
-histories = results.published_histories("vgg16_fine_tuning")
-for recipe_name, history in histories.items():
-    head_epochs = recipes.get_recipe("vgg16_fine_tuning", recipe_name).epochs
+for metrics, history in runs:
+    head_epochs = metrics["recipe_settings"]["epochs"]  # of the head stage, as the run recorded it
     display(
         visualize.training_curves(
-            {recipe_name: history},
-            title=f"Full run of the {recipe_name} recipe ({full[recipe_name]['model']})",
+            {metrics["recipe"]: history},
+            title=f"Full run of the {metrics['recipe']} recipe ({metrics['model']})",
             held_out="test",
             marks={"fine-tuning starts": head_epochs + 0.5},
         )
@@ -123,8 +124,8 @@ for recipe_name, m in full.items():
 # > improved recipe trains an average-pooled head on cached features first (as in tutorial 6) and then
 # > fine-tunes the whole base for five epochs with [AdamW](../glossary.md#adam-and-adamw) and a
 # > [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule, settings chosen by the
-# > cross-validation below. The published runs used EfficientNet-Lite0 at 224x224 instead of VGG16 at
-# > 150x150.
+# > cross-validation below. The published runs used EfficientNet-Lite0 instead of VGG16, on the same photos
+# > stored at 150x150 and enlarged to its 224x224 per batch.
 
 # %% [markdown]
 # ## Choosing the fine-tuning settings without the test set
@@ -139,7 +140,7 @@ for recipe_name, m in full.items():
 # on the whole training set. Its record:
 
 # %%
-record = results.PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved" / "cross_validation.json"
+record = results.PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved-efficientnet_lite0" / "cross_validation.json"
 summary = results.summarise_cross_validation(json.loads(record.read_text()))  # one row per fold and candidate
 print(f"{'fine-tuning stage':<30} {'test view':<16} mean held-out accuracy ({summary.folds} folds)")
 for settings, means in summary.means.items():
@@ -285,7 +286,7 @@ exercises.check("fine-tuning-last-block-parameters", answer)
 # ```python
 # answer = {}
 # for base in ("vgg16", "efficientnet_lite0"):
-#     transfer = models.create_model(f"{base}_transfer", base_weights=None, trainable="last_block")
+#     transfer = models.create_model(models.transfer_model(base), base_weights=None, trainable="last_block")
 #     answer[base] = sum(p.numel() for p in transfer.base.parameters() if p.requires_grad)
 # ```
 #

@@ -40,7 +40,7 @@ from ._registry import (
     register_model,
 )
 from .trained import MODEL_META_KEYS, load_trained_model, load_trained_model_file, save_trained_model
-from .transfer import TransferClassifier, fold_batch_norms, is_transfer_model
+from .transfer import TransferClassifier, base_of, fold_batch_norms, is_transfer_model, transfer_model
 
 
 def summary(name: str, *, depth: int = 3, **kwargs: Any) -> torchinfo.ModelStatistics:
@@ -80,6 +80,7 @@ __all__ = [
     "Weights",
     "alexnet_cifar",
     "available_weights",
+    "base_of",
     "create_model",
     "efficientnet_lite0",
     "fashion_cnn",
@@ -99,6 +100,7 @@ __all__ = [
     "summary",
     "trained",
     "transfer",
+    "transfer_model",
     "vgg16",
     "zfnet_cifar",
 ]

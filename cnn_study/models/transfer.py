@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ._base import ImageClassifier, InputSpec
-from ._registry import create_model, get_model_info, register_model
+from ._registry import create_model, get_model_info, list_models, register_model
 
 Trainable = Literal["head", "last_block", "all"]
 
@@ -214,6 +214,35 @@ def is_transfer_model(name: str) -> bool:
     (True, False)
     """
     return issubclass(get_model_info(name).model_class, TransferClassifier)
+
+
+def transfer_model(base: str) -> str:
+    """The registry name of the transfer model on the pretrained base ``base``: ``<base>_transfer``.
+
+    With `base_of`, the one place that knows how a transfer model is named after its base.
+
+    Raises:
+        ValueError: No transfer model is registered on ``base``; the message lists the bases that have one.
+
+    >>> transfer_model("efficientnet_lite0"), base_of("vgg16_transfer")
+    ('efficientnet_lite0_transfer', 'vgg16')
+    """
+    name = f"{base}_transfer"
+    if name not in list_models() or not is_transfer_model(name):
+        bases = [base_of(model) for model in list_models("*_transfer") if is_transfer_model(model)]
+        raise ValueError(f"Unknown pretrained base {base!r}; choose one of {', '.join(bases)}.")
+    return name
+
+
+def base_of(model: str) -> str:
+    """The pretrained base inside the transfer model ``model`` (see `transfer_model`).
+
+    Raises:
+        ValueError: ``model`` is not a transfer model.
+    """
+    if not is_transfer_model(model):
+        raise ValueError(f"{model} is trained from scratch: it has no pretrained base.")
+    return model.removesuffix("_transfer")
 
 
 def _create_transfer(base_name: str, base_weights: str | Path | None, **head: Any) -> TransferClassifier:
