@@ -64,7 +64,7 @@ from cnn_study import datasets, exercises, experiments, models, recipes, results
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
-BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", "vgg16")
+BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", recipes.STUDY_BACKBONE)  # the study's VGG16 unless told
 print(f"pretrained base on this page: {BACKBONE} ({models.get_model_info(BACKBONE).paper})")
 
 # %%
@@ -113,7 +113,7 @@ print(f"the improved recipe's {improved_recipe.epochs} head epochs then cost no 
 # The cache's size depends on the base's last feature map, which the cell below measures for both bases:
 
 # %%
-for base in ("vgg16", "efficientnet_lite0"):
+for base in recipes.BACKBONES:
     transfer = models.create_model(models.transfer_model(base), base_weights=None)
     side = transfer.input_size[-1]
     with torch.no_grad():

@@ -44,7 +44,7 @@ from cnn_study import exercises, experiments, models, recipes, results, visualiz
 
 QUICK = os.environ.get("CNN_STUDY_QUICK", "1") != "0"
 OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning a cell replaces its run (overwrite=True)
-BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", "vgg16")
+BACKBONE = os.environ.get("CNN_STUDY_BACKBONE", recipes.STUDY_BACKBONE)  # the study's VGG16 unless told
 print(f"pretrained base on this page: {BACKBONE} ({models.get_model_info(BACKBONE).paper})")
 
 # %%
