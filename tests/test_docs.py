@@ -16,6 +16,8 @@ import yaml
 
 from cnn_study import exercises
 from cnn_study.models import list_models
+from cnn_study.recipes import STUDY_BACKBONE, get_recipe
+from cnn_study.results import results_folder
 
 from .conftest import has_offline_extra, missing
 
@@ -88,9 +90,26 @@ TUTORIAL_QUICK_FLOORS = {
 
 @pytest.mark.parametrize(("experiment", "recipe"), TUTORIAL_QUICK_FLOORS)
 def test_the_cifar_tutorials_runs_learn_on_the_page(tutorial_runs: Path, experiment: str, recipe: str) -> None:
-    metrics = json.loads((tutorial_runs / experiment / f"{recipe}-quick" / "metrics.json").read_text())
+    folder = results_folder(get_recipe(experiment, recipe), tutorial_runs, quick=True)
+    metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["quick"] is True and metrics["test_size"] >= 2000
     assert metrics["test_accuracy"] >= TUTORIAL_QUICK_FLOORS[experiment, recipe]
+
+
+#: What a transfer tutorial's quick run must reach on its 20 test photos (chance 50%), on the base the site
+#: was built with: a smoke floor, not evidence (the end-to-end tests run these recipes on fewer photos).
+TRANSFER_QUICK_FLOORS = {
+    ("vgg16_dogs_vs_cats", "improved"): 0.75,  # tutorial 6: 100% of 20 on EfficientNet-Lite0
+    ("vgg16_feature_extraction", "improved"): 0.55,  # tutorial 8: 60-65% of 20 on EfficientNet-Lite0
+}
+
+
+@pytest.mark.parametrize(("experiment", "recipe"), TRANSFER_QUICK_FLOORS)
+def test_the_transfer_tutorials_quick_runs_learn(tutorial_runs: Path, experiment: str, recipe: str) -> None:
+    ran = get_recipe(experiment, recipe).on_backbone(os.environ.get("CNN_STUDY_BACKBONE", STUDY_BACKBONE))
+    metrics = json.loads((results_folder(ran, tutorial_runs, quick=True) / "metrics.json").read_text())
+    assert metrics["quick"] is True and metrics["model"] == ran.model and metrics["test_size"] == 20
+    assert metrics["test_accuracy"] >= TRANSFER_QUICK_FLOORS[experiment, recipe]
 
 
 @pytest.mark.parametrize("tutorial", TUTORIALS)

