@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from ._messages import option
-from .files import atomic_json_dump, atomic_torch_save, read_json, state_dict_sha256
-from .models import create_model, is_transfer_model, load_trained_model_file
+from .files import atomic_json_dump, read_json, state_dict_sha256
+from .models import create_model, is_transfer_model, load_trained_model_file, write_model_file
 from .recipes import STUDY_BACKBONE, STUDY_REPORTED, Recipe, get_recipe
 from .training import History, load_checkpoint
 
@@ -483,7 +483,7 @@ def export_weights(
         storage="float16" if float16 else "float32",
         sha256=state_dict_sha256(state_dict),
     )
-    return atomic_torch_save({"state_dict": state_dict, "meta": meta}, Path(out_dir) / f"{metrics['model']}-{name}.pt")
+    return write_model_file(state_dict, meta, Path(out_dir) / f"{metrics['model']}-{name}.pt")
 
 
 @dataclass(frozen=True)

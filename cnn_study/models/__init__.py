@@ -28,6 +28,13 @@ from . import (
     zfnet_cifar,
 )
 from ._base import ImageClassifier, InputSpec
+from ._model_file import (
+    MODEL_META_KEYS,
+    load_trained_model_file,
+    read_model_meta,
+    save_trained_model,
+    write_model_file,
+)
 from ._registry import (
     WEIGHTS_DIR,
     ModelInfo,
@@ -39,7 +46,7 @@ from ._registry import (
     load_state_dict_file,
     register_model,
 )
-from .trained import MODEL_META_KEYS, load_trained_model, load_trained_model_file, save_trained_model
+from .trained import load_trained_model
 from .transfer import TransferClassifier, base_of, fold_batch_norms, is_transfer_model, transfer_model
 
 
@@ -93,6 +100,7 @@ __all__ = [
     "load_state_dict_file",
     "load_trained_model",
     "load_trained_model_file",
+    "read_model_meta",
     "mnist_cnn",
     "register_model",
     "resnet_cifar",
@@ -102,5 +110,6 @@ __all__ = [
     "transfer",
     "transfer_model",
     "vgg16",
+    "write_model_file",
     "zfnet_cifar",
 ]

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..files import safe_torch_load, state_dict_sha256
+from ..files import safe_torch_load
+from ._model_file import load_trained_model_file, read_model_meta
 
 #: Where shipped trained weights live, as ``<model>-<name>.pt`` (see `available_weights`).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -185,18 +186,11 @@ def available_weights(name: str) -> dict[str, Weights]:
 
 @functools.cache
 def _shipped_meta(path: Path) -> dict[str, Any]:
-    return safe_torch_load(path, "shipped weights file", mmap=True)["meta"]
+    return read_model_meta(path)
 
 
 def _load_shipped(path: Path, progress: bool) -> dict[str, torch.Tensor]:
-    content = safe_torch_load(path, "shipped weights file")
-    state_dict, recorded = content["state_dict"], content["meta"].get("sha256")
-    if recorded is None or state_dict_sha256(state_dict) != recorded:
-        raise ValueError(
-            f"{path} is damaged: its parameters do not match the SHA-256 in its metadata. "
-            "Reinstall the package: pip install --force-reinstall cnn-study."
-        )
-    return state_dict
+    return load_trained_model_file(path, shipped=True)["state_dict"]
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
