@@ -47,7 +47,7 @@ print(f"pretrained base on this page: {BACKBONE} ({models.get_model_info(BACKBON
 # %%
 recipe = recipes.get_recipe("vgg16_dogs_vs_cats", "improved").on_backbone(BACKBONE)  # the recipe on this base
 model = models.create_model(recipe.model, **recipe.model_kwargs)
-# the photos as the recipe stores them (150 px, the study's size); the model resizes each batch to its own input
+# the photos as the recipe stores them (150 px: experiment 8's size, assumed here); the model resizes each batch
 train, validation = datasets.dogs_vs_cats(image_size=recipe.image_size, download=True)
 print(f"photos stored at {recipe.image_size} px; {recipe.model} reads {model.input_size[-1]} px")
 print(train.class_counts(), validation.class_counts())
@@ -93,16 +93,15 @@ full = [m for m in results.load_results() if m["name"] == "vgg16_dogs_vs_cats"]
 display(Markdown(results.format_results(full, markdown=True)))
 
 # %% [markdown]
-# > **Differences from the study, and why.** The study reports no settings or accuracy for this experiment.
-# > The `seed` recipe *assumes* those of its VGG16 feature extraction on CIFAR-10 (experiment 8: Adam, shear,
-# > zoom and flip augmentation, 10 epochs) with the flatten head of its fine-tuning (experiment 9); no
-# > published run has used it. The
-# > improved recipe averages the feature maps instead of flattening them (fewer parameters to fit from 2,000
-# > photos), adds [dropout](../glossary.md#dropout), trains on cached features with
-# > [AdamW](../glossary.md#adam-and-adamw) for 30 epochs, and replaces random
-# > augmentation by one cached mirrored view. The published run used EfficientNet-Lite0 instead of VGG16,
-# > for the reason at the top of the page: the photos stored at 150x150 as the study's, each batch enlarged to
-# > the 224x224 the base was trained on (every base sees the same photos; `Recipe.image_size`).
+# > **Differences from the study, and why.** The study reports no settings or accuracy for this experiment. The
+# > `seed` recipe *assumes* those of its VGG16 feature extraction on CIFAR-10 (experiment 8: Adam, shear, zoom and
+# > flip augmentation, 10 epochs, 150x150 images) with the flatten head of its fine-tuning (experiment 9); no
+# > published run has used it. The improved recipe averages the feature maps instead of flattening them (fewer
+# > parameters to fit from 2,000 photos), adds [dropout](../glossary.md#dropout), trains on cached features with
+# > [AdamW](../glossary.md#adam-and-adamw) for 30 epochs, and replaces random augmentation by one cached mirrored
+# > view. The published run used EfficientNet-Lite0 instead of VGG16, for the reason at the top of the page: the
+# > photos stored at 150x150 (experiment 8's size, assumed here), each batch enlarged to the 224x224 the base was
+# > trained on (every base sees the same photos; `Recipe.image_size`).
 #
 # ## What the network looks at
 #
@@ -121,14 +120,14 @@ for index in (0, 1, 600, 601):
     display(visualize.grad_cam(trained, image, classes=validation.classes, mean=trained.mean, std=trained.std))
 
 # %% [markdown]
-# Each map is computed on EfficientNet-Lite0's last 7x7 feature map and stretched to the photo, so one cell
-# covers 32x32 pixels: it shows regions, not outlines. On these four validation photos the strongest
-# evidence lies on the animals: the heads and chests of the two cats, the head and front legs of the puppy
-# on the grass, and the puppies on the left and in the middle of the last photo rather than the one on the
-# right. The first cat's map also spreads over the background to its right: not all of the evidence is the
-# animal.
-# Four photos show what the method can do; they are not a measurement of where the network looks in
-# general. Whether such a map can be trusted at all is a question of its own, the subject of the next section.
+# Each map is computed on EfficientNet-Lite0's last 7x7 feature map and stretched to the photo, so one cell covers
+# 32x32 pixels of the 224-pixel input (about 21x21 of the stored 150-pixel photo): it shows regions, not outlines.
+# On these four validation photos the strongest evidence lies on the animals: the heads and chests of the two
+# cats, the head and front legs of the puppy on the grass, and the puppies on the left and in the middle of the
+# last photo rather than the one on the right. The first cat's map also spreads over the background to its right:
+# not all of the evidence is the animal. Four photos show what the method can do; they are not a measurement of
+# where the network looks in general. Whether such a map can be trusted at all is a question of its own, the
+# subject of the next section.
 
 # %% [markdown]
 # ## Can the map be trusted?
@@ -210,13 +209,13 @@ for mode in ("deletion", "insertion"):
     display(visualize.deletion_curves(curves, mode=mode))
 
 # %% [markdown]
-# Both maps beat a random ranking on both curves, and on these 16 photos integrated gradients beats Grad-CAM
-# on both: pixel-precise maps find the few pixels whose removal hurts most, where Grad-CAM's 32x32 cells
-# spend the budget on whole regions. So the method that failed the randomisation test wins the faithfulness
-# test. The two checks measure different things: deletion asks whether the ranked pixels matter to *this*
-# prediction, randomisation whether the map depends on what the network *learned*; setting pixels to grey
-# also creates images unlike any photo, which the curves cannot tell apart from removing evidence (Hooker et
-# al., 2019, retrain the network to avoid this). Trust a map after it passes both, on more than 16 photos.
+# Both maps beat a random ranking on both curves, and on these 16 photos integrated gradients beats Grad-CAM on
+# both: pixel-precise maps find the few pixels whose removal hurts most, where Grad-CAM's cells (32x32 input
+# pixels) spend the budget on whole regions. So the method that failed the randomisation test wins the
+# faithfulness test. The two checks measure different things: deletion asks whether the ranked pixels matter to
+# *this* prediction, randomisation whether the map depends on what the network *learned*; setting pixels to grey
+# also creates images unlike any photo, which the curves cannot tell apart from removing evidence (Hooker et al.,
+# 2019, retrain the network to avoid this). Trust a map after it passes both, on more than 16 photos.
 
 # %% [markdown]
 # ## Exercises

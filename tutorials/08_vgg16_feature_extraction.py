@@ -14,9 +14,9 @@
 # > **Which base ran on this page.** The study used VGG16, and this page's code runs VGG16 by default
 # > (torchvision downloads its ImageNet weights); with `CNN_STUDY_BACKBONE=efficientnet_lite0` it runs on
 # > EfficientNet-Lite0, the package's offline base with genuine ImageNet weights. The first cell prints the
-# > base this page ran on, and the quick runs name it in their model. The published full runs, behind the
-# > tables, curves and shipped models further down, were made without internet on **EfficientNet-Lite0**:
-# > their rows and titles say so.
+# > base this page ran on, and the quick runs name it in their model. The published full run, behind the
+# > table and curves further down (its head ships as weights `cifar10_cats_dogs`), was made without internet
+# > on **EfficientNet-Lite0**: its row and title say so.
 #
 # The study took the cat and dog images of CIFAR-10, upsampled them to 150x150, and trained a new head on
 # a frozen VGG16 base with shear, zoom and flip augmentation, Adam and binary cross-entropy for 10 epochs:
@@ -26,8 +26,8 @@
 #
 # * **with augmentation** (the seed recipe): every epoch sends every augmented image through the whole base;
 # * **on cached features** (the improved recipe): the base runs once per image and view; the head then
-#   trains on the stored features, and an epoch of the head alone takes 2-3 s on a 2-core CPU (the published
-#   run's history: 1.9 to 2.9 s per epoch, the test set's evaluation included). Augmentation
+#   trains on the stored features, and an epoch of the head alone takes about 2 s on a 2-core CPU (the published
+#   run's history: 1.7 to 2.9 s per epoch, the test set's evaluation included). Augmentation
 #   survives only as a few views computed once (`recipe.cached_views`: here the mirror image and four random
 #   shear/zoom/flip draws of every image), and the features are average-pooled before they are stored. The
 #   cells below compute what that costs and saves, for both bases.
@@ -48,7 +48,7 @@
 # > cached features (six views) with [AdamW](../glossary.md#adam-and-adamw) for 30 epochs, on all 10,000 training
 # > images, and averages each
 # > test image with its mirror image: caching makes the head cheap to train, and pooling gives it far fewer
-# > parameters to fit. The published runs used EfficientNet-Lite0 at 224x224 instead of VGG16, for the reason
+# > parameters to fit. The published run used EfficientNet-Lite0 at 224x224 instead of VGG16, for the reason
 # > at the top of the page.
 
 # %%
@@ -136,7 +136,7 @@ for recipe in (seed_recipe, improved_recipe):
     print(f"{recipe.recipe:>9}: {result.summary()}; {result.metrics['wall_seconds']:.0f} s")
 
 # %% [markdown]
-# The full runs, read from their results files:
+# The full run, read from its results file:
 
 # %%
 full = results.published_runs("vgg16_feature_extraction")  # (metrics, history) of each run
@@ -178,7 +178,7 @@ for name, photos in (
 
 # %% [markdown]
 # The published run stays well below the study's 91.94% validation accuracy with VGG16, while the same
-# frozen base and head recipe classify tutorial 6's full-resolution Dogs vs Cats photos almost perfectly.
+# frozen base and head recipe classify tutorial 6's Dogs vs Cats photos (stored at 150x150) almost perfectly.
 # A 32x32 photo blown up to 224x224 (150x150 for VGG16) is far from the photos an ImageNet base learned
 # from, and EfficientNet-Lite0 is not VGG16; until the VGG16 recipe is run, this page cannot say whether the
 # base or the recipe accounts for the gap to the study.

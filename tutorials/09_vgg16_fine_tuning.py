@@ -14,7 +14,7 @@
 # > **Which base ran on this page.** The study fine-tuned VGG16, and this page's code runs VGG16 by default
 # > (torchvision downloads its ImageNet weights); with `CNN_STUDY_BACKBONE=efficientnet_lite0` it runs on
 # > EfficientNet-Lite0, the package's offline base with genuine ImageNet weights. The first cell prints the
-# > base this page ran on, and the quick runs name it in their model. The published full runs, behind the
+# > base this page ran on, and the quick run names it in its model. The published full runs, behind the
 # > tables, curves and shipped models further down, were made without internet on **EfficientNet-Lite0**:
 # > their rows and titles say so.
 #
@@ -60,7 +60,7 @@ for recipe_name in ("seed", "improved"):
 # ## Two stages
 #
 # `run` trains the head first, evaluates, then unfreezes what `recipe.fine_tuning.trainable` names (the
-# last block in the study's recipe, the whole base in the improved one) and trains on. Where the base has
+# last block in the seed recipe, an assumption; the whole base in the improved one) and trains on. Where the base has
 # [batch normalisation](../glossary.md#batch-normalisation) (EfficientNet-Lite0 has it in every block; torchvision's
 # VGG16 has none), its layers
 # keep normalising with their ImageNet statistics in both stages: re-estimating them from batches of 32 or 64
@@ -120,7 +120,7 @@ for recipe_name, m in full.items():
 # > **Differences from the study, and why.** The `seed` recipe follows the study where it speaks: Flatten →
 # > Dense 256 (ReLU) → Dense 1 (sigmoid), RMSprop, 10 epochs of fine-tuning. Where it is silent the recipe
 # > *assumes*: shear/zoom/flip augmentation, batches of 32, 10 epochs of the head first at a learning rate of
-# > 2e-5, and unfreezing the last block at 1e-5. The
+# > 2e-5, unfreezing the last block at 1e-5, and photos stored at 150x150. The
 # > improved recipe trains an average-pooled head on cached features first (as in tutorial 6) and then
 # > fine-tunes the whole base for five epochs with [AdamW](../glossary.md#adam-and-adamw) and a
 # > [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule, settings chosen by the
@@ -130,14 +130,14 @@ for recipe_name, m in full.items():
 # %% [markdown]
 # ## Choosing the fine-tuning settings without the test set
 #
-# With the EfficientNet-Lite0 base (the runs above; VGG16 has not been run where they were made), the head
+# With the EfficientNet-Lite0 base (the published runs above; VGG16 has not been run where they were made), the head
 # stage alone already classifies about 98% of the images correctly, so the settings of the second stage
 # decide a few images out of 1,000. A 400-image validation split cannot resolve that (one standard error is
 # about 0.8 points there). `scripts/cross_validate.py` holds out each of the 2,000 training images once
 # instead, in five folds (`ImageData.folds`), and runs the recipe on every fold exactly as `cnn-study run`
 # does (`run(recipe, data=fold)`), once per candidate. The improved recipe's fine-tuning stage was chosen
-# this way, on an H100, by a rule fixed beforehand (the highest mean held-out accuracy), and then run once
-# on the whole training set. Its record:
+# this way, on an H100, by a rule fixed beforehand (the highest mean held-out accuracy), and then run on the
+# whole training set (the table above shows its CPU run; the Results page lists all four). Its record:
 
 # %%
 record = results.PUBLISHED_RESULTS / "vgg16_fine_tuning" / "improved-efficientnet_lite0" / "cross_validation.json"
