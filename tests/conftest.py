@@ -22,11 +22,6 @@ from cnn_study.datasets import DATA_ENV
 tqdm.monitor_interval = 0
 tqdm.set_lock(threading.RLock())
 
-# Under ``pytest -n auto`` every worker gets a core of its own; the site build's kernel, a subprocess of one
-# worker, keeps torch's default threads, since it is the longest job of the suite.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
-
 #: Set by ``.ci/run``: a missing offline data folder or ``offline`` extra then fails the tests that need
 #: them instead of skipping them (a developer's local run may skip).
 REQUIRE_ENV = "CNN_STUDY_REQUIRE_DATA"
