@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument(
         "--per-class",
         type=int,
-        help="use this many training images per class, and as many in a --quick final run (a rehearsal)",
+        help="use this many training images per class, and a --quick final run (a rehearsal)",
     )
     parser.add_argument("--results", type=Path, required=True, help="JSON file for every fold's accuracies")
     parser.add_argument("--final-out", type=Path, help="run the winner on the whole training set, results here")
@@ -135,14 +135,13 @@ def main() -> None:
     best_score, best = max(scores, key=lambda scored: scored[0])  # the first of equals: closest to the recipe
     print(f"\nwinner: {describe(best)}{', mirror-averaged test' if best.test_mirror else ''} ({best_score:.2%})")
     if args.final_out:
-        rehearsal = args.per_class is not None  # its final run: a --quick run on the rehearsal's images per class
         final = run(
-            replace(best, quick_per_class=args.per_class) if rehearsal else best,
+            best,
             out=args.final_out,
             device=args.device,
             quiet=True,
-            quick=rehearsal,
-        )
+            quick=args.per_class is not None,
+        )  # a rehearsal's final run is a --quick one (a one-cycle stage needs the quick budget's steps)
         print(
             f"{best.name} with the winner on the whole training set: test accuracy "
             f"{final.metrics['test_accuracy']:.2%} ({final.metrics['accuracy_before_fine_tuning']:.2%} "

@@ -263,7 +263,7 @@ def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winn
     assert "over 2 folds (32 images, each held out once)" in output and "winner: " in output
     final_folder = tmp_path / "final" / "vgg16_fine_tuning" / "improved-efficientnet_lite0-quick"
     final = json.loads((final_folder / "metrics.json").read_text())
-    assert final["quick"] is True and final["train_size"] == 2 * 16  # a rehearsal's final run: its images
+    assert final["quick"] is True and final["train_size"] == 2 * get_recipe("9").quick_per_class  # a rehearsal's
 
 
 def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) -> None:
