@@ -90,10 +90,7 @@ def load_results(folder: str | Path = PUBLISHED_RESULTS) -> list[dict[str, Any]]
     Args:
         folder: A results folder such as ``runs``; defaults to the published full runs.
     """
-    results, skipped = scan_results(folder)
-    for reason in skipped:
-        warnings.warn(f"Skipped {reason}", stacklevel=2)
-    return results
+    return [metrics for metrics, _ in _complete_runs(folder)]
 
 
 def scan_results(folder: str | Path = PUBLISHED_RESULTS) -> tuple[list[dict[str, Any]], list[str]]:
@@ -150,14 +147,19 @@ def published_runs(
         >>> [(metrics["recipe"], metrics["model"]) for metrics, _ in published_runs("vgg16_fine_tuning")]
         [('improved', 'efficientnet_lite0_transfer'), ('seed', 'efficientnet_lite0_transfer')]
     """
-    runs, skipped = _scan(folder)
-    for reason in skipped:
-        warnings.warn(f"Skipped {reason}", stacklevel=2)
     return [
         (metrics, History.from_dict(json.loads((run_dir / "history.json").read_text())))
-        for metrics, run_dir in runs
+        for metrics, run_dir in _complete_runs(folder)
         if experiment is None or metrics["name"] == experiment
     ]
+
+
+def _complete_runs(folder: str | Path) -> list[tuple[dict[str, Any], Path]]:
+    """`_scan`, with a warning (at the caller of the public reader) for every folder it skipped."""
+    runs, skipped = _scan(folder)
+    for reason in skipped:
+        warnings.warn(f"Skipped {reason}", stacklevel=3)
+    return runs
 
 
 def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:

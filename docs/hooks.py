@@ -208,9 +208,9 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, "architectures/index.md", content="\n".join(overview)))
     for tutorial in sorted(TUTORIALS.glob("*.py")):
         files.append(File.generated(config, f"notebooks/{tutorial.stem}.ipynb", content=_notebook(tutorial, config)))
+    runs = published_runs()
     results = [
-        dict(row, parameters=row.get("parameters") or _parameters(row), seconds=run_seconds(row))
-        for row in load_results()
+        dict(row, parameters=row.get("parameters") or _parameters(row), seconds=run_seconds(row)) for row, _ in runs
     ]
     reported = {recipe.experiment: study_accuracy(recipe.experiment) for recipe in list_experiments()}
     for name, figure in (
@@ -218,7 +218,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         ("accuracy-vs-cost", visualize.accuracy_vs_cost(results)),
     ):
         files.append(File.generated(config, f"figures/{name}.png", content=_png(figure)))
-    for metrics, history in published_runs():
+    for metrics, history in runs:
         title = f"{metrics['title']} ({metrics['recipe']})"
         content = _png(visualize.training_curves(history, title=title))
         files.append(File.generated(config, f"figures/{metrics['name']}-{metrics['recipe']}.png", content=content))

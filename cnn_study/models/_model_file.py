@@ -8,7 +8,6 @@ their parameters, hash checked); `cnn_study.models.load_trained_model` rebuilds 
 The metadata says how to rebuild the model (registry name, its keyword arguments, number of classes) and how it
 was fed (class names, normalisation, dataset), so that a model rebuilt from the file evaluates correctly with no
 other information.
-
 """
 
 from __future__ import annotations
