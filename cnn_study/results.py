@@ -418,11 +418,19 @@ def published_held_out(experiment: str, folder: str | Path = PUBLISHED_RESULTS) 
         {'improved': 'test', 'seed': 'validation'}
     """
     return {
-        path.parent.name: "test"
-        if read_json(path, "metrics file", METRICS_KEYS)["val_accuracy"] is None
-        else "validation"
+        path.parent.name: held_out_curve(read_json(path, "metrics file", METRICS_KEYS))
         for path in sorted(Path(folder).glob(f"{experiment}/*/metrics.json"))
     }
+
+
+def held_out_curve(metrics: dict[str, Any]) -> str:
+    """What a run's per-epoch held-out curve measured, as `cnn_study.visualize.training_curves` names it:
+    ``"validation"`` for a recipe with a validation split, else ``"test"`` (what `run` monitors then).
+
+    >>> held_out_curve({"val_accuracy": None}), held_out_curve({"val_accuracy": 0.53})
+    ('test', 'validation')
+    """
+    return "test" if metrics.get("val_accuracy") is None else "validation"
 
 
 def export_weights(

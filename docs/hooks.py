@@ -30,7 +30,14 @@ from mkdocs.structure.pages import Page
 from cnn_study import visualize
 from cnn_study.models import create_model, get_model_info, is_transfer_model, list_models, summary
 from cnn_study.recipes import STUDY_REPORTED, experiments_using, list_experiments, study_accuracy
-from cnn_study.results import format_results, format_seed_spreads, load_results, published_runs, run_seconds
+from cnn_study.results import (
+    format_results,
+    format_seed_spreads,
+    held_out_curve,
+    load_results,
+    published_runs,
+    run_seconds,
+)
 
 log = logging.getLogger("mkdocs.hooks.cnn_study")
 
@@ -220,7 +227,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         files.append(File.generated(config, f"figures/{name}.png", content=_png(figure)))
     for metrics, history in runs:
         title = f"{metrics['title']} ({metrics['recipe']})"
-        content = _png(visualize.training_curves(history, title=title))
+        content = _png(visualize.training_curves(history, title=title, held_out=held_out_curve(metrics)))
         files.append(File.generated(config, f"figures/{metrics['name']}-{metrics['recipe']}.png", content=content))
     return files
 
