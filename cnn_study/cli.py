@@ -53,7 +53,7 @@ def command_list(args: argparse.Namespace) -> None:
 
 
 def command_summary(args: argparse.Namespace) -> None:
-    kwargs = {"base_weights": None} if is_transfer_model(args.name) and not args.pretrained else {}
+    kwargs = {"base_weights": "imagenet"} if is_transfer_model(args.name) and args.pretrained else {}
     print(summary(args.name, depth=args.depth, **kwargs))
 
 

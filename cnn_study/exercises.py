@@ -108,7 +108,7 @@ def _lookahead_pull_halfway() -> float:
 
 
 def _transfer_model(backbone: str, **kwargs: Any) -> nn.Module:
-    return create_model(transfer_model(backbone), base_weights=None, **kwargs)
+    return create_model(transfer_model(backbone), **kwargs)
 
 
 def _unfrozen_by_last_block(backbone: str) -> int:

@@ -43,7 +43,7 @@ from ._messages import option
 from .datasets import DATASETS, BatchLoader, ImageData, TrainTest, training_micro_batch_size
 from .datasets.loader import Augmentation
 from .files import atomic_json_dump, folder_lock
-from .models import create_model, save_trained_model
+from .models import save_trained_model
 from .recipes import FineTuning, Recipe
 from .results import CHECKPOINTS, RUN_FILES, results_folder
 from .training import (
@@ -206,7 +206,7 @@ def run(
             precision = precision or training_precision(device)
             seed_everything(recipe.seed)
             # the main rank first: it downloads and caches, and it alone reports a missing dataset or weights file
-            model = distributed.main_rank_first(partial(create_model, recipe.model, **recipe.model_kwargs))
+            model = distributed.main_rank_first(recipe.create_model)
             data = TrainTest(
                 *(data or distributed.main_rank_first(partial(_load_data, recipe, data_root, quick, download)))
             )

@@ -33,10 +33,12 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from torch import nn
+
 from ._messages import option
 from .datasets import CropFlip, Cutout, Mirror, ShearZoomFlip
 from .datasets.loader import Augmentation
-from .models import base_of, is_transfer_model, transfer_model
+from .models import base_of, create_model, is_transfer_model, transfer_model
 from .training import Stage
 
 #: What the original notebooks reported, by experiment number: the numbers ours must match or beat.
@@ -211,6 +213,16 @@ class Recipe(Stage):
             raise ValueError(f"Unknown pretrained base {backbone!r}; choose one of {', '.join(BACKBONES)}.")
         title = self.title.replace(BACKBONES[self.backbone], BACKBONES[backbone])
         return replace(self, model=transfer_model(backbone), title=title)
+
+    def create_model(self) -> nn.Module:
+        """The model this recipe trains, as its run starts it: a transfer model on its base's ImageNet weights
+        (downloaded the first time, for VGG16), any other model with fresh random weights.
+
+        >>> get_recipe("lenet5").create_model().num_classes
+        10
+        """
+        pretrained = {"base_weights": "imagenet"} if self.is_transfer else {}
+        return create_model(self.model, **pretrained, **self.model_kwargs)
 
     def command(self) -> str:
         """The ``cnn-study run`` command line that runs this recipe (its base and seed where they are not the

@@ -476,7 +476,8 @@ def export_weights(
             f"Export the whole model (without {option('head_only')})."
         )
     if head_only:
-        built = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_kwargs", {}))
+        model_kwargs = {"base_weights": "imagenet", **meta.get("model_kwargs", {})}
+        built = create_model(meta["model"], num_classes=meta["num_classes"], **model_kwargs)
         changed = [
             key for key, value in built.base.state_dict().items() if not torch.equal(value, state_dict[f"base.{key}"])
         ]

@@ -14,7 +14,6 @@ from cnn_study.models import (
     available_weights,
     create_model,
     get_model_info,
-    is_transfer_model,
     list_models,
     load_trained_model,
     register_model,
@@ -24,10 +23,6 @@ from cnn_study.models import (
 
 needs_offline = pytest.mark.usefixtures("offline_extra")
 LIGHT_MODELS = [name for name in list_models() if not name.startswith(("vgg16", "efficientnet"))]
-
-
-def build(name: str) -> nn.Module:
-    return create_model(name, base_weights=None) if is_transfer_model(name) else create_model(name)
 
 
 def test_registry_lists_every_architecture_of_the_study() -> None:
@@ -64,7 +59,7 @@ def test_registering_a_name_twice_fails() -> None:
 
 @pytest.mark.parametrize("name", LIGHT_MODELS)
 def test_forward_pass_gives_one_logit_row_per_image(name: str) -> None:
-    model = build(name).eval()
+    model = create_model(name).eval()
     info = get_model_info(name)
     with torch.no_grad():
         logits = model(torch.randn(3, *model.input_size))
@@ -74,7 +69,7 @@ def test_forward_pass_gives_one_logit_row_per_image(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["vgg16", "vgg16_transfer"])
 def test_vgg16_forward_pass(name: str) -> None:
-    model = build(name).eval()
+    model = create_model(name).eval()
     with torch.no_grad():
         logits = model(torch.randn(1, *model.input_size))
     assert logits.shape == (1, get_model_info(name).num_classes)
@@ -104,9 +99,8 @@ def test_vgg16_and_mnist_cnn_parameter_counts() -> None:
 
 @pytest.mark.parametrize("name", LIGHT_MODELS + ["vgg16_transfer"])
 def test_torchinfo_summary_runs_for_every_model(name: str) -> None:
-    kwargs = {"base_weights": None} if is_transfer_model(name) else {}
-    stats = summary(name, **kwargs)
-    assert stats.total_params == sum(p.numel() for p in build(name).parameters())
+    stats = summary(name)
+    assert stats.total_params == sum(p.numel() for p in create_model(name).parameters())
     assert stats.summary_list[-1].output_size[0] == 1
 
 
@@ -162,7 +156,7 @@ def test_corrupt_weights_file_is_reported(tmp_path) -> None:
 
 def test_every_model_offers_features_head_and_classifier() -> None:
     for name in LIGHT_MODELS:
-        model = build(name).eval()
+        model = create_model(name).eval()
         assert isinstance(model, ImageClassifier)
         x = torch.randn(2, *model.input_size)
         with torch.no_grad():
@@ -173,7 +167,7 @@ def test_every_model_offers_features_head_and_classifier() -> None:
 
 
 def test_transfer_model_trains_only_what_it_is_told_to() -> None:
-    model = create_model("vgg16_transfer", base_weights=None)
+    model = create_model("vgg16_transfer")
 
     def trainable() -> int:
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -197,8 +191,9 @@ def test_pretrained_vgg16_without_internet_explains_how_to_work_offline(monkeypa
         raise OSError("network unreachable")
 
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    create_model("vgg16_transfer")  # a random base unless asked: nothing to download
     with pytest.raises(DownloadError, match=r"(?s)Could not download the VGG16 IMAGENET1K_FEATURES.*offline"):
-        create_model("vgg16_transfer")
+        create_model("vgg16_transfer", base_weights="imagenet")
 
 
 @needs_offline
@@ -222,7 +217,7 @@ def test_efficientnet_lite0_recognises_real_cats_and_dogs(data_dir) -> None:
 
 @needs_offline
 def test_frozen_efficientnet_base_keeps_batch_norm_statistics() -> None:
-    model = create_model("efficientnet_lite0_transfer").train()
+    model = create_model("efficientnet_lite0_transfer", base_weights="imagenet").train()
     batch_norms = [m for m in model.base.modules() if isinstance(m, nn.BatchNorm2d)]
     assert batch_norms and not any(m.training for m in batch_norms)
     before = batch_norms[0].running_mean.clone()
@@ -232,7 +227,7 @@ def test_frozen_efficientnet_base_keeps_batch_norm_statistics() -> None:
 
 @needs_offline
 def test_fine_tuning_trains_the_last_block_with_its_imagenet_statistics() -> None:
-    model = create_model("efficientnet_lite0_transfer")
+    model = create_model("efficientnet_lite0_transfer", base_weights="imagenet")
     model.set_trainable("last_block")
     model.train()
     last = model.base._bn1  # the batch norm after the 1x1 head convolution, in the last block
@@ -245,16 +240,16 @@ def test_fine_tuning_trains_the_last_block_with_its_imagenet_statistics() -> Non
 
 def test_the_registry_reads_input_size_and_classes_from_the_model() -> None:
     for name in [*LIGHT_MODELS, "vgg16_transfer"]:
-        info, model = get_model_info(name), build(name)
+        info, model = get_model_info(name), create_model(name)
         assert info.input_size == model.input_size and info.num_classes == model.num_classes, name
         assert isinstance(model, info.model_class)
     assert get_model_info("vgg16_transfer").input_size == (3, 150, 150)  # the builder's image_size default
-    assert create_model("vgg16_transfer", base_weights=None, image_size=64).input_size == (3, 64, 64)
+    assert create_model("vgg16_transfer", image_size=64).input_size == (3, 64, 64)
 
 
 def test_each_model_says_how_to_feed_it() -> None:
     assert create_model("resnet20").input_spec() == InputSpec((3, 32, 32))  # normalised with its data's statistics
-    vgg = create_model("vgg16_transfer", base_weights=None)
+    vgg = create_model("vgg16_transfer")
     assert vgg.input_spec() == InputSpec((3, 150, 150), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize=True)
     assert create_model("lenet5", weights="mnist").input_spec().mean == (0.1307,)  # as its weights were trained
 
@@ -262,7 +257,7 @@ def test_each_model_says_how_to_feed_it() -> None:
 def test_a_loader_for_a_model_feeds_it_as_it_was_trained() -> None:
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     data = ImageData(images, torch.arange(6) % 2, ("cat", "dog"), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    transfer = create_model("vgg16_transfer", base_weights=None)
+    transfer = create_model("vgg16_transfer")
     batch, _ = next(iter(BatchLoader.for_model(data, transfer, 4)))
     assert batch.shape == (4, 3, 150, 150) and batch.is_contiguous(memory_format=torch.channels_last)
     mean = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)
@@ -275,7 +270,7 @@ def test_a_loader_for_a_model_feeds_it_as_it_was_trained() -> None:
 
 
 def test_transfer_cut_points_compose_to_the_model() -> None:
-    model = create_model("vgg16_transfer", base_weights=None, pooling="avg", image_size=64).eval()
+    model = create_model("vgg16_transfer", pooling="avg", image_size=64).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         features = model.feature_extractor()(x)

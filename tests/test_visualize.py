@@ -166,7 +166,7 @@ def test_grad_cam_concentrates_on_the_region_that_decides_the_class() -> None:
 
 @pytest.mark.slow  # trains a CNN, or builds VGG16: left out of mutation runs
 def test_grad_cam_on_a_named_layer_and_a_binary_transfer_head() -> None:
-    model = create_model("vgg16_transfer", base_weights=None, image_size=64)
+    model = create_model("vgg16_transfer", image_size=64)
     heat, target = _cam(model, torch.randn(3, 64, 64), layer="base.28")
     assert heat.shape == (64, 64) and target in (0, 1) and heat.min() >= 0
 

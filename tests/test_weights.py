@@ -104,7 +104,7 @@ def _finished_run(folder, model: torch.nn.Module, model_kwargs: dict) -> None:
 @pytest.mark.usefixtures("offline_extra")
 def test_a_shipped_head_loads_onto_its_imagenet_base_to_identical_outputs(tmp_path, monkeypatch) -> None:
     model_kwargs = {"pooling": "avg", "dropout": 0.5}
-    trained = create_model("efficientnet_lite0_transfer", **model_kwargs).eval()
+    trained = create_model("efficientnet_lite0_transfer", base_weights="imagenet", **model_kwargs).eval()
     torch.nn.init.normal_(trained.get_classifier().weight)  # a head that differs from a fresh one
     _finished_run(tmp_path / "run", trained, model_kwargs)
     shipped = export_weights(tmp_path / "run", "dogs_vs_cats", tmp_path / "weights", head_only=True)
@@ -118,7 +118,7 @@ def test_a_shipped_head_loads_onto_its_imagenet_base_to_identical_outputs(tmp_pa
 
 @pytest.mark.usefixtures("offline_extra")
 def test_a_fine_tuned_base_cannot_ship_as_a_head(tmp_path) -> None:
-    trained = create_model("efficientnet_lite0_transfer").eval()
+    trained = create_model("efficientnet_lite0_transfer", base_weights="imagenet").eval()
     with torch.no_grad():
         trained.base._conv_head.weight.mul_(1.01)  # what fine-tuning the last block does
     _finished_run(tmp_path / "run", trained, {})

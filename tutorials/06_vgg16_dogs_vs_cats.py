@@ -46,7 +46,7 @@ print(f"pretrained base on this page: {BACKBONE} ({models.get_model_info(BACKBON
 
 # %%
 recipe = recipes.get_recipe("vgg16_dogs_vs_cats", "improved").on_backbone(BACKBONE)  # the recipe on this base
-model = models.create_model(recipe.model, **recipe.model_kwargs)
+model = recipe.create_model()  # on its base's ImageNet weights
 # the photos as the recipe stores them (150 px: experiment 8's size, assumed here); the model resizes each batch
 train, validation = datasets.dogs_vs_cats(image_size=recipe.image_size, download=True)
 print(f"photos stored at {recipe.image_size} px; {recipe.model} reads {model.input_size[-1]} px")
@@ -66,7 +66,7 @@ visualize.image_grid(sample.images, sample.labels, train.classes, columns=6)
 
 # %%
 for head_name, head in (("flatten (seed recipe)", {}), ("average pooling (improved recipe)", recipe.model_kwargs)):
-    candidate = models.create_model(recipe.model, base_weights=None, **head)
+    candidate = models.create_model(recipe.model, **head)
     trainable = sum(p.numel() for p in candidate.parameters() if p.requires_grad)
     total = sum(p.numel() for p in candidate.parameters())
     print(f"{head_name:>34}: {trainable:>10,} of {total:,} parameters trained ({trainable / total:.1%})")

@@ -114,7 +114,7 @@ print(f"the improved recipe's {improved_recipe.epochs} head epochs then cost no 
 
 # %%
 for base in recipes.BACKBONES:
-    transfer = models.create_model(models.transfer_model(base), base_weights=None)
+    transfer = models.create_model(models.transfer_model(base))
     side = transfer.input_size[-1]
     with torch.no_grad():
         feature_map = transfer.forward_features(torch.zeros(1, 3, side, side)).shape[1:]

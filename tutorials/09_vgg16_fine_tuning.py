@@ -50,7 +50,7 @@ print(f"pretrained base on this page: {BACKBONE} ({models.get_model_info(BACKBON
 # %%
 for recipe_name in ("seed", "improved"):
     recipe = recipes.get_recipe("vgg16_fine_tuning", recipe_name).on_backbone(BACKBONE)
-    model = models.create_model(recipe.model, base_weights=None, **recipe.model_kwargs)
+    model = models.create_model(recipe.model, **recipe.model_kwargs)
     for stage in ("head", "last_block", "all"):
         model.set_trainable(stage)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -274,7 +274,8 @@ figure
 
 # %% [markdown]
 # **Exercise 1.** How many parameters of the base does `trainable="last_block"` unfreeze, for each base? Answer
-# with a dict `{"vgg16": ..., "efficientnet_lite0": ...}` (`base_weights=None` builds a base quickly).
+# with a dict `{"vgg16": ..., "efficientnet_lite0": ...}` (a transfer model builds a random base unless
+# `base_weights="imagenet"` asks for ImageNet's: quick, and the parameter count is the same).
 
 # %%
 answer = ...  # your answer
@@ -286,7 +287,7 @@ exercises.check("fine-tuning-last-block-parameters", answer)
 # ```python
 # answer = {}
 # for base in ("vgg16", "efficientnet_lite0"):
-#     transfer = models.create_model(models.transfer_model(base), base_weights=None, trainable="last_block")
+#     transfer = models.create_model(models.transfer_model(base), trainable="last_block")
 #     answer[base] = sum(p.numel() for p in transfer.base.parameters() if p.requires_grad)
 # ```
 #

@@ -171,7 +171,7 @@ class BatchLoader:
             >>> from cnn_study.models import create_model
             >>> data = ImageData(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.long),
             ...                  ("cat",), (0.5,) * 3, (0.25,) * 3)
-            >>> images, _ = next(iter(BatchLoader.for_model(data, create_model("vgg16_transfer", base_weights=None))))
+            >>> images, _ = next(iter(BatchLoader.for_model(data, create_model("vgg16_transfer"))))
             >>> tuple(images.shape), images.is_contiguous(memory_format=torch.channels_last)
             ((4, 3, 150, 150), True)
         """

@@ -264,8 +264,9 @@ def create_model(
         state_dict = chosen.get_state_dict(progress=progress)
         num_classes = weights_classes
         # Shipped weights say how their model was built (e.g. a transfer head's pooling); a shipped head
-        # ("parts": "head") goes on top of the base weights it was trained on, which the builder loads.
-        kwargs = {**chosen.meta.get("model_kwargs", {}), **kwargs}
+        # ("parts": "head") goes on top of the ImageNet base it was trained on, which the builder loads.
+        base = {"base_weights": "imagenet"} if chosen.meta.get("parts") == "head" else {}
+        kwargs = {**base, **chosen.meta.get("model_kwargs", {}), **kwargs}
     elif Path(weights).suffix in {".pt", ".pth"} or Path(weights).exists():
         state_dict = load_state_dict_file(weights)
     else:

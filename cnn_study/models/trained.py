@@ -24,7 +24,6 @@ from torch import nn
 from ..files import load_model_state
 from ._model_file import load_trained_model_file
 from ._registry import create_model
-from .transfer import is_transfer_model
 
 
 def load_trained_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -38,10 +37,8 @@ def load_trained_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """
     content = load_trained_model_file(path)
     meta = content["meta"]
-    kwargs = dict(meta.get("model_kwargs", {}))
-    if is_transfer_model(meta["model"]):
-        kwargs["base_weights"] = None  # the file holds the trained base too
-    model = create_model(meta["model"], num_classes=meta["num_classes"], **kwargs)
+    # a transfer model's base is built random (its default): the file holds the trained base too
+    model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_kwargs", {}))
     load_model_state(model, content["state_dict"], path)
     model.mean, model.std = tuple(meta["mean"]), tuple(meta["std"])
     return model.eval(), meta

@@ -15,9 +15,12 @@ The head is the study's: ``Flatten -> Dense(256, ReLU) -> Dense(1)`` with a
 sigmoid in the loss (``BCEWithLogitsLoss``). ``pooling="avg"`` replaces the
 flatten with global average pooling, which has far fewer parameters.
 
-The base is VGG16 (torchvision ImageNet weights) by default; the offline
+The base is VGG16 (torchvision ImageNet weights) in the study; the offline
 EfficientNet-Lite0 base is a separate registry entry that must be chosen by
 name. A missing download raises an error; it never swaps one base for another.
+As torchvision's builders do, a transfer model downloads nothing unless asked:
+``base_weights="imagenet"`` loads its base's ImageNet weights (what a recipe's
+run starts from, `cnn_study.recipes.Recipe.create_model`); the default is a random base.
 
 References:
     * Yosinski et al. "How transferable are features in deep neural
@@ -245,9 +248,13 @@ def base_of(model: str) -> str:
     return model.removesuffix("_transfer")
 
 
+#: What ``base_weights="imagenet"`` loads, by base: each base's ImageNet weights in the registry.
+IMAGENET_WEIGHTS = {"vgg16": "IMAGENET1K_FEATURES", "efficientnet_lite0": "IMAGENET1K"}
+
+
 def _create_transfer(base_name: str, base_weights: str | Path | None, **head: Any) -> TransferClassifier:
     """Build the registered model ``base_name`` with ``base_weights`` and put a new head on its body."""
-    base = create_model(base_name, weights=base_weights)
+    base = create_model(base_name, weights=IMAGENET_WEIGHTS[base_name] if base_weights == "imagenet" else base_weights)
     return TransferClassifier(base.features, base.last_block(), mean=base.mean, std=base.std, **head)
 
 
@@ -256,14 +263,13 @@ def _create_transfer(base_name: str, base_weights: str | Path | None, **head: An
     paper="Simonyan & Zisserman (base); Chollet, Deep Learning with Python (head)",
     year=2015,
 )
-def vgg16_transfer(
-    *, base_weights: str | Path | None = "IMAGENET1K_FEATURES", image_size: int = 150, **head: Any
-) -> TransferClassifier:
+def vgg16_transfer(*, base_weights: str | Path | None = None, image_size: int = 150, **head: Any) -> TransferClassifier:
     """VGG16 convolutional base (ImageNet) + new head, the study's transfer model.
 
     Args:
-        base_weights: Weights of the VGG16 base: a torchvision weights name, a
-            local file, or ``None`` for random weights (useful only for tests).
+        base_weights: Weights of the VGG16 base: ``"imagenet"`` (torchvision's ``IMAGENET1K_FEATURES``, a
+            528 MB download the first time), another torchvision weights name, a local file, or ``None`` (the
+            default) for random weights, which downloads nothing.
         image_size: Side of the square input images (150 in the study).
         **head: The head's settings (see `TransferClassifier`); ``trainable="last_block"`` unfreezes block 5.
     """
@@ -276,12 +282,13 @@ def vgg16_transfer(
     year=2019,
 )
 def efficientnet_lite0_transfer(
-    *, base_weights: str | Path | None = "IMAGENET1K", image_size: int = 224, **head: Any
+    *, base_weights: str | Path | None = None, image_size: int = 224, **head: Any
 ) -> TransferClassifier:
     """EfficientNet-Lite0 base (ImageNet, from the ``offline`` extra) + new head.
 
     Args:
-        base_weights: ``"IMAGENET1K"``, a local file, or ``None`` for random weights.
+        base_weights: ``"imagenet"`` (the ``offline`` extra's ``IMAGENET1K``), a local file, or ``None`` (the
+            default) for random weights.
         image_size: Side of the square input images (224, the base's native size).
         **head: The head's settings (see `TransferClassifier`).
     """
