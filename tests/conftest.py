@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -79,6 +82,36 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         del os.environ["CNN_STUDY_CACHE"]
     else:
         os.environ["CNN_STUDY_CACHE"] = previous
+
+
+@dataclass(frozen=True)
+class WheelEnvironment:
+    """The package built as a stranger gets it, and a fresh virtual environment with the wheel installed."""
+
+    wheel: Path
+    sdist: Path
+    python: Path
+
+
+@pytest.fixture(scope="session")
+def wheel_environment(tmp_path_factory: pytest.TempPathFactory) -> WheelEnvironment:
+    """Build the sdist and the wheel once, and install the wheel into a fresh virtual environment.
+
+    The environment sees this one's dependencies (torch is 3 GB), installed as the extras would install them,
+    but none of the checkout: the wheel goes in without its dependencies. The release test checks the wheel in
+    it, and the docs build executes every tutorial in a kernel started by its Python.
+    """
+    folder = tmp_path_factory.mktemp("wheel")
+    root = Path(__file__).resolve().parents[1]
+    build = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(folder / "dist"), str(root)]
+    subprocess.run(build, check=True, capture_output=True, timeout=600)
+    [wheel], [sdist] = (folder / "dist").glob("*.whl"), (folder / "dist").glob("*.tar.gz")
+    environment = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(environment)], check=True)
+    python = environment / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)]
+    subprocess.run(install, check=True, timeout=300)
+    return WheelEnvironment(wheel, sdist, python)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 import yaml
+from nbclient import NotebookClient
 
 from cnn_study import exercises
 from cnn_study.models import list_models, transfer_model
@@ -25,18 +27,28 @@ ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted(path.stem for path in (ROOT / "tutorials").glob("*.py"))
 
 
+#: The kernel the docs build executes the tutorials in: the wheel's environment, measured (tests/measured_kernel.py).
+WHEEL_KERNEL = "cnn-study-wheel"
+
+
 @pytest.fixture(scope="module")
-def site(data_dir, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the site once, with the notebook cache off so every tutorial really runs."""
+def site(data_dir, wheel_environment, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the site once, with the notebook cache off so every tutorial really runs, each in a fresh kernel
+    of the built wheel's environment that logs its time and peak memory to ``kernels.jsonl`` beside the site."""
     if not os.environ.get("CNN_STUDY_BACKBONE") and not has_offline_extra():
         missing("the transfer tutorials need VGG16 weights or the offline extra")
     folder = tmp_path_factory.mktemp("site")
+    kernel = folder / "jupyter" / "kernels" / WHEEL_KERNEL
+    kernel.mkdir(parents=True)
+    argv = [str(wheel_environment.python), str(ROOT / "tests" / "measured_kernel.py"), str(folder / "kernels.jsonl")]
+    spec = {"argv": [*argv, "-f", "{connection_file}"], "display_name": "cnn-study wheel", "language": "python"}
+    (kernel / "kernel.json").write_text(json.dumps(spec))
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     config["docs_dir"] = str(ROOT / "docs")
     config["hooks"] = [str(ROOT / hook) for hook in config["hooks"]]
     for plugin in config["plugins"]:
         if isinstance(plugin, dict) and "mkdocs-jupyter" in plugin:
-            plugin["mkdocs-jupyter"]["cache"] = False
+            plugin["mkdocs-jupyter"].update(cache=False, kernel_name=WHEEL_KERNEL)
     config_file = folder / "mkdocs.yml"
     config_file.write_text(yaml.safe_dump(config))
     scratch = folder / "tmp"  # the tutorials' runs land in its cnn-study-tutorials/ (`tutorial_runs`)
@@ -45,6 +57,7 @@ def site(data_dir, tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ,
         CNN_STUDY_BACKBONE=os.environ.get("CNN_STUDY_BACKBONE", "efficientnet_lite0"),
         CNN_STUDY_DATA=str(data_dir),
+        JUPYTER_PATH=os.pathsep.join(filter(None, [str(folder / "jupyter"), os.environ.get("JUPYTER_PATH")])),
         TMPDIR=str(scratch),
     )
     completed = subprocess.run(
@@ -163,6 +176,46 @@ def test_tutorial_page_opens_with_colab_notebook_and_source_links(site: Path, tu
     assert any("cnn_study" in source for source in tutorial_code)  # the tutorial itself follows
     solutions = [cell.source for cell in notebook.cells if "<summary>Solution</summary>" in cell.source]
     assert len(solutions) == 2 and all("```python" in solution for solution in solutions)
+
+
+#: What a free notebook service offers (Colab, Kaggle: about 12 GB of memory, 2 CPU cores): a tutorial whose
+#: notebook needs more says so at its top.
+FREE_SERVICE_MEMORY_MB = 12 * 1024
+
+
+@pytest.fixture(scope="module")
+def notebook_kernels(site: Path) -> list[dict]:
+    """One record per kernel the docs build ran (tests/measured_kernel.py): its cells, time and peak memory."""
+    return [json.loads(line) for line in (site.parent / "kernels.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_each_downloaded_notebook_ran_top_to_bottom_from_the_wheel_in_a_kernel_of_its_own(
+    site: Path, notebook_kernels: list[dict], wheel_environment, tutorial: str
+) -> None:
+    notebook = nbformat.read(site / "notebooks" / f"{tutorial}.ipynb", as_version=4)
+    lesson = jupytext.read(ROOT / "tutorials" / f"{tutorial}.py")
+    assert [cell.source for cell in notebook.cells[2:]] == [cell.source for cell in lesson.cells]  # after set-up
+    code = [cell.source.strip() for cell in lesson.cells if cell.cell_type == "code"]
+    [kernel] = [record for record in notebook_kernels if [cell.strip() for cell in record["cells"]] == code]
+    assert Path(kernel["cnn_study"]).is_relative_to(wheel_environment.python.parents[1])  # the wheel's package
+    print(f"{tutorial}: {kernel['seconds']:.0f} s, peak memory {kernel['peak_rss_mb']:,.0f} MB")  # for the record
+    assert kernel["peak_rss_mb"] < FREE_SERVICE_MEMORY_MB, "more than a free notebook service has: say so at the top"
+
+
+def test_the_notebooks_set_up_cells_install_nothing_where_the_package_is(
+    site: Path, wheel_environment, monkeypatch
+) -> None:
+    setups = [nbformat.read(path, as_version=4).cells[:2] for path in sorted((site / "notebooks").glob("*.ipynb"))]
+    assert len(setups) == len(TUTORIALS) and all(setup == setups[0] for setup in setups)
+    check = nbformat.v4.new_code_cell("import os, cnn_study\nprint(cnn_study.__file__, os.environ['CNN_STUDY_QUICK'])")
+    notebook = nbformat.v4.new_notebook(cells=[*setups[0], check])
+    monkeypatch.setenv("JUPYTER_PATH", str(site.parent / "jupyter"))
+    monkeypatch.delenv("CNN_STUDY_QUICK", raising=False)
+    NotebookClient(notebook, kernel_name=WHEEL_KERNEL, timeout=120).execute()
+    assert notebook.cells[1].outputs == []  # no %pip: the wheel's package was found
+    package, quick = notebook.cells[2].outputs[0].text.split()
+    assert Path(package).is_relative_to(wheel_environment.python.parents[1]) and quick == "1"
 
 
 @pytest.mark.parametrize("tutorial", TUTORIALS)

@@ -1,0 +1,43 @@
+"""An IPython kernel that, when it shuts down, appends one JSON line to a log: the cells it ran, where it
+imported ``cnn_study`` from, how long it ran and its peak memory.
+
+The docs build of ``tests/test_docs.py`` executes every tutorial in this kernel, started with the Python of a
+fresh virtual environment that has the built wheel installed (``tests/conftest.py``: ``wheel_environment``), so
+each notebook runs from the wheel, in a kernel of its own, and its time and memory are measured. Started as::
+
+    <python> tests/measured_kernel.py <log.jsonl> -f <connection file>
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _record(log: Path, started: float) -> None:
+    from IPython import get_ipython
+
+    shell = get_ipython()  # its history is closed by now; its namespace's ``In`` (the cells as run) is not
+    cells = list(shell.user_ns.get("In", [""])[1:]) if shell is not None else []
+    package = sys.modules.get("cnn_study")
+    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    record = {
+        "cells": cells,
+        "cnn_study": getattr(package, "__file__", None),
+        "seconds": round(time.monotonic() - started, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),  # kilobytes on Linux
+    }
+    with log.open("a") as file:
+        file.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    import atexit
+
+    from ipykernel import kernelapp
+
+    atexit.register(_record, Path(sys.argv.pop(1)), time.monotonic())
+    kernelapp.launch_new_instance()
