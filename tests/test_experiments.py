@@ -1,10 +1,8 @@
-"""Every experiment end to end in --quick mode, recipes, and the results files."""
+"""Every experiment end to end in --quick mode: what `run` trains, and what it writes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,18 +13,13 @@ import torch
 
 from cnn_study.datasets import BatchLoader, ImageData, TrainTest
 from cnn_study.experiments import compiles_by_default, run
-from cnn_study.models import base_of, create_model, load_trained_model
+from cnn_study.models import create_model, load_trained_model
 from cnn_study.recipes import get_recipe, list_experiments
 from cnn_study.results import (
-    PUBLISHED_RESULTS,
-    SEED_SPREADS,
     format_results,
-    format_seed_spreads,
     load_results,
     published_histories,
-    published_runs,
     results_folder,
-    runs_over_seeds,
 )
 from cnn_study.training import evaluate, seed_everything, training_precision
 
@@ -134,46 +127,6 @@ def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_p
         same_kernels.to(memory_format=torch.channels_last)
     with torch.no_grad():
         assert torch.equal(model(images), result.model(images))
-
-
-def test_published_results_are_real_full_runs() -> None:
-    published = published_runs()
-    assert published, "docs/results holds the full runs behind the documentation"
-    for metrics, history in published:
-        assert metrics["quick"] is False
-        recipe = get_recipe(metrics["name"], metrics["recipe"])
-        if recipe.is_transfer:  # titled, recorded and foldered by the base that ran
-            recipe = recipe.on_backbone(base_of(metrics["model"]))
-        assert (metrics["model"], metrics["title"]) == (recipe.model, recipe.title), metrics["name"]
-        folder = results_folder(replace(recipe, seed=metrics["seed"]), PUBLISHED_RESULTS)
-        assert json.loads((folder / "metrics.json").read_text()) == metrics, folder
-        if metrics["test_accuracy"] is None:  # unfinished: fewer epochs than planned, and said so
-            assert metrics["epochs"] < metrics["epochs_planned"] == recipe.total_epochs, metrics["name"]
-        else:
-            assert metrics["epochs"] == recipe.total_epochs, metrics["name"]
-            # a recipe changed after its run must be run again (settings added since are absent from older files)
-            recorded = dict(metrics["recipe_settings"])
-            reported = recorded.pop("seed_reported", recipe.study_reported)  # now STUDY_REPORTED: the same numbers
-            assert re.findall(r"[\d.]+%", reported) == re.findall(r"[\d.]+%", recipe.study_reported)
-            recorded = _full_run_part(recorded)
-            assert _recorded_part(_full_run_part(recipe.settings()), recorded) == recorded
-        assert len(history) == metrics["epochs"]
-    table = format_results([metrics for metrics, _ in published], markdown=True).splitlines()
-    assert table[0].startswith("| # | experiment") and len(table) == len(published) + 2
-    unfinished = [line for line in table if "unfinished" in line]
-    assert all(" of " in line for line in unfinished)
-
-
-def _full_run_part(settings: dict) -> dict:
-    """Recipe settings without the quick-mode budget (``quick_*``), which a full run does not read."""
-    return {key: value for key, value in settings.items() if not key.startswith("quick_")}
-
-
-def _recorded_part(current: object, recorded: object) -> object:
-    """``current`` cut down to the keys that ``recorded`` has, at every level."""
-    if isinstance(current, dict) and isinstance(recorded, dict):
-        return {key: _recorded_part(current.get(key), value) for key, value in recorded.items()}
-    return current
 
 
 @pytest.mark.parametrize("experiment", ["lenet5", "vgg16_fine_tuning"])
@@ -290,37 +243,6 @@ def test_run_trains_and_reports_on_the_data_it_is_given(mnist_data, tmp_path) ->
     assert quick.summary().endswith(f"on 20 test images (chance {shares:.0%})")
 
 
-def _small_scale_studies():
-    """``scripts/small_scale_studies.py`` as a module (scripts are not a package)."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "small_scale_studies.py"
-    spec = importlib.util.spec_from_file_location("small_scale_studies", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_small_scale_studies_are_the_scripts_runs_and_show_what_the_tutorials_say() -> None:
-    studies = _small_scale_studies()
-    folder = PUBLISHED_RESULTS / "small_scale"
-    for study, (variants, train_per_class, test_per_class, epochs) in studies.STUDIES.items():
-        published = {m["recipe"]: m for m in load_results(folder) if m["name"] == study}
-        assert set(published) == set(variants()), study
-        for name, recipe in variants().items():
-            metrics = published[name]
-            assert (metrics["train_size"], metrics["test_size"]) == (10 * train_per_class, 10 * test_per_class)
-            assert metrics["epochs"] == epochs and metrics["quick"] is False
-            expected = _full_run_part(replace(recipe, recipe=name, epochs=epochs).settings())
-            recorded = _full_run_part(metrics["recipe_settings"])
-            assert _recorded_part(expected, recorded) == recorded, name
-    # tutorial 7: the deeper plain network trains worse; shortcuts let the deep network train far better
-    resnet = {m["recipe"]: m["train_accuracy"] for m in load_results(folder) if m["name"] == "resnet"}
-    assert resnet["plain56"] < resnet["plain20"] - 0.1 and resnet["resnet56"] > resnet["plain56"] + 0.1
-    # tutorial 4: with batch normalisation the seed recipe memorises: a wide gap, and a test loss that turns upwards
-    memorising = published_histories("alexnet", folder)["batch-norm"].epochs[-1]
-    test_loss = published_histories("alexnet", folder)["batch-norm"].column("val_loss")
-    assert memorising.train_accuracy - memorising.val_accuracy > 0.3 and test_loss[-1] > 1.2 * min(test_loss)
-
-
 def test_a_fast_cifar_run_whitens_its_first_layer_from_the_training_images_and_alternates_flips(
     tmp_path, monkeypatch
 ) -> None:
@@ -343,21 +265,3 @@ def test_a_fast_cifar_run_whitens_its_first_layer_from_the_training_images_and_a
     training = [loader for loader in loaders if loader.shuffle]
     assert len(training) == 1 and training[0].flipped_in_odd_epochs is not None and training[0].epoch == 2
     assert result.metrics["recipe_settings"]["alternating_flip"] is True
-
-
-@pytest.mark.parametrize(("experiment", "recipe"), SEED_SPREADS)
-def test_a_recipe_published_over_seeds_has_full_runs_of_distinct_seeds_that_its_table_reads(experiment, recipe) -> None:
-    runs = [metrics for metrics, _ in runs_over_seeds(experiment, recipe)]
-    seeds = [metrics["seed"] for metrics in runs]
-    assert seeds == sorted(set(seeds)) and seeds[0] == 0 and len(seeds) >= 3, seeds
-    expected = get_recipe(experiment, recipe)
-    for metrics in runs:  # every seed ran the same recipe to the end
-        assert metrics["quick"] is False and metrics["epochs"] == expected.total_epochs
-        recorded = _full_run_part(metrics["recipe_settings"])
-        recorded.pop("seed_reported", None)  # older files' copy of the study's number, now STUDY_REPORTED
-        assert _recorded_part(_full_run_part(replace(expected, seed=metrics["seed"]).settings()), recorded) == recorded
-    # runs made before metrics recorded a precision trained in float32
-    assert len({metrics.get("precision") or "float32" for metrics in runs}) == 1
-    row = next(line for line in format_seed_spreads([(experiment, recipe)]).splitlines() if f"| {experiment} |" in line)
-    mean = sum(metrics["test_accuracy"] for metrics in runs) / len(runs)
-    assert f"| {mean:.2%} |" in row and f"| {len(runs)} (" in row

@@ -295,15 +295,6 @@ def test_metrics_are_written_last_and_results_list_only_complete_runs(tmp_path, 
     assert "no history.json" in captured.err and len(captured.out.splitlines()) == 3  # header, rule, one run
 
 
-def test_results_name_a_metrics_file_that_lacks_keys(tmp_path) -> None:
-    folder = tmp_path / "lenet5" / "seed"
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"experiment": 3, "name": "lenet5"}))
-    (folder / "history.json").write_text("{}")
-    _, [reason] = scan_results(tmp_path)
-    assert str(folder / "metrics.json") in reason and "lacks recipe, quick" in reason
-
-
 # ----------------------------------------------------------------------------- data folders as users have them
 
 
