@@ -15,6 +15,7 @@ from cnn_study.recipes import (
     STUDY_REPORTED,
     FineTuning,
     Recipe,
+    experiments_using,
     get_recipe,
     list_experiments,
     study_accuracy,
@@ -176,3 +177,73 @@ def test_a_seed_recipe_takes_each_training_setting_from_the_study_or_marks_it_as
     stated = set(STUDY_STATES[experiment]) | ({"validation_fraction"} if experiment == 3 else set())  # "20% val"
     assert not stated & set(recipe.assumed), "a setting the study states is not an assumption"
     assert {"epochs", "batch_size", "optimizer", "lr"} <= stated | set(recipe.assumed)
+
+
+def test_the_studys_headline_accuracy_is_the_last_number_it_reported_as_a_fraction() -> None:
+    headline = {number: study_accuracy(number) for number in STUDY_REPORTED}
+    assert headline == {
+        1: 0.9793,
+        2: 0.8057,
+        3: 0.9903,
+        4: 0.5324,  # "train 91.07% / val 53.24%": the validation number, the last
+        5: 0.807,
+        6: None,
+        7: None,
+        8: 0.9194,
+        9: 0.9795,  # "82.92% (epoch 1) -> 97.95% (epoch 10)": the last epoch
+        10: None,
+    }
+
+
+def test_a_mistyped_experiment_gets_up_to_three_suggestions_and_the_full_list() -> None:
+    every = "mnist_cnn, fashion_cnn, lenet5, alexnet, zfnet, vgg16_dogs_vs_cats, resnet, vgg16_feature_extraction, "
+    every += "vgg16_fine_tuning, fast_cifar"
+    for typed, hint in (
+        ("net", " Did you mean 'zfnet', 'resnet', 'lenet5'?"),  # four are close: the three closest
+        ("cnn", " Did you mean 'mnist_cnn'?"),
+        (
+            "Vgg16-Fine-Tuning",
+            " Did you mean 'vgg16_fine_tuning', 'vgg16_feature_extraction'?",
+        ),  # suggestions forgive case and dashes
+        ("vgg", ""),
+    ):
+        with pytest.raises(ValueError) as error:
+            get_recipe(typed)
+        assert str(error.value) == f"Unknown experiment {typed!r}.{hint} Choose one of: {every} (or 1-10)."
+    with pytest.raises(ValueError) as error:
+        get_recipe("lenet5", "turbo")
+    assert str(error.value) == "Experiment lenet5 has no recipe 'turbo'; it has seed, improved."
+
+
+def test_experiments_using_a_model_name_it_and_its_base_on_either_backbone() -> None:
+    for model, experiments in (
+        ("mnist_cnn", [1]),
+        ("lenet5", [3]),
+        ("resnet20", [7]),
+        ("resnet56", [7]),
+        ("fast_cifar", [10]),
+        ("vgg16", [6, 8, 9]),
+        ("efficientnet_lite0_transfer", [6, 8, 9]),
+        ("resnet32", []),
+    ):
+        assert experiments_using(model) == experiments, model
+
+
+def test_on_backbone_says_which_experiments_have_a_base_and_which_bases_there_are() -> None:
+    with pytest.raises(ValueError) as error:
+        get_recipe("lenet5").on_backbone("vgg16")
+    assert str(error.value) == (
+        "lenet5 trains lenet5 from scratch: recipe.on_backbone(...) chooses the pretrained base of the transfer "
+        "experiments (6, 8 and 9) only."  # the command line's message names --backbone (test_robustness)
+    )
+    with pytest.raises(ValueError) as error:
+        get_recipe("6").on_backbone("resnet")
+    assert str(error.value) == "Unknown pretrained base 'resnet'; choose one of vgg16, efficientnet_lite0."
+
+
+def test_a_quick_run_uses_the_lighter_augmentation_where_a_recipe_names_one() -> None:
+    alexnet = get_recipe("alexnet")
+    assert alexnet.quick_augment is not None and alexnet.quick_augment != alexnet.augment
+    assert alexnet.quick().augment == alexnet.quick_augment
+    lenet = get_recipe("lenet5")
+    assert lenet.quick_augment is None and lenet.quick().augment == lenet.augment != ()
