@@ -60,6 +60,7 @@ SMOKE_BUDGET = {"quick_per_class": 50, "quick_epochs": 2}
 TRANSFER_SMOKE_BUDGET = {"quick_per_class": 16, "quick_epochs": 2, "batch_size": 16}
 
 
+@pytest.mark.slow  # a quick run on real data
 @pytest.mark.parametrize(("experiment", "recipe"), QUICK)
 def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data_dir, tmp_path) -> None:
     chosen = get_recipe(experiment, recipe)
@@ -101,6 +102,7 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
     assert load_results(tmp_path)[0]["name"] == chosen.name
 
 
+@pytest.mark.slow  # a quick run on real data
 def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
     result = run(get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
     assert result.metrics["test_accuracy"] > 0.9  # 2,000 training images, 2 epochs
@@ -113,6 +115,7 @@ def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
     assert resumed.metrics["epoch_seconds"] == result.metrics["epoch_seconds"]  # and counted
 
 
+@pytest.mark.slow  # a quick run on real data
 def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_path, offline_extra) -> None:
     recipe = get_recipe("vgg16_dogs_vs_cats").on_backbone("efficientnet_lite0")
     result = run(recipe, out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True)
@@ -129,6 +132,7 @@ def test_model_file_of_a_transfer_run_rebuilds_the_trained_model(data_dir, tmp_p
         assert torch.equal(model(images), result.model(images))
 
 
+@pytest.mark.slow  # a quick run on real data
 @pytest.mark.parametrize("experiment", ["lenet5", "vgg16_fine_tuning"])
 def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp_path) -> None:
     recipe = get_recipe(experiment, "improved")
@@ -148,6 +152,7 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     assert "unfinished" in format_results([row])
 
 
+@pytest.mark.slow  # a quick run on real data
 def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path, offline_extra) -> None:
     script = Path(__file__).parents[1] / "scripts" / "select_head.py"
     command = [
@@ -178,6 +183,7 @@ def test_select_head_compares_heads_on_a_validation_split(data_dir, tmp_path, of
     assert other.returncode != 0 and "holds the features for" in other.stderr and "--cache" in other.stderr
 
 
+@pytest.mark.slow  # a quick run on real data
 def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winner(
     data_dir, tmp_path, offline_extra
 ) -> None:

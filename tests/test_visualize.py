@@ -140,7 +140,7 @@ def _square_task(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-@pytest.mark.slow  # trains a CNN, or builds VGG16: left out of mutation runs
+@pytest.mark.slow  # trains a CNN, or builds VGG16
 def test_grad_cam_concentrates_on_the_region_that_decides_the_class() -> None:
     torch.manual_seed(0)
     model = create_model("mnist_cnn", num_classes=2)
@@ -164,7 +164,7 @@ def test_grad_cam_concentrates_on_the_region_that_decides_the_class() -> None:
     assert "bottom-right" in figure._suptitle.get_text()
 
 
-@pytest.mark.slow  # trains a CNN, or builds VGG16: left out of mutation runs
+@pytest.mark.slow  # trains a CNN, or builds VGG16
 def test_grad_cam_on_a_named_layer_and_a_binary_transfer_head() -> None:
     model = create_model("vgg16_transfer", image_size=64)
     heat, target = _cam(model, torch.randn(3, 64, 64), layer="base.28")

@@ -24,6 +24,7 @@ def test_the_small_models_and_the_transfer_experiments_ship_trained_weights_with
     assert sum(path.stat().st_size for path in WEIGHTS_DIR.glob("*.pt")) < 20e6
 
 
+@pytest.mark.slow  # every image of each test set
 @pytest.mark.parametrize(("model", "name"), SHIPPED)
 def test_shipped_weights_reach_their_recorded_accuracy(model: str, name: str, data_dir) -> None:
     assert model in list_models()
