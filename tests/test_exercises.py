@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -144,3 +145,41 @@ def test_each_exercise_takes_its_right_answer_in_another_form_and_refuses_its_ne
     assert exercise.accepts(right) and exercise.accepts(equivalent)
     wrong = [answer for answer in NEAR_MISSES[name](right) if exercise.accepts(answer)]
     assert not wrong, f"{name} accepts the near miss {wrong[0]!r} of {right!r}"
+
+
+#: Answers worked out by hand or read from the papers, independently of the package's code: where a tutorial's
+#: solution computes its answer the way `Exercise.answer` does, only these catch a model or an answer gone wrong.
+BY_HAND = {
+    "mnist-cnn-hidden-parameters": 32 * 12 * 12 * 128 + 128,  # 32 maps of 12x12 flattened into 128 units
+    "mnist-cnn-feature-shape": (8, 64, 12, 12),  # 28 -> 26 -> 24 (two 3x3 convolutions) -> 12 (2x2 pool)
+    "fashion-smoothed-target": 0.9 + 0.1 / 10,  # label smoothing 0.1 shared over all 10 classes
+    "lenet5-parameters-by-layer": [6 * 25 + 6, 32 * 6 * 25 + 32, 120 * 32 * 25 + 120, 84 * 120 + 84, 10 * 84 + 10],
+    "lenet5-s2-size": 14,  # 28 padded by 2 keeps 28 through the 5x5 C1; 2x2 pooling halves it
+    "alexnet-first-dense-parameters": 256 * 8 * 8 * 1024 + 1024,  # 64 px, downsampled 8 times as 32 px is
+    "zfnet-first-layer-filters": 96,  # Zeiler & Fergus 2014, Fig. 3: 96 filters of 7x7
+    "transfer-head-parameters": {"vgg16": 512 * 128 + 128 + 128 + 1, "efficientnet_lite0": 1280 * 128 + 128 + 129},
+    "transfer-vgg16-feature-size": 4,  # five 2x2 pools: 150 -> 75 -> 37 -> 18 -> 9 -> 4
+    "resnet32-parameters": 464_154,  # He et al. 2016, Table 6: 0.46M
+    "resnet-cosine-quarter": 0.1 * (1 + math.cos(math.pi / 4)) / 2,
+    "features-bytes-per-image": {"vgg16": 512 * 4, "efficientnet_lite0": 1280 * 4},  # pooled float32 channels
+    "fine-tuning-last-block-parameters": {
+        "vgg16": 3 * (512 * 512 * 9 + 512),  # conv5_1 to conv5_3
+        # the last MBConv (192 -> 1152 -> 320, 3x3 depthwise) and the 1x1 head convolution to 1280, with batch norms
+        "efficientnet_lite0": 192 * 1152
+        + 2 * 1152
+        + 1152 * 9
+        + 2 * 1152
+        + 1152 * 320
+        + 2 * 320
+        + 320 * 1280
+        + 2 * 1280,
+    },
+    "fine-tuning-standard-error": 100 * (0.97 * 0.03 / 500) ** 0.5,
+    "whitening-filters-3x3": 2 * 3 * 3 * 3,  # one filter per eigenvector of 3x3x3 patches, and its negative
+}
+
+
+@pytest.mark.parametrize("name", sorted(BY_HAND))
+def test_the_answers_agree_with_the_numbers_worked_out_by_hand(name, request) -> None:
+    _needs(name, request)
+    assert exercises.EXERCISES[name].accepts(BY_HAND[name]), (exercises.EXERCISES[name].answer(), BY_HAND[name])
