@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
+import stat
 import subprocess
 import sys
 
@@ -169,7 +171,8 @@ def test_safe_torch_load_names_a_missing_a_damaged_and_an_unsafe_file_in_one_sen
         ),
         ("  first line.\nsecond line", "first line"),
         ("Weights only load failed. Re-running with weights_only=False will work.", "Weights only load failed"),
-        ("Use weights_only=False. Or do not.", "RuntimeError"),  # torch's advice to load unsafely: left out
+        ("Use weights_only=False. Or do not.", "RuntimeError"),
+        ("Unknown format X.", "Unknown format X"),  # torch's advice to load unsafely: left out
         ("", "RuntimeError"),
         (".hidden", ".hidden"),
     ],
@@ -189,3 +192,138 @@ def test_a_state_dict_that_does_not_fit_names_both_last_tensors() -> None:
     )
     with pytest.raises(ValueError, match=r"holds 0 tensors \(last \? None\), the model has 4 \(last 1.bias \(5,\)\)"):
         io.load_model_state(model, {}, "empty.pt")
+
+
+@pytest.fixture
+def umask_022():
+    """A known umask (022, the usual one) while the test runs."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_an_atomic_write_goes_through_a_named_temporary_beside_the_file_into_new_folders(tmp_path, umask_022) -> None:
+    path = tmp_path / "a" / "b" / "metrics.json"
+    seen = []
+
+    def write(file) -> None:
+        seen.extend(path.parent.iterdir())  # the temporary being written, and nothing else yet
+        file.write(b"{}")
+
+    assert io.atomic_write(path, write) == path and path.read_bytes() == b"{}"
+    [temporary] = seen
+    assert temporary.parent == path.parent and not temporary.exists()
+    assert temporary.name.startswith(f".metrics.json.{os.getpid()}.") and temporary.name.endswith(".tmp")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # 0o666 less the umask, not mkstemp's private 0o600
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_or_quota_keeps_its_error_number(tmp_path, code) -> None:
+    def fail(file) -> None:
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(OSError) as raised:
+        io.atomic_write(tmp_path / "x.pt", fail)
+    assert raised.value.errno == code
+    assert str(raised.value) == (
+        f"[Errno {code}] Cannot write {tmp_path / 'x.pt'}: the disk of {tmp_path} is full. Free some space, or "
+        "write elsewhere."
+    )
+
+
+def test_torchs_zip_writer_error_becomes_an_input_output_error_and_other_errors_pass_unchanged(tmp_path) -> None:
+    def zip_writer(file) -> None:
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed\nmore detail")
+
+    with pytest.raises(OSError) as raised:
+        io.atomic_write(tmp_path / "x.pt", zip_writer)
+    assert raised.value.errno == errno.EIO
+    assert raised.value.strerror == (
+        f"Cannot write {tmp_path / 'x.pt'} (PytorchStreamWriter failed writing file data/0: file write failed): "
+        f"check the free space and permissions of {tmp_path}, or write elsewhere."
+    )
+
+    def bug(file) -> None:
+        raise RuntimeError("a bug in the caller")
+
+    with pytest.raises(RuntimeError, match="^a bug in the caller$"):
+        io.atomic_write(tmp_path / "x.pt", bug)
+    with pytest.raises(KeyError):
+        io.atomic_write(tmp_path / "x.pt", lambda file: {}["write"])  # not an OSError, whatever it says
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_atomic_torch_save_writes_safe_torch_load_reads_back(tmp_path) -> None:
+    state = {"weight": torch.arange(6.0).reshape(2, 3), "meta": {"epochs": 3}}
+    io.atomic_torch_save(state, tmp_path / "state.pt")
+    loaded = io.safe_torch_load(tmp_path / "state.pt", "checkpoint")
+    assert torch.equal(loaded["weight"], state["weight"]) and loaded["meta"] == {"epochs": 3}
+
+
+def test_safe_torch_load_never_builds_objects_and_maps_onto_the_cpu_on_every_torch(tmp_path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(io.torch, "load", lambda path, **kwargs: calls.append(kwargs) or {})
+    io.safe_torch_load(__file__, "checkpoint")
+    io.safe_torch_load(__file__, "checkpoint", mmap=True)
+    assert calls == [  # weights_only written out: torch before 2.6 defaults to False
+        {"map_location": "cpu", "weights_only": True, "mmap": False},
+        {"map_location": "cpu", "weights_only": True, "mmap": True},
+    ]
+
+
+def test_safe_torch_load_names_a_damaged_file_and_a_pickle_that_is_not_a_pytorch_file(tmp_path) -> None:
+    path = tmp_path / "damaged.pt"
+    path.write_bytes(b"garbage bytes here")  # torch's unpickler refuses it, and advises loading it unsafely
+    with pytest.raises(ValueError) as error:
+        io.safe_torch_load(path, "checkpoint")
+    assert str(error.value) == f"{path} is not a readable checkpoint (damaged, or not a PyTorch file)."
+    path.write_bytes(b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.")  # a plain pickle of {"a": 1}
+    with pytest.raises(ValueError) as error:
+        io.safe_torch_load(path, "checkpoint")
+    assert str(error.value) == f"{path} is not a readable checkpoint (Invalid magic number; corrupt file?)."
+
+
+def test_read_json_names_invalid_json_and_every_missing_key_in_order(tmp_path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError) as error:
+        io.read_json(path, "metrics file")
+    assert str(error.value).startswith(f"{path} is not a readable metrics file (invalid JSON: Expecting property")
+    path.write_text('{"quick": false, "name": "lenet5"}')
+    with pytest.raises(ValueError) as error:
+        io.read_json(path, "metrics file", ("experiment", "name", "recipe", "quick"))
+    assert str(error.value) == f"{path} is not a complete metrics file: it lacks experiment, recipe."
+    assert io.read_json(path, "metrics file", ("name", "quick")) == {"quick": False, "name": "lenet5"}
+
+
+def test_a_lock_holds_its_host_and_pid_and_reads_as_its_owner(tmp_path, umask_022) -> None:
+    with io.folder_lock(tmp_path / "run") as lock:
+        assert json.loads(lock.read_text()) == {"host": socket.gethostname(), "pid": os.getpid()}
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o644
+        assert io._lock_owner(lock) == f"process {os.getpid()} on {socket.gethostname()}"
+
+
+def test_a_lock_of_a_dead_process_here_is_stale_but_one_from_another_host_is_held(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(io, "process_is_running", lambda pid: pid == 41)
+    lock = tmp_path / io.LOCK_NAME
+    for host, pid, owner in (
+        (socket.gethostname(), 40, None),  # this machine, no such process: stale
+        (socket.gethostname(), 41, f"process 41 on {socket.gethostname()}"),
+        ("another-machine", 40, "process 40 on another-machine"),  # cannot be asked: held
+    ):
+        lock.write_text(json.dumps({"host": host, "pid": pid}))
+        assert io._lock_owner(lock) == owner, (host, pid)
+
+
+def test_the_weights_hash_covers_names_dtypes_shapes_and_values_but_not_order_or_layout() -> None:
+    state = {"weight": torch.arange(4.0).reshape(2, 2), "bias": torch.zeros(2)}
+    digest = io.state_dict_sha256(state)
+    assert len(digest) == 64 and digest == io.state_dict_sha256(dict(reversed(state.items())))
+    assert digest == io.state_dict_sha256({**state, "weight": torch.arange(4.0).reshape(2, 2).t().contiguous().t()})
+    for changed in (
+        {"weights": state["weight"], "bias": state["bias"]},
+        {**state, "weight": state["weight"].double()},
+        {**state, "weight": state["weight"].reshape(4)},
+        {**state, "bias": torch.tensor([0.0, 1e-7])},
+    ):
+        assert io.state_dict_sha256(changed) != digest
