@@ -17,11 +17,7 @@ import time
 from pathlib import Path
 
 
-def _record(log: Path, started: float) -> None:
-    from IPython import get_ipython
-
-    shell = get_ipython()  # its history is closed by now; its namespace's ``In`` (the cells as run) is not
-    cells = list(shell.user_ns.get("In", [""])[1:]) if shell is not None else []
+def _record(log: Path, started: float, cells: list[str]) -> None:
     package = sys.modules.get("cnn_study")
     peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     record = {
@@ -37,7 +33,11 @@ def _record(log: Path, started: float) -> None:
 if __name__ == "__main__":
     import atexit
 
-    from ipykernel import kernelapp
+    from ipykernel.kernelapp import IPKernelApp
 
-    atexit.register(_record, Path(sys.argv.pop(1)), time.monotonic())
-    kernelapp.launch_new_instance()
+    log, started, cells = Path(sys.argv.pop(1)), time.monotonic(), []
+    app = IPKernelApp.instance()
+    app.initialize()
+    app.shell.events.register("pre_run_cell", lambda info: cells.append(info.raw_cell))  # as the notebook has it
+    atexit.register(_record, log, started, cells)
+    app.start()
