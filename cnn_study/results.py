@@ -244,7 +244,7 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
         ...     "world_size": 2}]))
         #  experiment  study reported  ours (test)  recipe    model     epochs     device    time     memory
         -  ----------  --------------  -----------  --------  --------  ---------  --------  -------  ------
-        3  lenet5      99.03% test     99.49%       improved  lenet5    20         cpu       4.5 min  1.2 GB
+        3  lenet5      99.03%          99.49%       improved  lenet5    20         cpu       4.5 min  1.2 GB
         7  resnet      not reported    unfinished   improved  resnet20  66 of 100  2 x cuda  -        -
     """
     header = [

@@ -3,7 +3,9 @@
 * ``architectures/<model>.md``: one page per registered model with its torchinfo summary;
 * ``results.md`` and the home page: the ``<!-- results-table -->`` placeholder becomes the
   table of published full runs, ``<!-- results-spread -->`` the accuracy over seeds of the recipes published
-  with several (`cnn_study.results.format_seed_spreads`), and ``<!-- results-curves -->`` their training curves;
+  with several (`cnn_study.results.format_seed_spreads`), ``<!-- results-study -->`` what the study reported, in its
+  words and with what each number measured (`cnn_study.recipes.STUDY_REPORTS`), and ``<!-- results-curves -->``
+  the training curves;
 * ``notebooks/<tutorial>.ipynb``: each tutorial as a notebook (jupytext), with a first cell that
   installs the package where it is missing (Colab), and each tutorial page opens with three links:
   Open in Colab, Download notebook, View source.
@@ -29,7 +31,7 @@ from mkdocs.structure.pages import Page
 
 from cnn_study import visualize
 from cnn_study.models import create_model, get_model_info, is_transfer_model, list_models, summary
-from cnn_study.recipes import STUDY_REPORTED, experiments_using, list_experiments, study_accuracy
+from cnn_study.recipes import STUDY_REPORTED, STUDY_REPORTS, experiments_using, list_experiments, study_accuracy
 from cnn_study.results import (
     format_results,
     format_seed_spreads,
@@ -245,6 +247,10 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         markdown = markdown.replace("<!-- results-charts -->", "\n\n".join(charts))
     if "<!-- results-spread -->" in markdown:
         markdown = markdown.replace("<!-- results-spread -->", format_seed_spreads())
+    if "<!-- results-study -->" in markdown:
+        rows = ["| # | the study's words | what the numbers measured |", "|---|---|---|"]
+        rows += [f"| {number} | {report.quote} | {report.measured} |" for number, report in STUDY_REPORTS.items()]
+        markdown = markdown.replace("<!-- results-study -->", "\n".join(rows))
     if "<!-- results-curves -->" in markdown:
         figures = [
             f"### {m['experiment']}. {m['title']} ({m['recipe']})\n\n"

@@ -54,7 +54,7 @@ def test_run_then_results_then_evaluate(data_dir, tmp_path, capsys) -> None:
         == 0
     )
     printed = capsys.readouterr().out
-    assert "test accuracy" in printed and "99.03% test" in printed
+    assert "test accuracy" in printed and "(the study: 99.03%)" in printed
     assert (
         main(
             [

@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 
 from cnn_study import exercises
 from cnn_study.models import list_models, transfer_model
-from cnn_study.recipes import STUDY_BACKBONE, get_recipe
+from cnn_study.recipes import STUDY_BACKBONE, STUDY_REPORTS, get_recipe
 from cnn_study.results import results_folder
 
 from .conftest import has_offline_extra, missing
@@ -148,9 +148,14 @@ def test_every_architecture_page_has_a_summary_table(site: Path) -> None:
 
 
 def test_results_page_shows_the_published_runs(site: Path) -> None:
-    html = (site / "results" / "index.html").read_text()
-    assert "<table>" in html and "lenet5" in html and "figures/lenet5-improved.png" in html
+    page = (site / "results" / "index.html").read_text()
+    assert "<table>" in page and "lenet5" in page and "figures/lenet5-improved.png" in page
     assert (site / "figures" / "lenet5-improved.png").stat().st_size > 10_000
+    for report in STUDY_REPORTS.values():  # the study's words, and what each number measured
+        cells = (
+            f"<td>{html.escape(report.quote, quote=False)}</td>\n<td>{html.escape(report.measured, quote=False)}</td>"
+        )
+        assert cells in page, report
 
 
 @pytest.mark.parametrize("tutorial", TUTORIALS)

@@ -13,6 +13,7 @@ from cnn_study.recipes import (
     BACKBONES,
     RECIPES,
     STUDY_REPORTED,
+    STUDY_REPORTS,
     FineTuning,
     Recipe,
     experiments_using,
@@ -247,3 +248,15 @@ def test_a_quick_run_uses_the_lighter_augmentation_where_a_recipe_names_one() ->
     assert alexnet.quick().augment == alexnet.quick_augment
     lenet = get_recipe("lenet5")
     assert lenet.quick_augment is None and lenet.quick().augment == lenet.augment != ()
+
+
+def test_every_number_attributed_to_the_study_is_in_its_words_with_what_it_measured() -> None:
+    assert list(STUDY_REPORTS) == list(range(1, 11)) and STUDY_REPORTED == {
+        number: report.numbers for number, report in STUDY_REPORTS.items()
+    }
+    for number, report in STUDY_REPORTS.items():
+        numbers = re.findall(r"\d+(?:\.\d+)?%", report.numbers)
+        assert all(value in report.quote for value in numbers), number  # every number is in the study's words
+        assert report.measured and (numbers or "no number" in report.measured or number == 10), number
+    assert "not name" in STUDY_REPORTS[2].measured and "test" not in STUDY_REPORTS[2].numbers  # no split: assumed
+    assert "first epoch" in STUDY_REPORTS[9].quote and "one 10-epoch fine-tuning run" in STUDY_REPORTS[9].measured

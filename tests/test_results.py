@@ -233,12 +233,12 @@ def test_the_table_rows_show_the_study_number_ours_the_recipe_and_the_processes(
         "| # | experiment | study reported | ours (test) | recipe | model | epochs | device | time | memory |"
     )
     assert lines[1] == "| " + " | ".join(["---"] * 10) + " |"
-    assert lines[2] == "| 3 | lenet5 | 99.03% test | 98.77% | seed (quick) | lenet5 | 2 | cpu | - | - |"
-    assert lines[3] == "| 3 | lenet5 | 99.03% test | 99.00% | improved | lenet5 | 66 of 100 | 4 x cuda | - | - |"
+    assert lines[2] == "| 3 | lenet5 | 99.03% | 98.77% | seed (quick) | lenet5 | 2 | cpu | - | - |"
+    assert lines[3] == "| 3 | lenet5 | 99.03% | 99.00% | improved | lenet5 | 66 of 100 | 4 x cuda | - | - |"
     plain = format_results(rows).splitlines()
     assert len(plain) == 4 and set(plain[1]) == {"-", " "}
     assert [len(line) for line in plain[:2]] == [len(plain[0])] * 2  # aligned under the header
-    assert plain[2].split() == ["3", "lenet5", "99.03%", "test", "98.77%", "seed", "(quick)", "lenet5", "2", "cpu"] + [
+    assert plain[2].split() == ["3", "lenet5", "99.03%", "98.77%", "seed", "(quick)", "lenet5", "2", "cpu"] + [
         "-",
         "-",
     ]
@@ -285,8 +285,8 @@ def test_runs_over_seeds_reads_seed_0_from_the_results_and_the_others_from_the_s
     assert [metrics["seed"] for metrics, _ in runs_over_seeds("lenet5", "seed")] == [0]
     table = format_seed_spreads([("lenet5", "improved"), ("lenet5", "seed")]).splitlines()
     assert table[0].startswith("| # | experiment | recipe | seeds | mean test accuracy | standard deviation")
-    assert table[2] == "| 3 | lenet5 | improved | 3 (0, 1, 2) | 99.20% | 0.20 | 99.00% to 99.40% | 99.03% test |"
-    assert table[3] == "| 3 | lenet5 | seed | 1 (0) | 50.00% | nan | 50.00% to 50.00% | 99.03% test |"
+    assert table[2] == "| 3 | lenet5 | improved | 3 (0, 1, 2) | 99.20% | 0.20 | 99.00% to 99.40% | 99.03% |"
+    assert table[3] == "| 3 | lenet5 | seed | 1 (0) | 50.00% | nan | 50.00% to 50.00% | 99.03% |"
     assert math.isnan(float(table[3].split(" | ")[5]))
 
 
