@@ -83,8 +83,16 @@ def test_a_wrong_answer_gets_the_hint(name, request, capsys) -> None:
 
 
 def test_an_unknown_exercise_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="No exercise 'lenet'; the tutorials have: mnist-cnn-hidden-parameters"):
+    with pytest.raises(ValueError) as error:
         exercises.check("lenet", 1)
+    assert str(error.value) == f"No exercise 'lenet'; the tutorials have: {', '.join(exercises.EXERCISES)}."
+    assert str(error.value).startswith("No exercise 'lenet'; the tutorials have: mnist-cnn-hidden-parameters, ")
+
+
+def test_the_overfitting_gap_is_read_in_points_from_the_published_seed_run() -> None:
+    metrics = json.loads((Path(results.PUBLISHED_RESULTS) / "alexnet" / "seed" / "metrics.json").read_text())
+    gap = 100 * (metrics["train_accuracy"] - metrics["val_accuracy"])  # the last epoch's, as metrics.json records
+    assert exercises.EXERCISES["alexnet-overfitting-gap"].accepts(gap) and 20 < gap < 50
 
 
 def test_a_right_number_is_right_as_a_numpy_or_torch_scalar_and_a_near_miss_is_not(capsys) -> None:

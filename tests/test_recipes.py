@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -199,6 +199,7 @@ def test_a_mistyped_experiment_gets_up_to_three_suggestions_and_the_full_list() 
     for typed, hint in (
         ("net", " Did you mean 'zfnet', 'resnet', 'lenet5'?"),  # four are close: the three closest
         ("cnn", " Did you mean 'mnist_cnn'?"),
+        ("mnist-cnn", " Did you mean 'mnist_cnn', 'fashion_cnn'?"),  # read as mnist_cnn
         (
             "Vgg16-Fine-Tuning",
             " Did you mean 'vgg16_fine_tuning', 'vgg16_feature_extraction'?",
@@ -257,3 +258,11 @@ def test_every_number_attributed_to_the_study_is_in_its_words_with_what_it_measu
         assert report.measured and (numbers or "no number" in report.measured or number == 10), number
     assert "not name" in STUDY_REPORTS[2].measured and "test" not in STUDY_REPORTS[2].numbers  # no split: assumed
     assert "first epoch" in STUDY_REPORTS[9].quote and "one 10-epoch fine-tuning run" in STUDY_REPORTS[9].measured
+
+
+def test_a_recipes_command_line_names_its_base_and_seed_only_where_they_are_not_its_own() -> None:
+    fine_tuning = get_recipe("vgg16_fine_tuning", "seed")
+    assert fine_tuning.command() == "cnn-study run vgg16_fine_tuning --recipe seed"
+    offline = fine_tuning.on_backbone("efficientnet_lite0")
+    assert offline.command() == "cnn-study run vgg16_fine_tuning --recipe seed --backbone efficientnet_lite0"
+    assert replace(get_recipe("lenet5"), seed=1).command() == "cnn-study run lenet5 --recipe improved --seed 1"

@@ -190,13 +190,6 @@ def test_a_finished_run_is_not_unfinished_and_loses_a_stale_record(tmp_path) -> 
     assert History.from_dict(json.loads((run_dir / "history.json").read_text())) == _history(2)  # left as it was
 
 
-def test_a_damaged_unfinished_record_is_skipped_with_its_reason(tmp_path) -> None:
-    run_dir = _write_run(tmp_path / "lenet5" / "improved", None, _history(1))
-    (run_dir / "unfinished.json").write_text(json.dumps({"experiment": "lenet5"}))
-    rows, [reason] = scan_results(tmp_path)
-    assert rows == [] and reason.startswith(str(run_dir)) and "lacks recipe" in reason
-
-
 # ----------------------------------------------------------------------------- the results table
 
 
@@ -452,3 +445,126 @@ def test_a_recipe_published_over_seeds_has_full_runs_of_distinct_seeds_that_its_
     row = next(line for line in format_seed_spreads([(experiment, recipe)]).splitlines() if f"| {experiment} |" in line)
     mean = sum(metrics["test_accuracy"] for metrics in runs) / len(runs)
     assert f"| {mean:.2%} |" in row and f"| {len(runs)} (" in row
+
+
+# ----------------------------------------------------------------------------- the edges the mutation run found
+
+
+def test_a_run_with_both_metrics_and_an_unfinished_record_counts_once_as_finished(tmp_path) -> None:
+    run_dir = _write_run(tmp_path / "lenet5" / "seed", _metrics(), _history(2))
+    (run_dir / "unfinished.json").write_text(json.dumps({"experiment": "lenet5"}))  # stale, even damaged
+    rows, skipped = scan_results(tmp_path)
+    assert [row["test_accuracy"] for row in rows] == [0.99] and skipped == []
+
+
+def test_a_damaged_unfinished_record_is_named_as_one(tmp_path) -> None:
+    run_dir = _write_run(tmp_path / "lenet5" / "improved", None, _history(1))
+    (run_dir / "unfinished.json").write_text(json.dumps({"experiment": "lenet5", "recipe": "seed"}))
+    _, [reason] = scan_results(tmp_path)
+    assert reason == (
+        f"{run_dir} ({run_dir / 'unfinished.json'} is not a complete record of an unfinished run: it lacks model, "
+        "quick, epochs_reached, epochs_planned, device.)"
+    )
+
+
+def test_unfinished_runs_are_recorded_after_finished_ones_and_keep_their_recipe(tmp_path) -> None:
+    finished = _write_run(tmp_path / "lenet5" / "a-finished", _metrics(recipe="improved"), _history(2))
+    _checkpoint(finished / "checkpoint.pt", 2)  # finished, with no unfinished.json to remove
+    stopped = tmp_path / "lenet5" / "b-stopped"
+    stopped.mkdir(parents=True)
+    settings = {"experiment": "lenet5", "recipe": "seed", "model": "lenet5", "quick": False}
+    _checkpoint(stopped / "checkpoint.pt", 4, settings)
+    assert record_unfinished_runs(tmp_path) == [stopped]
+    record = json.loads((stopped / "unfinished.json").read_text())
+    assert (record["recipe"], record["epochs_planned"]) == ("seed", 10)  # the seed recipe's 10 epochs, not 20
+    assert [
+        (row["recipe"], row["epochs_planned"]) for row in load_results(tmp_path) if row["test_accuracy"] is None
+    ] == [("seed", 10)]
+
+
+def test_the_device_cell_counts_processes_only_when_there_were_several() -> None:
+    cells = [
+        line.split(" | ")[7]
+        for line in format_results(
+            [_metrics(), _metrics(world_size=2, device="cuda"), _metrics(world_size=1, device="mps")], markdown=True
+        ).splitlines()[2:]
+    ]
+    assert cells == ["cpu", "2 x cuda", "mps"]
+
+
+def test_the_plain_table_aligns_every_cell_under_its_header() -> None:
+    rows = [_metrics(test_accuracy=0.98766, quick=True), _metrics(test_accuracy=None, epochs_planned=20)]
+    header, rule, *lines = format_results(rows).splitlines()
+    starts = [match.start() for match in re.finditer(r"(?<!\S)\S", rule)]
+    assert len(starts) == 10 and header.startswith("#  experiment")
+    for line in (header, *lines):
+        assert all(line[start] != " " and (start == 0 or line[start - 1] == " ") for start in starts), line
+    assert lines[1].split()[3:5] == ["unfinished", "seed"] and "| unfinished |" in format_results(rows, markdown=True)
+
+
+@pytest.mark.parametrize(
+    ("changes", "cell"),
+    [
+        ({"wall_seconds": 8101.0}, "2.3 h"),  # 2.2503 h: rounds up
+        ({"peak_rss_mb": 1281.0}, "1.3 GB"),  # 1.2510 GB
+        ({"peak_cuda_mb": 3124.0}, "3.1 GB GPU"),  # 3.0508 GB
+    ],
+)
+def test_hours_and_gigabytes_are_counted_in_3600_seconds_and_1024_megabytes(changes, cell) -> None:
+    assert f"| {cell} |" in format_results([_metrics(**changes)], markdown=True)
+
+
+def test_load_history_reads_the_improved_run_unless_told(tmp_path) -> None:
+    assert len(load_history("lenet5")) == get_recipe("lenet5", "improved").total_epochs
+
+
+def test_the_seed_table_has_its_header_rule_and_a_spread_from_two_seeds(tmp_path, monkeypatch) -> None:
+    main, seeds = tmp_path / "results", tmp_path / "seeds"
+    _write_run(main / "lenet5" / "improved", _metrics(recipe="improved", test_accuracy=0.990), _history(1))
+    _write_run(
+        seeds / "lenet5" / "improved-seed1", _metrics(recipe="improved", seed=1, test_accuracy=0.992), _history(1)
+    )
+    monkeypatch.setattr(results, "PUBLISHED_RESULTS", main)
+    monkeypatch.setattr(results, "PUBLISHED_SEEDS", seeds)
+    table = format_seed_spreads([("lenet5", "improved")]).splitlines()
+    assert table[1] == "|---|---|---|---|---:|---:|---|---|"
+    assert table[2] == "| 3 | lenet5 | improved | 2 (0, 1) | 99.10% | 0.14 | 99.00% to 99.20% | 99.03% |"
+
+
+def test_held_out_curves_refuse_an_incomplete_metrics_file_by_name(tmp_path) -> None:
+    path = _write_run(tmp_path / "lenet5" / "seed", {"experiment": 3, "name": "lenet5"}, _history(1)) / "metrics.json"
+    with pytest.raises(ValueError) as error:
+        published_held_out("lenet5", tmp_path)
+    assert str(error.value) == (
+        f"{path} is not a complete metrics file: it lacks recipe, quick, model, test_accuracy, epochs, device."
+    )
+
+
+def test_export_names_a_bad_weights_name_and_an_incomplete_run_and_takes_capitals(tmp_path) -> None:
+    with pytest.raises(ValueError) as error:
+        results.export_weights(tmp_path, "../mnist", tmp_path)
+    assert str(error.value) == (
+        "The weights name '../mnist' is not a plain name: use letters, digits, '_' and '.' (usually the dataset, "
+        "e.g. mnist)."
+    )
+    (tmp_path / "run").mkdir()
+    _finished_lenet(tmp_path / "run")
+    assert results.export_weights(tmp_path / "run", "MNIST_v2.1", tmp_path).name == "lenet5-MNIST_v2.1.pt"
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"experiment": 3}))
+    with pytest.raises(ValueError) as error:
+        results.export_weights(tmp_path / "run", "mnist", tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path / 'run' / 'metrics.json'} is not a complete metrics file: it lacks name, recipe, quick, model, "
+        "test_accuracy, epochs, device."
+    )
+
+
+def test_float16_export_halves_floating_tensors_only(tmp_path) -> None:
+    model = create_model("fashion_cnn").eval()  # batch norm: an integer count of batches among its buffers
+    (tmp_path / "run").mkdir()
+    meta = {"model": "fashion_cnn", "num_classes": 10, "classes": list("abcdefghij"), "mean": [0.3], "std": [0.3]}
+    save_trained_model(model, {**meta, "dataset": "fashion_mnist", "test_accuracy": 0.9}, tmp_path / "run" / "model.pt")
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(_metrics(name="fashion_cnn", model="fashion_cnn")))
+    half = load_trained_model_file(results.export_weights(tmp_path / "run", "x", tmp_path, float16=True))
+    dtypes = {value.dtype for value in half["state_dict"].values()}
+    assert dtypes == {torch.float16, torch.int64}
