@@ -166,7 +166,7 @@ def test_only_seed_recipes_assume_and_what_they_assume_are_their_own_settings() 
                 assert len(set(recipe.assumed)) == len(recipe.assumed)
             else:  # ours throughout: nothing to mark
                 assert recipe.assumed == (), (recipe.name, recipe.recipe)
-    assert get_recipe("resnet", "seed").assumed == ("schedule", "augment")  # the study: "LR schedule"
+    assert get_recipe("resnet", "seed").assumed == ("model", "schedule", "augment")  # "ResNet", "LR schedule": which?
 
 
 @pytest.mark.parametrize("experiment", sorted(STUDY_STATES))

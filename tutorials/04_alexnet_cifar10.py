@@ -14,7 +14,7 @@
 # AlexNet (Krizhevsky, Sutskever and Hinton, 2012) won ImageNet by a wide margin with five convolutional
 # layers, ReLU, overlapping max-pooling, [dropout](../glossary.md#dropout) and two GPUs. The study trained an AlexNet
 # on CIFAR-10 with
-# [Adam](../glossary.md#adam-and-adamw) at 1e-3 for 100 epochs without augmentation and saw **91.07%** training
+# [Adam](../glossary.md#adam-and-adamw) at 1e-3 for 100 epochs and saw **91.07%** training
 # accuracy but **53.24%** on
 # validation: a network with millions of parameters memorises its training images. (The study does not say
 # how it split off its validation images; our `seed` recipe holds out 20% of the 50,000, as the study's
@@ -63,8 +63,9 @@ print(models.summary("alexnet_cifar", depth=2))
 # %% [markdown]
 # ## The gap in a full run
 #
-# The `seed` recipe is the study's: Adam at 1e-3, 100 epochs, batches of 128, no augmentation, no batch
-# normalisation, 20% of the training images held out for validation. Its full run, read from its results file:
+# The `seed` recipe takes the study's Adam at 1e-3 and 100 epochs, and *assumes* the rest: batches of 128, no
+# augmentation, no batch normalisation, 20% of the training images held out for validation. Its full run, read
+# from its results file:
 
 # %%
 full = {m["recipe"]: m for m in results.load_results() if m["name"] == "alexnet"}

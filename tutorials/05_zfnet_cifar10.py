@@ -106,8 +106,9 @@ for recipe_name in ("seed", "improved"):
 # test images, ZFNet behind (the seed recipes differ in length, so their row compares less: 100 epochs for
 # AlexNet, as the study reports, and 30 for ZFNet, an *assumption*: the study gives no training settings for
 # ZFNet). On CIFAR-10, without the first-layer change that was the paper's point, ZFNet's other widths buy
-# nothing here. Under the `seed` recipe ([Adam](../glossary.md#adam-and-adamw) at 1e-3 and no augmentation, as
-# in the study's AlexNet experiment, *assumed* for this one) our run stays below the study's 80.7%; we do not
+# nothing here, in one run of each: seeds could move either by as much. Under the `seed` recipe
+# ([Adam](../glossary.md#adam-and-adamw) at 1e-3, as in the study's AlexNet experiment, and no augmentation, both
+# *assumed* for this one) our run stays below the study's 80.7%; we do not
 # know the study's exact network and training, and the improved recipe passes its number by eight points.
 #
 # ## What the paper is about: which part of the image matters?
