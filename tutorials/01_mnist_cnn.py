@@ -95,7 +95,11 @@ print(result.summary())
 display(
     Markdown(results.format_results([m for m in results.load_results() if m["name"] == "mnist_cnn"], markdown=True))
 )
-visualize.training_curves(results.published_histories("mnist_cnn"), title="Full runs: seed vs improved recipe")
+visualize.training_curves(
+    results.published_histories("mnist_cnn"),
+    title="Full runs: seed vs improved recipe",
+    held_out=results.published_held_out("mnist_cnn"),  # what each run watched: the test set, for both
+)
 
 # %% [markdown]
 # ## What the trained network does

@@ -167,7 +167,7 @@ visualize.training_curves(
 #   21, less steeply than without them;
 # * the **improved recipe**, its changes together, is the only variant whose test loss is still falling at
 #   the last epoch. Its last epoch is above every epoch of every single change, but the last epochs are not
-#   a fair comparison on their own: its one-cycle schedule anneals the learning rate to a settled last epoch,
+#   a fair comparison on their own: its [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule anneals the learning rate to a settled last epoch,
 #   while the single changes keep a constant rate and swing by up to ten points from one epoch to the next
 #   (the range column). Averaged over the last ten epochs it leads them by about five points.
 #
@@ -179,7 +179,7 @@ visualize.training_curves(
 # %% [markdown]
 # > **Quick mode.** The cell below trains the improved recipe here, on 800 images per class for 4 epochs,
 # > and tests it on 200 images per class: about two minutes on a laptop's two cores. A run this short learns
-# > faster with lighter augmentation, so quick mode crops by 2 pixels and flips, without cutout
+# > faster with lighter augmentation, so quick mode crops by 2 pixels and flips, without [cutout](../glossary.md#cutout)
 # > (`Recipe.quick_augment`). `CNN_STUDY_QUICK=0` runs the full recipe: all 50,000 images for 40 epochs.
 # > A quick run shows the network learning; it is not a CIFAR-10 result.
 
@@ -191,11 +191,10 @@ visualize.training_curves(result.history, title="The improved recipe, on this pa
 # %% [markdown]
 # ## Full runs
 #
-# The improved recipe makes all seven changes at once: batch normalisation; crops, flips and
-# [cutout](../glossary.md#cutout); SGD
-# with [Nesterov](../glossary.md#nesterov-momentum) momentum instead of Adam; weight decay; a
-# [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule instead of a constant rate;
-# label smoothing; and 40 epochs on all 50,000 training images instead of 100 on 40,000.
+# The improved recipe makes all seven changes at once: batch normalisation; crops, flips and cutout; SGD with
+# [Nesterov](../glossary.md#nesterov-momentum) momentum instead of Adam; weight decay; a one-cycle schedule
+# instead of a constant rate; label smoothing; and 40 epochs on all 50,000 training images instead of 100 on
+# 40,000.
 
 # %%
 display(Markdown(results.format_results(list(full.values()), markdown=True)))

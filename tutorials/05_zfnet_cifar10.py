@@ -78,7 +78,7 @@ for name in ("alexnet_cifar", "zfnet_cifar"):
 # ## Training
 #
 # > **Quick mode.** The cell below trains the improved recipe on 800 images per class for 4 epochs, with
-# > AlexNet's quick-mode augmentation (crops of 2 pixels and flips, no cutout; tutorial 4), and tests it on
+# > AlexNet's quick-mode augmentation (crops of 2 pixels and flips, no [cutout](../glossary.md#cutout); tutorial 4), and tests it on
 # > 200 images per class: two to three minutes on a laptop's two cores (ZFNet's wider layers cost 1.6 GFLOP
 # > per training image against AlexNet's 1.0: `benchmarks/train_throughput.py`). A quick run shows the network learning;
 # > it is not a CIFAR-10 result. The full run: `cnn-study run zfnet --recipe improved` (`CNN_STUDY_QUICK=0` here).

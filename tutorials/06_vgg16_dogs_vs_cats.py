@@ -20,7 +20,8 @@
 #
 # With 2,000 training photos, a network trained from scratch learns little about cats and dogs. A network
 # trained on ImageNet's 1.2 million photos has already learned edges, textures, fur and faces; reusing its
-# convolutional **base** and training only a new **head** on top is transfer learning.
+# convolutional **base** and training only a new **head** on top is
+# [transfer learning](../glossary.md#transfer-learning-feature-extraction-and-fine-tuning).
 #
 # VGG16 (Simonyan and Zisserman, 2015) is the classic base: 13 3x3 convolutions in five blocks, each block
 # ending in a 2x2 max-pool, then three fully connected layers that transfer learning drops. EfficientNet-Lite0
@@ -59,7 +60,7 @@ visualize.image_grid(sample.images, sample.labels, train.classes, columns=6)
 #
 # The base is frozen (`trainable="head"`): only the head's parameters learn. How many that is depends on the
 # head. The seed recipe's head (Flatten → Dense 256 → Dense 1, the head of the study's
-# [fine-tuning](../glossary.md#transfer-learning-feature-extraction-and-fine-tuning)
+# fine-tuning
 # experiment) flattens the base's last feature map into one long vector before its 256-unit layer;
 # the improved recipe averages each feature map to one number first (global average pooling), which
 # shrinks that layer by the number of positions in the map:

@@ -25,8 +25,9 @@
 # iterations, about 164 epochs, dividing the learning rate of 0.1 by 10 at 32,000 and 48,000 iterations,
 # with 4-pixel padding, random 32x32 crops and flips (its Section 4.2). The study trained one with SGD
 # (learning rate 0.1, momentum 0.9, weight decay 1e-4), a learning-rate schedule, 50 epochs and batches of
-# 128; that is the `seed` recipe here. The study does not say which schedule, nor how it augmented the
-# images: the recipe *assumes* a cosine schedule and the paper's crops and flips.
+# 128; that is the `seed` recipe here. The study does not say how deep its ResNet was, which schedule it
+# used, nor how it augmented the images: the recipe *assumes* ResNet-20, a cosine schedule and the paper's
+# crops and flips.
 
 # %%
 # %matplotlib inline
@@ -121,7 +122,7 @@ figure
 # With shortcuts, the 56-layer network trains far better than its plain counterpart. In 640 steps it has not
 # yet overtaken ResNet-20, as it does in the paper after 64,000 (its Fig. 6, middle): this budget shows the
 # degradation and what the shortcuts change about it, not the paper's final ranking. (The training error is
-# measured on the augmented batches while the network trains.)
+# measured on the augmented batches while the network trains; each curve is a single run, one seed.)
 #
 # ## Training
 #

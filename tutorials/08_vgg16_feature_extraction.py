@@ -19,7 +19,9 @@
 # > on **EfficientNet-Lite0**: its row and title say so.
 #
 # The study took the cat and dog images of CIFAR-10, upsampled them to 150x150, and trained a new head on
-# a frozen VGG16 base with shear, zoom and flip augmentation, Adam and binary cross-entropy for 10 epochs:
+# a frozen VGG16 base ([feature extraction](../glossary.md#transfer-learning-feature-extraction-and-fine-tuning))
+# with shear, zoom and flip augmentation, [Adam](../glossary.md#adam-and-adamw) and binary cross-entropy for 10
+# epochs:
 # **93.98%** training and **91.94%** validation accuracy.
 #
 # Two ways to train a head on a frozen base:
@@ -45,7 +47,7 @@
 # > fine-tuning experiment (9), batches of 32, a rate of
 # > 1e-4 and 20% of the training images held out. The improved recipe trains an average-pooled head with
 # > [dropout](../glossary.md#dropout) on
-# > cached features (six views) with [AdamW](../glossary.md#adam-and-adamw) for 30 epochs, on all 10,000 training
+# > cached features (six views) with AdamW for 30 epochs, on all 10,000 training
 # > images, and averages each
 # > test image with its mirror image: caching makes the head cheap to train, and pooling gives it far fewer
 # > parameters to fit. The published run used EfficientNet-Lite0 at 224x224 instead of VGG16, for the reason

@@ -27,10 +27,10 @@
 # > 378, measured for this page). It trains for 18 epochs instead of 9.9, in batches of 512 instead of 1,024,
 # > with the loss averaged over the batch instead of summed (learning rate and
 # > [weight decay](../glossary.md#weight-decay) rescaled to match). Kept from airbench94: the whitened first
-# > layer, the batch-norm settings, the 1/9 logit scale, SGD with [Nesterov](../glossary.md#nesterov-momentum)
+# > layer, the [batch-norm](../glossary.md#batch-normalisation) settings, the 1/9 logit scale, SGD with [Nesterov](../glossary.md#nesterov-momentum)
 # > momentum 0.85, 64 times the learning rate for the batch-norm shifts,
 # > [label smoothing](../glossary.md#label-smoothing) 0.2, [lookahead](../glossary.md#lookahead) with its rising
-# > pull, 2-pixel translations and alternating flips. Changed or left out, for simplicity: our schedule warms up
+# > pull, 2-pixel translations and [alternating flips](../glossary.md#alternating-flip). Changed or left out, for simplicity: our schedule warms up
 # > over a fifth of the steps and ends at zero (airbench94's: 23%, ending at 7% of the peak); translations pad
 # > with the mean colour (airbench94 reflects the border); the [whitening](../glossary.md#whitening) layer's bias
 # > trains throughout, at the batch-norm shifts' rate (airbench94 trains it for 3 epochs at the weights' rate);
@@ -115,7 +115,7 @@ print(f"largest covariance between two different outputs: {off_diagonal.abs().ma
 # %% [markdown]
 # ## Batch norm for short training
 #
-# [Batch normalisation](../glossary.md#batch-normalisation) (Ioffe and Szegedy, 2015) normalises each channel over the
+# Batch normalisation (Ioffe and Szegedy, 2015) normalises each channel over the
 # batch in training, and keeps
 # a running average of those statistics to use at test time. Two of airbench's settings suit a short run:
 # the running averages move fast (momentum 0.4: each batch's statistics count for 40%, instead of torch's
@@ -168,7 +168,7 @@ figure
 # ## Alternating flips and test-time mirroring
 #
 # Mirroring half the training images at random doubles the data, but at random an image can be shown the
-# same way round several epochs in a row. airbench's *[alternating flip](../glossary.md#alternating-flip)* (Jordan,
+# same way round several epochs in a row. airbench's *alternating flip* (Jordan,
 # 2024, Section 3.6)
 # mirrors a random half in the first epoch and then flips every image in every other epoch, so any two
 # consecutive epochs show each image once each way. Shifts of up to 2 pixels (`CropFlip(2, flip=False)`)

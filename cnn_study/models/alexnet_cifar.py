@@ -5,9 +5,11 @@ three overlapping max-pools and three fully connected layers. Its ImageNet
 shapes assume 224x224 inputs; on 32x32 images the first layer's stride of 4
 would leave almost nothing to convolve. The adaptation keeps the depth, the
 layer order, ReLU, overlapping pooling and dropout, takes the channel widths
-of torchvision's single-GPU AlexNet (Krizhevsky 2014: 64-192-384-256-256; the
-2012 paper's two-GPU network has 96-256-384-384-256), and shrinks what
-depends on image size:
+of torchvision's single-GPU AlexNet (64-192-384-256-256: the 2012 paper's
+two-GPU network has 96-256-384-384-256, the one-column network of Krizhevsky
+2014, which torchvision cites, 64-192-384-384-256; the fourth layer's 256 comes
+from the one-GPU configuration of Krizhevsky's cuda-convnet2 code), and shrinks
+what depends on image size:
 
 | layer | torchvision (ImageNet)       | CIFAR-10 version                |
 |-------|------------------------------|---------------------------------|
@@ -31,7 +33,7 @@ References:
     * Krizhevsky, Sutskever, Hinton. "ImageNet Classification with Deep
       Convolutional Neural Networks", NeurIPS 2012.
     * Krizhevsky. "One weird trick for parallelizing convolutional neural
-      networks", arXiv:1404.5997, 2014 (the 64-192-384-256-256 widths).
+      networks", arXiv:1404.5997, 2014 (one column of 64-192-384-384-256).
     * torchvision ``models/alexnet.py``.
 """
 

@@ -6,7 +6,8 @@ the smallest model that shows every ingredient of a CNN.
 
 References:
     * PyTorch examples, ``mnist/main.py``: https://github.com/pytorch/examples/tree/main/mnist
-    * Keras example "Simple MNIST convnet" (the same idea, used by the original study).
+    * Keras example "Simple MNIST convnet" (the same idea). The study's own network is not recorded: this
+      one is our assumption of "a simple CNN".
 """
 
 from __future__ import annotations

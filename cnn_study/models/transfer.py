@@ -25,7 +25,8 @@ run starts from, `cnn_study.recipes.Recipe.create_model`); the default is a rand
 References:
     * Yosinski et al. "How transferable are features in deep neural
       networks?", NeurIPS 2014.
-    * Chollet. *Deep Learning with Python*, chapter 5.3 (the Keras recipe the study follows).
+    * Chollet. *Deep Learning with Python*, chapter 5.3 (the Keras recipe whose head, Flatten -> Dense 256
+      -> sigmoid, the study's experiment 9 names).
 """
 
 from __future__ import annotations
