@@ -52,7 +52,7 @@ class Exercise:
     tolerance: float = 0.0
 
     def accepts(self, answer: Any) -> bool:
-        """Whether ``answer`` is right: equal (numbers within `tolerance`; sequences as tuples)."""
+        """Whether ``answer`` is right: equal (numbers within `tolerance`; sequences as tuples; names in any case)."""
         expected = self.answer()
         if isinstance(expected, dict):
             return (
@@ -70,6 +70,8 @@ def _close(answer: Any, expected: Any, tolerance: float) -> bool:
         return isinstance(answer, (tuple, list)) and tuple(answer) == tuple(expected)
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):
         return isinstance(answer, (int, float)) and math.isclose(answer, expected, rel_tol=0, abs_tol=tolerance)
+    if isinstance(expected, str):  # a name: "shirt" and " Shirt " name the class "Shirt" too
+        return isinstance(answer, str) and answer.strip().casefold() == expected.casefold()
     return answer == expected
 
 
