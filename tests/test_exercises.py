@@ -7,6 +7,7 @@ import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -198,3 +199,37 @@ BY_HAND = {
 def test_the_answers_agree_with_the_numbers_worked_out_by_hand(name, request) -> None:
     _needs(name, request)
     assert exercises.EXERCISES[name].accepts(BY_HAND[name]), (exercises.EXERCISES[name].answer(), BY_HAND[name])
+
+
+def _cifar_shaped(counts: list[int]) -> datasets.ImageData:
+    """Blank 32x32 images, ``counts[c]`` of class ``c``."""
+    labels = torch.cat([torch.full((count,), label) for label, count in enumerate(counts)])
+    images = torch.zeros(len(labels), 3, 32, 32, dtype=torch.uint8)
+    return datasets.ImageData(images, labels, tuple(f"class {c}" for c in range(len(counts))), (0.5,) * 3, (0.25,) * 3)
+
+
+def test_the_smallest_validation_class_is_a_fifth_of_the_smallest_class_split_with_seed_0(monkeypatch) -> None:
+    train = _cifar_shaped([50, 40, 35, 50, 50, 50, 50, 50, 50, 50])  # a fifth of 35, rounded: 7
+    monkeypatch.setitem(exercises.DATASETS, "cifar10", lambda download: datasets.TrainTest(train, train))
+    assert exercises.EXERCISES["zfnet-smallest-validation-class"].answer() == 7
+
+
+def test_the_hardest_class_has_the_most_mistakes_among_200_test_images_of_each_class(monkeypatch) -> None:
+    labels = torch.arange(10).repeat_interleave(250)  # 250 of each class: the exercise samples 200
+    images = torch.zeros(len(labels), 1, 28, 28, dtype=torch.uint8)
+    test = datasets.ImageData(images, labels, FASHION_CLASSES, (0.5,), (0.25,))
+    monkeypatch.setitem(exercises.DATASETS, "fashion_mnist", lambda download: datasets.TrainTest(test, test))
+    seen = []
+
+    def evaluate(model, loader):  # the shipped model's verdicts, made up: mistakes 0, 1, ..., 9 by class, but
+        seen.append((model.num_classes, len(loader.data), loader.data.class_counts()))
+        labels = loader.data.labels
+        predictions = labels.clone()
+        for label in range(10):  # Shirt (6) the most, as Fashion-MNIST's real hardest class
+            mistakes = {6: 12, 2: 11}.get(label, label)
+            predictions[(labels == label).nonzero().flatten()[:mistakes]] = (label + 1) % 10
+        return SimpleNamespace(labels=labels, predictions=predictions)
+
+    monkeypatch.setattr(exercises, "evaluate", evaluate)
+    assert exercises.EXERCISES["fashion-hardest-class"].answer() == "Shirt"
+    assert seen == [(10, 2000, dict.fromkeys(FASHION_CLASSES, 200))]
