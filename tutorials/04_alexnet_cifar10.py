@@ -163,13 +163,13 @@ visualize.training_curves(
 #   to 19 points and the test loss keeps falling until epoch 28. In 30 epochs on 500 images it does not yet
 #   classify more test images correctly; it is a slower way to learn, and it pays over a longer run;
 # * **[label smoothing](../glossary.md#label-smoothing)** and **[weight decay](../glossary.md#weight-decay)** leave the
-#   gap wide and the test loss still rising after epoch
-#   21, less steeply than without them;
+#   gap wide and the test loss still rising after epoch 21, less steeply than without them;
 # * the **improved recipe**, its changes together, is the only variant whose test loss is still falling at
 #   the last epoch. Its last epoch is above every epoch of every single change, but the last epochs are not
-#   a fair comparison on their own: its [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule anneals the learning rate to a settled last epoch,
-#   while the single changes keep a constant rate and swing by up to ten points from one epoch to the next
-#   (the range column). Averaged over the last ten epochs it leads them by about five points.
+#   a fair comparison on their own: its [one-cycle](../glossary.md#cosine-and-one-cycle-schedules) schedule
+#   anneals the learning rate to a settled last epoch, while the single changes keep a constant rate and swing
+#   by up to ten points from one epoch to the next (the range column). Averaged over the last ten epochs it
+#   leads them by about five points.
 #
 # Augmentation alone stops the memorising but, in 30 epochs, buys no test accuracy; the improved recipe
 # combines it with batch normalisation, which lets the network learn faster (above), and with its other

@@ -77,11 +77,11 @@ for name in ("alexnet_cifar", "zfnet_cifar"):
 # %% [markdown]
 # ## Training
 #
-# > **Quick mode.** The cell below trains the improved recipe on 800 images per class for 4 epochs, with
-# > AlexNet's quick-mode augmentation (crops of 2 pixels and flips, no [cutout](../glossary.md#cutout); tutorial 4), and tests it on
-# > 200 images per class: two to three minutes on a laptop's two cores (ZFNet's wider layers cost 1.6 GFLOP
-# > per training image against AlexNet's 1.0: `benchmarks/train_throughput.py`). A quick run shows the network learning;
-# > it is not a CIFAR-10 result. The full run: `cnn-study run zfnet --recipe improved` (`CNN_STUDY_QUICK=0` here).
+# > **Quick mode.** The cell below trains the improved recipe on 800 images per class for 4 epochs, with AlexNet's
+# > quick-mode augmentation (crops of 2 pixels and flips, no [cutout](../glossary.md#cutout); tutorial 4), and tests it
+# > on 200 images per class: two to three minutes on a laptop's two cores (ZFNet's wider layers cost 1.6 GFLOP per
+# > training image against AlexNet's 1.0: `benchmarks/train_throughput.py`). A quick run shows the network learning; it
+# > is not a CIFAR-10 result. The full run: `cnn-study run zfnet --recipe improved` (`CNN_STUDY_QUICK=0` here).
 
 # %%
 result = experiments.run(recipes.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
@@ -148,8 +148,9 @@ for name in ("cat", "ship", "truck", "dog"):
 # hint if not. The solution is hidden below the exercise.
 
 # %% [markdown]
-# **Exercise 1.** The seed recipe holds out 20% of the training set (`train.split(0.2, seed=0)`). How many
-# images has the smallest class in that validation part? What does that say about how the split is drawn?
+# **Exercise 1.** The seed recipe holds out 20% of the training set. Had it held out 15%
+# (`train.split(0.15, seed=0)`), how many images would the smallest class have in the validation part? Work it
+# out before you run anything: what does `ImageData.split` promise about each class?
 
 # %%
 answer = ...  # your answer
@@ -159,8 +160,8 @@ exercises.check("zfnet-smallest-validation-class", answer)
 # <details><summary>Solution</summary>
 #
 # ```python
-# _, held_out = datasets.cifar10(download=True).train.split(0.2, seed=0)
-# answer = min(held_out.class_counts().values())  # every class: the split is stratified
+# _, held_out = datasets.cifar10(download=True).train.split(0.15, seed=0)
+# answer = min(held_out.class_counts().values())  # 0.15 x 5,000 = 750 of every class: the split is stratified
 # ```
 #
 # </details>

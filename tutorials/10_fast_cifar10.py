@@ -21,21 +21,20 @@
 # None of their techniques needs a GPU. This page takes airbench's, explains each with the paper it comes
 # from, trains the result on this page, and measures on a 2-core laptop CPU what each technique is worth.
 #
-# > **Differences from airbench94, and why.** Its network with half the channels: the three conv groups have
-# > 32, 128 and 128 channels instead of 64, 256 and 256 (`widths=(64, 256, 256)` builds airbench94's), about a
-# > quarter of the arithmetic, which trains 3.6 times as many images per second on 2 CPU cores (1,351 against
-# > 378, measured for this page). It trains for 18 epochs instead of 9.9, in batches of 512 instead of 1,024,
-# > with the loss averaged over the batch instead of summed (learning rate and
-# > [weight decay](../glossary.md#weight-decay) rescaled to match). Kept from airbench94: the whitened first
-# > layer, the [batch-norm](../glossary.md#batch-normalisation) settings, the 1/9 logit scale, SGD with [Nesterov](../glossary.md#nesterov-momentum)
-# > momentum 0.85, 64 times the learning rate for the batch-norm shifts,
-# > [label smoothing](../glossary.md#label-smoothing) 0.2, [lookahead](../glossary.md#lookahead) with its rising
-# > pull, 2-pixel translations and [alternating flips](../glossary.md#alternating-flip). Changed or left out, for simplicity: our schedule warms up
-# > over a fifth of the steps and ends at zero (airbench94's: 23%, ending at 7% of the peak); translations pad
-# > with the mean colour (airbench94 reflects the border); the [whitening](../glossary.md#whitening) layer's bias
-# > trains throughout, at the batch-norm shifts' rate (airbench94 trains it for 3 epochs at the weights' rate);
-# > lookahead averages the weights but not the batch-norm statistics; and the
-# > [test-time augmentation](../glossary.md#test-time-augmentation) is the mirror image alone (airbench94 adds
+# > **Differences from airbench94, and why.** Its network with half the channels: the three conv groups have 32, 128 and
+# > 128 channels instead of 64, 256 and 256 (`widths=(64, 256, 256)` builds airbench94's), about a quarter of the
+# > arithmetic, which trains 3.6 times as many images per second on 2 CPU cores (1,351 against 378, measured for this
+# > page). It trains for 18 epochs instead of 9.9, in batches of 512 instead of 1,024, with the loss averaged over the
+# > batch instead of summed (learning rate and [weight decay](../glossary.md#weight-decay) rescaled to match). Kept from
+# > airbench94: the whitened first layer, the [batch-norm](../glossary.md#batch-normalisation) settings, the 1/9 logit
+# > scale, SGD with [Nesterov](../glossary.md#nesterov-momentum) momentum 0.85, 64 times the learning rate for the
+# > batch-norm shifts, [label smoothing](../glossary.md#label-smoothing) 0.2, [lookahead](../glossary.md#lookahead) with
+# > its rising pull, 2-pixel translations and [alternating flips](../glossary.md#alternating-flip). Changed or left out,
+# > for simplicity: our schedule warms up over a fifth of the steps and ends at zero (airbench94's: 23%, ending at 7% of
+# > the peak); translations pad with the mean colour (airbench94 reflects the border); the
+# > [whitening](../glossary.md#whitening) layer's bias trains throughout, at the batch-norm shifts' rate (airbench94
+# > trains it for 3 epochs at the weights' rate); lookahead averages the weights but not the batch-norm statistics; and
+# > the [test-time augmentation](../glossary.md#test-time-augmentation) is the mirror image alone (airbench94 adds
 # > shifted views).
 
 # %%
