@@ -21,7 +21,7 @@ def test_list_prints_models_and_experiments(capsys) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "resnet20" in out and "3x32x32" in out and "9  vgg16_fine_tuning" in out
-    assert "seed: the study does not state lr (assumed)" in out  # LeNet-5's: the study gives its other settings
+    assert "seed: the study does not state lr, augment, schedule (assumed)" in out  # LeNet-5: the others it gives
 
 
 def test_summary_prints_the_torchinfo_table(capsys) -> None:
