@@ -56,7 +56,7 @@ def summary(name: str, *, depth: int = 3, **kwargs: Any) -> torchinfo.ModelStati
     Args:
         name: Registry name.
         depth: How many levels of nested modules to show.
-        **kwargs: Passed to `create_model` (e.g. ``num_classes``, ``base_weights=None``).
+        **kwargs: Passed to `create_model` (e.g. ``num_classes``, or ``base_weights="imagenet"`` for a transfer model).
 
     Returns:
         The summary; ``print`` it, or read ``total_params`` and ``summary_list``.
