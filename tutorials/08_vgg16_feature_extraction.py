@@ -192,8 +192,9 @@ for name, photos in (
 # hint if not. The solution is hidden below the exercise.
 
 # %% [markdown]
-# **Exercise 1.** With average pooling, how many bytes of float32 features does the cache keep per image, for
-# each base? Answer with a dict `{"vgg16": ..., "efficientnet_lite0": ...}`.
+# **Exercise 1.** With average pooling, how many bytes of float32 features does the cache keep for one view of
+# one image (the recipe caches six views of each), for each base? Answer with a dict
+# `{"vgg16": ..., "efficientnet_lite0": ...}`.
 
 # %%
 answer = ...  # your answer
