@@ -7,11 +7,11 @@ published results), never stored, so that the exercises stay true when the code 
 exercise's solution, hidden on the page below it, is run through its check by the test suite.
 
 Examples:
-    >>> check("lenet5-s2-size", 14)
+    >>> check("lenet5-s2-size", 12)
     lenet5-s2-size: correct
     True
-    >>> check("lenet5-s2-size", 28)
-    lenet5-s2-size: not yet. Hint: C1's padding of 2 keeps 28x28; S2 pools 2x2 blocks into one value.
+    >>> check("lenet5-s2-size", 14)
+    lenet5-s2-size: not yet. Hint: an unpadded 5x5 convolution trims 2 pixels per side; S2 pools 2x2 blocks into one.
     False
 """
 
@@ -125,6 +125,13 @@ def _hidden_parameters_with_half_the_filters() -> int:
     return _parameters(nn.Linear(hidden.in_features // 2, hidden.out_features))
 
 
+def _s2_side_without_padding() -> int:
+    """The side of LeNet-5's S2 maps for a 28x28 input, had C1 no padding."""
+    c1, activation, s2 = create_model("lenet5").features[:3]
+    unpadded = nn.Conv2d(c1.in_channels, c1.out_channels, c1.kernel_size)
+    return s2(activation(unpadded(torch.zeros(1, 1, 28, 28)))).shape[-1]
+
+
 def _lenet5_parameters_with_c3_maps(maps: int) -> list[int]:
     """LeNet-5's parameters layer by layer (C1, C3, C5, F6, output) with ``maps`` feature maps in C3."""
     c1, c3, c5, f6, output = (layer for layer in create_model("lenet5").modules() if _has_weights(layer))
@@ -185,8 +192,8 @@ _EXERCISES = [
     Exercise(
         "lenet5-s2-size",
         3,
-        lambda: create_model("lenet5").features[:3](torch.zeros(1, 1, 28, 28)).shape[-1],
-        "C1's padding of 2 keeps 28x28; S2 pools 2x2 blocks into one value.",
+        _s2_side_without_padding,
+        "an unpadded 5x5 convolution trims 2 pixels per side; S2 pools 2x2 blocks into one.",
     ),
     Exercise(
         "alexnet-overfitting-gap",

@@ -193,7 +193,8 @@ exercises.check("lenet5-parameters-by-layer", answer)
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** What is the side of S2's feature maps for a 28 x 28 input?
+# **Exercise 2.** Had C1 no padding, what would be the side of S2's feature maps for a 28 x 28 input? Work it
+# out by hand first; then ask yourself whether C5 could still be a 5x5 convolution.
 
 # %%
 answer = ...  # your answer
@@ -203,7 +204,8 @@ exercises.check("lenet5-s2-size", answer)
 # <details><summary>Solution</summary>
 #
 # ```python
-# answer = 28 // 2  # C1's padding keeps 28; S2 halves it
+# answer = (28 - 5 + 1) // 2  # an unpadded 5x5 C1 leaves 24; S2 halves it
+# # C3 would then leave 8 and S4 4: no room for C5's 5x5
 # ```
 #
 # </details>
