@@ -198,10 +198,9 @@ _EXERCISES = [
     Exercise(
         "alexnet-overfitting-gap",
         4,
-        lambda: _last_epoch_gap("alexnet"),
-        "results.load_history('alexnet', 'seed').epochs[-1] holds train_accuracy and val_accuracy; "
-        "answer in percentage points.",
-        tolerance=0.5,
+        lambda: _first_epoch_with_gap("alexnet", points=10),
+        "each record of results.load_history('alexnet', 'seed').epochs holds its epoch, train_accuracy and "
+        "val_accuracy (fractions: 10 points is 0.10).",
     ),
     Exercise(
         "alexnet-first-dense-parameters",
@@ -297,10 +296,11 @@ def _has_weights(layer: nn.Module) -> bool:
     return isinstance(layer, (nn.Conv2d, nn.Linear))
 
 
-def _last_epoch_gap(experiment: str) -> float:
-    """Training minus validation accuracy at the last epoch of the published seed run, in points."""
-    last = load_history(experiment, "seed").epochs[-1]
-    return 100 * (last.train_accuracy - last.val_accuracy)
+def _first_epoch_with_gap(experiment: str, points: float) -> int:
+    """The first epoch of the published seed run whose training accuracy is more than ``points`` above its
+    validation accuracy."""
+    history = load_history(experiment, "seed")
+    return next(record.epoch for record in history.epochs if record.train_accuracy - record.val_accuracy > points / 100)
 
 
 def _cached_bytes_per_image(backbone: str) -> int:

@@ -218,8 +218,9 @@ visualize.training_curves(
 # hint if not. The solution is hidden below the exercise.
 
 # %% [markdown]
-# **Exercise 1.** In the published full run of the seed recipe, how many percentage points separate training
-# from validation accuracy at the last epoch? (`results.load_history`)
+# **Exercise 1.** In the published full run of the seed recipe, at which epoch does training accuracy first
+# run more than 10 percentage points ahead of validation accuracy? Guess from the curves above, then read
+# it from the run's history (`results.load_history`).
 
 # %%
 answer = ...  # your answer
@@ -229,8 +230,8 @@ exercises.check("alexnet-overfitting-gap", answer)
 # <details><summary>Solution</summary>
 #
 # ```python
-# last = results.load_history("alexnet", "seed").epochs[-1]
-# answer = 100 * (last.train_accuracy - last.val_accuracy)
+# history = results.load_history("alexnet", "seed")
+# answer = next(e.epoch for e in history.epochs if e.train_accuracy - e.val_accuracy > 0.10)
 # ```
 #
 # </details>
