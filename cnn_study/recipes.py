@@ -309,7 +309,7 @@ class Recipe(Stage):
 
     def settings(self) -> dict[str, Any]:
         """Every field as JSON-ready values (augmentations by their ``repr``), as runs record them."""
-        settings = asdict(replace(self, augment=(), cached_views=(), quick_augment=None))
+        settings = asdict(self)
         settings["augment"] = [repr(augmentation) for augmentation in self.augment]
         settings["cached_views"] = [repr(view) for view in self.cached_views]
         settings["assumed"] = list(self.assumed)

@@ -212,19 +212,29 @@ def _cifar_shaped(counts: list[int]) -> datasets.ImageData:
 
 def test_the_smallest_validation_class_is_15_percent_of_the_smallest_class_split_with_seed_0(monkeypatch) -> None:
     train = _cifar_shaped([60, 40, 47, 60, 60, 60, 60, 60, 60, 60])  # 15% of the smallest, 40: 6
-    monkeypatch.setitem(exercises.DATASETS, "cifar10", lambda download: datasets.TrainTest(train, train))
+    asked = []
+    monkeypatch.setitem(
+        exercises.DATASETS, "cifar10", lambda download: asked.append(download) or datasets.TrainTest(train, train)
+    )
     assert exercises.EXERCISES["zfnet-smallest-validation-class"].answer() == 6
+    assert asked == [True]  # a learner without the data gets it downloaded
 
 
 def test_the_hardest_class_has_the_most_mistakes_among_200_test_images_of_each_class(monkeypatch) -> None:
     labels = torch.arange(10).repeat_interleave(250)  # 250 of each class: the exercise samples 200
-    images = torch.zeros(len(labels), 1, 28, 28, dtype=torch.uint8)
-    test = datasets.ImageData(images, labels, FASHION_CLASSES, (0.5,), (0.25,))
-    monkeypatch.setitem(exercises.DATASETS, "fashion_mnist", lambda download: datasets.TrainTest(test, test))
+    images = torch.arange(len(labels)).reshape(-1, 1, 1, 1).expand(-1, 1, 28, 28) % 251  # told apart by value
+    test = datasets.ImageData(images.to(torch.uint8).contiguous(), labels, FASHION_CLASSES, (0.5,), (0.25,))
+    asked = []
+    monkeypatch.setitem(
+        exercises.DATASETS, "fashion_mnist", lambda download: asked.append(download) or datasets.TrainTest(test, test)
+    )
+    shipped = models.create_model("fashion_cnn", weights="fashion_mnist").state_dict()
     seen = []
 
     def evaluate(model, loader):  # the shipped model's verdicts, made up: mistakes 0, 1, ..., 9 by class, but
-        seen.append((model.num_classes, len(loader.data), loader.data.class_counts()))
+        assert all(torch.equal(value, shipped[key]) for key, value in model.state_dict().items())
+        assert torch.equal(loader.data.images, test.sample(200, seed=0).images)
+        seen.append((len(loader.data), loader.data.class_counts()))
         labels = loader.data.labels
         predictions = labels.clone()
         for label in range(10):  # Shirt (6) the most, as Fashion-MNIST's real hardest class
@@ -234,4 +244,4 @@ def test_the_hardest_class_has_the_most_mistakes_among_200_test_images_of_each_c
 
     monkeypatch.setattr(exercises, "evaluate", evaluate)
     assert exercises.EXERCISES["fashion-hardest-class"].answer() == "Shirt"
-    assert seen == [(10, 2000, dict.fromkeys(FASHION_CLASSES, 200))]
+    assert seen == [(2000, dict.fromkeys(FASHION_CLASSES, 200))] and asked == [True]

@@ -7,6 +7,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnn_study.models import create_model
 from cnn_study.recipes import (
@@ -266,3 +267,16 @@ def test_a_recipes_command_line_names_its_base_and_seed_only_where_they_are_not_
     offline = fine_tuning.on_backbone("efficientnet_lite0")
     assert offline.command() == "cnn-study run vgg16_fine_tuning --recipe seed --backbone efficientnet_lite0"
     assert replace(get_recipe("lenet5"), seed=1).command() == "cnn-study run lenet5 --recipe improved --seed 1"
+
+
+@pytest.mark.usefixtures("offline_extra")
+def test_a_recipes_model_starts_a_transfer_run_on_imagenet_weights_with_the_recipes_head() -> None:
+    recipe = get_recipe("vgg16_dogs_vs_cats").on_backbone("efficientnet_lite0")
+    model = recipe.create_model()
+    imagenet = create_model("efficientnet_lite0", weights="IMAGENET1K")
+    assert recipe.model_kwargs == {"pooling": "avg", "dropout": 0.5}
+    assert torch.equal(model.base._conv_stem.weight, imagenet.features._conv_stem.weight)
+    assert repr(model.head) == repr(create_model(recipe.model, **recipe.model_kwargs).head)  # pooled, dropout 0.5
+    assert "AdaptiveAvgPool2d" in repr(model.head) and "Dropout(p=0.5" in repr(model.head)
+    lenet = get_recipe("lenet5").create_model()  # a model trained from scratch takes no base weights
+    assert type(lenet) is type(create_model("lenet5"))

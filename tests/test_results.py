@@ -500,6 +500,7 @@ def test_the_plain_table_aligns_every_cell_under_its_header() -> None:
     for line in (header, *lines):
         assert all(line[start] != " " and (start == 0 or line[start - 1] == " ") for start in starts), line
     assert lines[1].split()[3:5] == ["unfinished", "seed"] and "| unfinished |" in format_results(rows, markdown=True)
+    assert not any(line.endswith(" ") for line in (header, rule, *lines))  # padded between cells, not after
 
 
 @pytest.mark.parametrize(
@@ -512,6 +513,11 @@ def test_the_plain_table_aligns_every_cell_under_its_header() -> None:
 )
 def test_hours_and_gigabytes_are_counted_in_3600_seconds_and_1024_megabytes(changes, cell) -> None:
     assert f"| {cell} |" in format_results([_metrics(**changes)], markdown=True)
+
+
+def test_runs_go_to_runs_unless_told() -> None:
+    assert results_folder(get_recipe("lenet5")) == Path("runs") / "lenet5" / "improved"
+    assert results_folder(get_recipe("lenet5"), quick=True) == Path("runs") / "lenet5" / "improved-quick"
 
 
 def test_load_history_reads_the_improved_run_unless_told(tmp_path) -> None:
