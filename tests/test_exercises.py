@@ -15,6 +15,7 @@ import torch
 
 from cnn_study import datasets, exercises, models, recipes, results, visualize
 from cnn_study.datasets.catalog import FASHION_CLASSES
+from cnn_study.training import EpochRecord, History
 
 from .conftest import has_offline_extra, missing
 
@@ -245,3 +246,18 @@ def test_the_hardest_class_has_the_most_mistakes_among_200_test_images_of_each_c
     monkeypatch.setattr(exercises, "evaluate", evaluate)
     assert exercises.EXERCISES["fashion-hardest-class"].answer() == "Shirt"
     assert seen == [(2000, dict.fromkeys(FASHION_CLASSES, 200))] and asked == [True]
+
+
+def test_a_check_compares_names_in_any_case_numbers_exactly_within_tolerance_and_scalars_only() -> None:
+    name = exercises.Exercise("name", 2, lambda: "Shirt", "hint")
+    assert name.accepts(" shirt ") and not name.accepts("Shirts") and not name.accepts(6)
+    large = exercises.Exercise("large", 1, lambda: 10**12, "hint")  # no relative slack: one off is wrong
+    assert large.accepts(np.int64(10**12)) and not large.accepts(10**12 + 1)
+    assert not large.accepts(np.array([10**12]))  # an array of one number is not a number
+
+
+def test_the_first_epoch_with_a_gap_is_the_first_strictly_above_it(monkeypatch) -> None:
+    gaps = [0.125, 0.1875, 0.25]  # exact in binary: the first equals 12.5 points, it does not pass them
+    records = [EpochRecord(epoch, 1.0, 0.5 + gap, 1.0, 0.5, 0.1, 1.0) for epoch, gap in enumerate(gaps, start=1)]
+    monkeypatch.setattr(exercises, "load_history", lambda experiment, recipe: History(records))
+    assert exercises._first_epoch_with_gap("alexnet", points=12.5) == 2

@@ -146,6 +146,8 @@ def test_transfer_recipes_are_recognised_by_the_model_type_and_run_on_any_backbo
 
 
 def test_settings_record_every_field_as_json() -> None:
+    assert get_recipe("alexnet").settings()["quick_augment"] == ["CropFlip(padding=2, flip=True)"]
+    assert get_recipe("lenet5").settings()["quick_augment"] is None
     settings = get_recipe("vgg16_feature_extraction").settings()
     assert settings["cached_views"] == ["Mirror()"] + ["ShearZoomFlip(shear=0.2, zoom=0.2, flip=True)"] * 4
     assert set(settings) == {field.name for field in fields(Recipe)}
