@@ -275,13 +275,14 @@ class Recipe(Stage):
 
     def create_model(self) -> nn.Module:
         """The model this recipe trains, as its run starts it: a transfer model on its base's ImageNet weights
-        (downloaded the first time, for VGG16), any other model with fresh random weights.
+        (downloaded the first time, for VGG16) unless ``model_kwargs`` names other ``base_weights``, any other
+        model with fresh random weights.
 
         >>> get_recipe("lenet5").create_model().num_classes
         10
         """
         pretrained = {"base_weights": "imagenet"} if self.is_transfer else {}
-        return create_model(self.model, **pretrained, **self.model_kwargs)
+        return create_model(self.model, **{**pretrained, **self.model_kwargs})
 
     def command(self) -> str:
         """The ``cnn-study run`` command line that runs this recipe (its base and seed where they are not the

@@ -17,14 +17,23 @@ import time
 from pathlib import Path
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory. Linux's ``VmHWM`` starts afresh at exec; ``ru_maxrss`` there would
+    start from the memory of the process that started the kernel (the docs build: about 2 GB)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        return int(next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:")).split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+
+
 def _record(log: Path, started: float, cells: list[str]) -> None:
     package = sys.modules.get("cnn_study")
-    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    peak_kb = _peak_rss_kb()
     record = {
         "cells": cells,
         "cnn_study": getattr(package, "__file__", None),
         "seconds": round(time.monotonic() - started, 1),
-        "peak_rss_mb": round(peak_kb / 1024, 1),  # kilobytes on Linux
+        "peak_rss_mb": round(peak_kb / 1024, 1),
     }
     with log.open("a") as file:
         file.write(json.dumps(record) + "\n")

@@ -72,7 +72,7 @@ def site(data_dir, wheel_environment, tmp_path_factory: pytest.TempPathFactory) 
             "--site-dir",
             str(folder / "site"),
         ],
-        cwd=ROOT,
+        cwd=folder,  # the kernels start here: a stranger's notebook does not run inside the checkout
         env=env,
         capture_output=True,
         text=True,
@@ -209,7 +209,7 @@ def test_each_downloaded_notebook_ran_top_to_bottom_from_the_wheel_in_a_kernel_o
 
 
 def test_the_notebooks_set_up_cells_install_nothing_where_the_package_is(
-    site: Path, wheel_environment, monkeypatch
+    site: Path, wheel_environment, monkeypatch, tmp_path
 ) -> None:
     setups = [nbformat.read(path, as_version=4).cells[:2] for path in sorted((site / "notebooks").glob("*.ipynb"))]
     assert len(setups) == len(TUTORIALS) and all(setup == setups[0] for setup in setups)
@@ -217,7 +217,9 @@ def test_the_notebooks_set_up_cells_install_nothing_where_the_package_is(
     notebook = nbformat.v4.new_notebook(cells=[*setups[0], check])
     monkeypatch.setenv("JUPYTER_PATH", str(site.parent / "jupyter"))
     monkeypatch.delenv("CNN_STUDY_QUICK", raising=False)
-    NotebookClient(notebook, kernel_name=WHEEL_KERNEL, timeout=120).execute()
+    NotebookClient(
+        notebook, kernel_name=WHEEL_KERNEL, timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     assert notebook.cells[1].outputs == []  # no %pip: the wheel's package was found
     package, quick = notebook.cells[2].outputs[0].text.split()
     assert Path(package).is_relative_to(wheel_environment.python.parents[1]) and quick == "1"
