@@ -11,29 +11,22 @@ each notebook runs from the wheel, in a kernel of its own, and its time and memo
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
 
-def _peak_rss_kb() -> int:
-    """This process's peak resident memory. Linux's ``VmHWM`` starts afresh at exec; ``ru_maxrss`` there would
-    start from the memory of the process that started the kernel (the docs build: about 2 GB)."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        return int(next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:")).split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
-
-
 def _record(log: Path, started: float, cells: list[str]) -> None:
-    package = sys.modules.get("cnn_study")
-    peak_kb = _peak_rss_kb()
+    import torch
+
+    import cnn_study  # the notebook imported it already (and torch): from the wheel, if all went right
+    from cnn_study.training import peak_memory  # VmHWM: getrusage would count the docs build's 2 GB too
+
     record = {
         "cells": cells,
-        "cnn_study": getattr(package, "__file__", None),
+        "cnn_study": cnn_study.__file__,
         "seconds": round(time.monotonic() - started, 1),
-        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "peak_rss_mb": peak_memory(torch.device("cpu"))["peak_rss_mb"],
     }
     with log.open("a") as file:
         file.write(json.dumps(record) + "\n")
