@@ -305,10 +305,13 @@ def test_cross_validation_averages_each_candidate_over_its_folds_in_the_records_
 # ----------------------------------------------------------------------------- exported weights
 
 
-def _finished_lenet(folder: Path, **metrics_changes) -> nn.Module:
-    model = create_model("lenet5").eval()
+def _finished_run(folder: Path, model_name: str = "lenet5", **metrics_changes) -> nn.Module:
+    """A results folder as `run` leaves a full run of ``model_name`` (a ten-class model of one-channel images):
+    ``model.pt`` and ``metrics.json``."""
+    model = create_model(model_name).eval()
+    _write_run(folder, _metrics(model=model_name, **metrics_changes))
     meta = {
-        "model": "lenet5",
+        "model": model_name,
         "num_classes": 10,
         "classes": [str(digit) for digit in range(10)],
         "mean": [0.1307],
@@ -317,13 +320,11 @@ def _finished_lenet(folder: Path, **metrics_changes) -> nn.Module:
         "test_accuracy": 0.99,
     }
     save_trained_model(model, meta, folder / "model.pt")
-    (folder / "metrics.json").write_text(json.dumps(_metrics(**metrics_changes)))
     return model
 
 
 def test_exported_weights_are_named_by_model_and_dataset_and_carry_their_hash(tmp_path) -> None:
-    (tmp_path / "run").mkdir()
-    model = _finished_lenet(tmp_path / "run")
+    model = _finished_run(tmp_path / "run")
     path = results.export_weights(tmp_path / "run", "mnist", tmp_path / "weights")
     assert path == tmp_path / "weights" / "lenet5-mnist.pt"
     content = load_trained_model_file(path)
@@ -343,12 +344,10 @@ def test_export_refuses_a_weights_name_that_is_not_a_plain_name(tmp_path, name) 
 
 
 def test_export_refuses_a_quick_run_and_a_head_of_a_model_without_a_base(tmp_path) -> None:
-    (tmp_path / "quick").mkdir()
-    _finished_lenet(tmp_path / "quick", quick=True)
+    _finished_run(tmp_path / "quick", quick=True)
     with pytest.raises(ValueError, match=r"is a --quick run; export weights from a full run\.$"):
         results.export_weights(tmp_path / "quick", "mnist", tmp_path)
-    (tmp_path / "full").mkdir()
-    _finished_lenet(tmp_path / "full")
+    _finished_run(tmp_path / "full")
     with pytest.raises(ValueError, match="trained lenet5 from scratch: it has no pretrained base to leave out"):
         results.export_weights(tmp_path / "full", "mnist", tmp_path, head_only=True)
     assert not list(tmp_path.glob("*.pt"))
@@ -553,8 +552,7 @@ def test_export_names_a_bad_weights_name_and_an_incomplete_run_and_takes_capital
         "The weights name '../mnist' is not a plain name: use letters, digits, '_' and '.' (usually the dataset, "
         "e.g. mnist)."
     )
-    (tmp_path / "run").mkdir()
-    _finished_lenet(tmp_path / "run")
+    _finished_run(tmp_path / "run")
     assert results.export_weights(tmp_path / "run", "MNIST_v2.1", tmp_path).name == "lenet5-MNIST_v2.1.pt"
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"experiment": 3}))
     with pytest.raises(ValueError) as error:
@@ -566,11 +564,7 @@ def test_export_names_a_bad_weights_name_and_an_incomplete_run_and_takes_capital
 
 
 def test_float16_export_halves_floating_tensors_only(tmp_path) -> None:
-    model = create_model("fashion_cnn").eval()  # batch norm: an integer count of batches among its buffers
-    (tmp_path / "run").mkdir()
-    meta = {"model": "fashion_cnn", "num_classes": 10, "classes": list("abcdefghij"), "mean": [0.3], "std": [0.3]}
-    save_trained_model(model, {**meta, "dataset": "fashion_mnist", "test_accuracy": 0.9}, tmp_path / "run" / "model.pt")
-    (tmp_path / "run" / "metrics.json").write_text(json.dumps(_metrics(name="fashion_cnn", model="fashion_cnn")))
+    _finished_run(tmp_path / "run", "fashion_cnn")  # batch norm: an integer count of batches among its buffers
     half = load_trained_model_file(results.export_weights(tmp_path / "run", "x", tmp_path, float16=True))
     dtypes = {value.dtype for value in half["state_dict"].values()}
     assert dtypes == {torch.float16, torch.int64}
