@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     running = commands.add_parser("run", parents=[debugging], help="train and evaluate one experiment recipe")
     running.add_argument("experiment", help=f"one of {', '.join(RECIPES)} (or 1-10)")
     running.add_argument("--recipe", default="improved", choices=sorted({name for r in RECIPES.values() for name in r}))
-    running.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
+    running.add_argument("--epochs", type=positive_int, help="override the epochs of each of the recipe's stages")
     running.add_argument("--batch-size", type=positive_int, help="override the recipe's batch size")
     running.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 or mps")
     running.add_argument(

@@ -8,10 +8,10 @@ The recipes are data (`cnn_study.recipes`); the results folder and its files are
 2. it seeds everything, builds the model and loads the data (`_load_data`; photos of varying sizes decoded
    at the recipe's ``image_size``);
 3. `_train_and_report` splits the data and feeds the model through `BatchLoader.for_model` (`_Batches`: the
-   model's own input size and normalisation), then trains it stage by stage (`Recipe.stages`) with
-   `cnn_study.training.fit_stage`, or, for a cached-features recipe's first stage, with
-   `cnn_study.training.fit_head_on_features` on the transfer model's cut points (a fine-tuning stage first
-   unfreezes what it trains), and evaluates it on the test set after each stage;
+   model's own input size and normalisation), then trains it stage by stage (`Recipe.stages`, each saying what
+   learns: a transfer model freezes and unfreezes its base by it) with `cnn_study.training.fit_stage`, or, for
+   a stage that trains a cached-features recipe's head alone, with `cnn_study.training.fit_head_on_features` on
+   the transfer model's cut points, and evaluates it on the test set after each stage;
 4. `_write_run` writes ``model.pt`` (its metadata shares the metrics' model, dataset and accuracy),
    ``history.json``, the figures and, last, ``metrics.json``.
 
@@ -44,7 +44,7 @@ from .datasets import DATASETS, BatchLoader, ImageData, TrainTest, training_micr
 from .datasets.loader import Augmentation
 from .files import atomic_json_dump, folder_lock
 from .models import save_trained_model
-from .recipes import FineTuning, Recipe
+from .recipes import Recipe
 from .results import CHECKPOINTS, RUN_FILES, results_folder
 from .training import (
     Evaluation,
@@ -148,7 +148,7 @@ def run(
         data: Train on ``data.train`` and report on ``data.test`` instead of the recipe's dataset
             (a cross-validation fold, for example: ``ImageData.folds``); ``quick`` then only shortens training.
         device: Device override (``"cpu"``, ``"cuda"``, ``"mps"``); chosen automatically by default.
-        epochs: Override the recipe's epochs.
+        epochs: Override the epochs of each of the recipe's stages.
         batch_size: Override the recipe's batch size.
         seed: Override the recipe's seed (initialisation, data order, augmentation); a run with another
             seed than 0 writes to a folder of its own (``...-seed<N>``), so that seeds can be compared.
@@ -181,12 +181,9 @@ def run(
         raise ValueError(f"{option('resume')} continues a run and {option('overwrite')} replaces it; choose one.")
     if quick:
         recipe = recipe.quick()
-    recipe = replace(
-        recipe,
-        epochs=epochs or recipe.epochs,
-        batch_size=batch_size or recipe.batch_size,
-        seed=recipe.seed if seed is None else seed,
-    )
+    if epochs:
+        recipe = recipe.with_epochs(epochs)
+    recipe = replace(recipe, batch_size=batch_size or recipe.batch_size, seed=recipe.seed if seed is None else seed)
     out_dir = results_folder(recipe, out, quick=quick)
     settings = {
         "experiment": recipe.name,
@@ -298,11 +295,14 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
 
 
 def _settings_differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """``"key: X in the checkpoint, Y now"`` for every (nested) setting that differs."""
+    """``"key X in the checkpoint, Y now"`` for every (nested) setting that differs; the items of two lists of one
+    length are compared one by one (``recipe_settings.stages.0.epochs``)."""
     recorded, current = json.loads(json.dumps(recorded)), json.loads(json.dumps(current))  # tuples as lists
     differences = []
     for key in sorted(recorded.keys() | current.keys()):
         old, new = recorded.get(key), current.get(key)
+        if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+            old, new = dict(enumerate(old)), dict(enumerate(new))
         if isinstance(old, dict) and isinstance(new, dict):
             differences += _settings_differences(old, new, f"{prefix}{key}.")
         elif old != new:
@@ -418,9 +418,9 @@ def _train_and_report(
     history, evaluations = None, []
     for number, stage in enumerate(recipe.stages):
         checkpoint = out_dir / CHECKPOINTS[number]
-        if isinstance(stage, FineTuning):
+        if recipe.is_transfer:
             model.set_trainable(stage.trainable)
-        if number == 0 and recipe.feature_cache:  # a frozen base: its head trains on features computed once
+        if stage.trainable == "head" and recipe.feature_cache:  # a frozen base: its head trains on cached features
             history = fit_head_on_features(
                 model.feature_extractor(folded=True),  # a frozen copy: batch norms folded into its convolutions
                 model.classifier_head(),

@@ -17,10 +17,10 @@ them, and what they measured), which the recipes, the results table, the README 
 
 Examples:
     >>> recipe = get_recipe("lenet5", "seed")
-    >>> recipe.epochs, recipe.optimizer, recipe.study_reported
+    >>> recipe.stages[0].epochs, recipe.stages[0].optimizer, recipe.study_reported
     (10, 'adam', '99.03%')
-    >>> get_recipe("9").fine_tuning.trainable
-    'all'
+    >>> [stage.trainable for stage in get_recipe("9").stages]
+    ['head', 'all']
     >>> offline = get_recipe("9").on_backbone("efficientnet_lite0")
     >>> offline.model, offline.title
     ('efficientnet_lite0_transfer', 'EfficientNet-Lite0 fine-tuning on Dogs vs Cats')
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from torch import nn
 
@@ -39,6 +39,7 @@ from ._messages import option
 from .datasets import CropFlip, Cutout, Mirror, ShearZoomFlip
 from .datasets.loader import Augmentation
 from .models import base_of, create_model, is_transfer_model, transfer_model
+from .models.transfer import Trainable
 from .training import Stage
 
 
@@ -136,27 +137,30 @@ STUDY_BACKBONE = "vgg16"
 
 
 @dataclass(frozen=True, kw_only=True)
-class FineTuning(Stage):
-    """The second stage of experiment 9: unfreeze the base (its last block, or all of it) and train on.
+class RecipeStage(Stage):
+    """One stage of a recipe: the optimisation settings of a `cnn_study.training.Stage` and what learns in it.
 
-    Every setting of the stage is its own (see `cnn_study.training.Stage`); nothing is inherited
-    from the head's stage.
+    Every setting is the stage's own: a fine-tuning stage inherits nothing from the head's stage before it.
 
     Attributes:
-        trainable: What learns in this stage: ``"last_block"`` or ``"all"``.
+        trainable: What learns: the whole model (``"all"``, the only choice for a model trained from scratch)
+            or, of a pretrained base with a new head, the head alone (``"head"``) or the head and the base's
+            last block (``"last_block"``) (`cnn_study.models.TransferClassifier.set_trainable`).
+
+    >>> RecipeStage(epochs=10, optimizer="rmsprop", lr=1e-5, trainable="last_block").trainable
+    'last_block'
     """
 
-    trainable: Literal["last_block", "all"]
+    trainable: Trainable = "all"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Recipe(Stage):
+class Recipe:
     """Everything that defines one training run of one experiment.
 
-    A recipe is the `cnn_study.training.Stage` of its first (or only) training stage (``epochs``,
-    ``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``weight_decay``, ``schedule``,
-    ``label_smoothing``: see `Recipe.first_stage`) plus everything else a run needs; a fine-tuning
-    recipe states its second stage in full in ``fine_tuning``.
+    A recipe is its data, its model and its training stages in order (``stages``: one for a model trained from
+    scratch, a head stage then a fine-tuning stage for experiment 9), each with its own optimiser, schedule and
+    what learns, plus how the run is augmented, monitored and tested.
 
     Attributes:
         experiment: Number of the experiment in the study (1-9), or 10 for our addition, fast CIFAR-10 training.
@@ -172,7 +176,9 @@ class Recipe(Stage):
             ``None`` for datasets stored at one size (MNIST, CIFAR-10).
         model: Registry name of the model.
         model_kwargs: Extra keyword arguments for `cnn_study.models.create_model`.
-        batch_size: Images per batch.
+        batch_size: Images per batch, in every stage.
+        stages: The training stages, run in order (`RecipeStage`): one, or a head stage then a fine-tuning
+            stage. A stage that trains the head alone of a ``feature_cache`` recipe trains it on cached features.
         augment: Whole-batch augmentations (see `cnn_study.datasets.augment`); with
             ``feature_cache`` they apply to the fine-tuning stage only (cached features use ``cached_views``).
         validation_fraction: Share of the training set held out for validation;
@@ -188,11 +194,10 @@ class Recipe(Stage):
         test_mirror: Test-time augmentation for the reported test accuracy: average the outputs for
             every test image and its mirror image (``evaluate(..., average_mirror=True)``). The
             per-epoch curves stay single-view.
-        fine_tuning: Second stage for experiment 9.
         seed: Seed of initialisation, splitting, shuffling and augmentation.
         quick_per_class: Training images per class in ``--quick`` mode (a quarter of it per class
             are tested).
-        quick_epochs: Epochs (of each stage) in ``--quick`` mode.
+        quick_epochs: Epochs of each stage in ``--quick`` mode.
         quick_augment: Augmentation in ``--quick`` mode, where it differs from ``augment``: a run of a few
             epochs learns faster with lighter augmentation than a long one needs. ``None``: ``augment``.
     """
@@ -207,32 +212,43 @@ class Recipe(Stage):
     model: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int
+    stages: tuple[RecipeStage, ...]
     augment: tuple[Augmentation, ...] = ()
     validation_fraction: float | None = None
     feature_cache: bool = False
     cached_views: tuple[Augmentation, ...] = ()
     alternating_flip: bool = False
     test_mirror: bool = False
-    fine_tuning: FineTuning | None = None
     seed: int = 0
     quick_per_class: int = 200
     quick_epochs: int = 2
     quick_augment: tuple[Augmentation, ...] | None = None
 
-    @property
-    def first_stage(self) -> Stage:
-        """The optimisation settings of the first (or only) training stage, as a plain `Stage`."""
-        return Stage(**{field.name: getattr(self, field.name) for field in fields(Stage)})
-
-    @property
-    def stages(self) -> tuple[Stage, ...]:
-        """The training stages in order: `first_stage`, then ``fine_tuning`` if the recipe has one."""
-        return (self.first_stage, self.fine_tuning) if self.fine_tuning else (self.first_stage,)
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.stages) <= 2:
+            raise ValueError(
+                f"Recipe {self.name} {self.recipe} has {len(self.stages)} training stages; a run trains one, or a "
+                "head stage then a fine-tuning stage (its checkpoints and metrics name these two)."
+            )
+        if not self.is_transfer and any(stage.trainable != "all" for stage in self.stages):
+            raise ValueError(
+                f"Recipe {self.name} {self.recipe} trains {self.model} from scratch: every stage trains all of it "
+                "(trainable='all'); 'head' and 'last_block' name parts of a pretrained base with a new head."
+            )
+        if self.feature_cache and self.stages[0].trainable != "head":
+            raise ValueError(
+                f"Recipe {self.name} {self.recipe} caches the base's features, which only a stage that trains the "
+                "head alone can use: give its first stage trainable='head', or set feature_cache=False."
+            )
 
     @property
     def total_epochs(self) -> int:
-        """Epochs of both stages together (what a finished run's history holds)."""
-        return self.epochs + (self.fine_tuning.epochs if self.fine_tuning else 0)
+        """Epochs of every stage together (what a finished run's history holds).
+
+        >>> get_recipe("9", "seed").total_epochs
+        20
+        """
+        return sum(stage.epochs for stage in self.stages)
 
     @property
     def is_transfer(self) -> bool:
@@ -296,21 +312,39 @@ class Recipe(Stage):
             command += f" --backbone {self.backbone}"
         return command + (f" --seed {self.seed}" if self.seed != 0 else "")
 
+    def with_stage(self, number: int = 0, /, **changes: Any) -> Recipe:
+        """This recipe with settings of its stage ``number`` (the first by default) changed.
+
+        >>> get_recipe("lenet5").with_stage(lr=1e-3).stages[0].lr
+        0.001
+        """
+        stages = list(self.stages)
+        stages[number] = replace(stages[number], **changes)
+        return replace(self, stages=tuple(stages))
+
+    def with_epochs(self, epochs: int) -> Recipe:
+        """This recipe with ``epochs`` epochs in each of its stages.
+
+        >>> [stage.epochs for stage in get_recipe("9").with_epochs(2).stages]
+        [2, 2]
+        """
+        return replace(self, stages=tuple(replace(stage, epochs=epochs) for stage in self.stages))
+
     def quick(self) -> Recipe:
         """The recipe shortened to its ``--quick`` budget: `quick_epochs` epochs in each stage, with
         ``quick_augment`` where it is set.
 
         >>> quick = get_recipe("alexnet").quick()
-        >>> quick.epochs, quick.augment
+        >>> quick.total_epochs, quick.augment
         (4, (CropFlip(padding=2, flip=True),))
         """
-        fine_tuning = self.fine_tuning and replace(self.fine_tuning, epochs=self.quick_epochs)
         augment = self.augment if self.quick_augment is None else self.quick_augment
-        return replace(self, epochs=self.quick_epochs, fine_tuning=fine_tuning, augment=augment)
+        return replace(self.with_epochs(self.quick_epochs), augment=augment)
 
     def settings(self) -> dict[str, Any]:
         """Every field as JSON-ready values (augmentations by their ``repr``), as runs record them."""
         settings = asdict(self)
+        settings["stages"] = [asdict(stage) for stage in self.stages]
         settings["augment"] = [repr(augmentation) for augmentation in self.augment]
         settings["cached_views"] = [repr(view) for view in self.cached_views]
         settings["assumed"] = list(self.assumed)
@@ -321,6 +355,7 @@ class Recipe(Stage):
 
 # --- the seed recipes: the study's notebooks, as far as the study describes them ---
 
+#: Experiments 6, 8 and 9 on the study's base: a new head on VGG16, with the study's augmentation.
 _TRANSFER_SEED = {
     "model": transfer_model(STUDY_BACKBONE),
     "augment": (ShearZoomFlip(0.2, 0.2),),
@@ -336,10 +371,8 @@ MNIST_SEED = Recipe(
     assumed=("epochs", "batch_size", "optimizer", "lr", "augment", "schedule"),
     dataset="mnist",
     model="mnist_cnn",
-    epochs=5,
     batch_size=128,
-    optimizer="adam",
-    lr=1e-3,
+    stages=(RecipeStage(epochs=5, optimizer="adam", lr=1e-3),),
 )
 FASHION_SEED = Recipe(
     experiment=2,
@@ -349,10 +382,8 @@ FASHION_SEED = Recipe(
     assumed=("epochs", "batch_size", "optimizer", "lr", "augment", "schedule"),
     dataset="fashion_mnist",
     model="fashion_cnn",
-    epochs=10,
     batch_size=128,
-    optimizer="adam",
-    lr=1e-3,
+    stages=(RecipeStage(epochs=10, optimizer="adam", lr=1e-3),),
 )
 LENET_SEED = Recipe(
     experiment=3,
@@ -362,10 +393,8 @@ LENET_SEED = Recipe(
     assumed=("lr", "augment", "schedule"),
     dataset="mnist",
     model="lenet5",
-    epochs=10,
     batch_size=128,
-    optimizer="adam",
-    lr=1e-3,
+    stages=(RecipeStage(epochs=10, optimizer="adam", lr=1e-3),),
     validation_fraction=0.2,
 )
 ALEXNET_SEED = Recipe(
@@ -376,10 +405,8 @@ ALEXNET_SEED = Recipe(
     assumed=("batch_size", "validation_fraction", "augment", "schedule"),
     dataset="cifar10",
     model="alexnet_cifar",
-    epochs=100,
     batch_size=128,
-    optimizer="adam",
-    lr=1e-3,
+    stages=(RecipeStage(epochs=100, optimizer="adam", lr=1e-3),),
     validation_fraction=0.2,
     quick_per_class=50,
     quick_epochs=1,
@@ -392,10 +419,8 @@ ZFNET_SEED = Recipe(
     assumed=("epochs", "batch_size", "optimizer", "lr", "augment", "schedule"),
     dataset="cifar10",
     model="zfnet_cifar",
-    epochs=30,
     batch_size=128,
-    optimizer="adam",
-    lr=1e-3,
+    stages=(RecipeStage(epochs=30, optimizer="adam", lr=1e-3),),
     validation_fraction=0.2,
     quick_per_class=50,
     quick_epochs=1,
@@ -408,10 +433,8 @@ DOGS_SEED = Recipe(
     assumed=("epochs", "batch_size", "optimizer", "lr", "schedule", "augment", "image_size", "model_kwargs"),
     dataset="dogs_vs_cats",
     image_size=150,  # the study's input size (experiment 8), for every base: the same photos, whatever reads them
-    epochs=10,
     batch_size=32,
-    optimizer="adam",
-    lr=1e-4,
+    stages=(RecipeStage(epochs=10, optimizer="adam", lr=1e-4, trainable="head"),),
     **_TRANSFER_SEED,
 )
 RESNET_SEED = Recipe(
@@ -422,13 +445,8 @@ RESNET_SEED = Recipe(
     assumed=("model", "schedule", "augment"),
     dataset="cifar10",
     model="resnet20",
-    epochs=50,
     batch_size=128,
-    optimizer="sgd",
-    lr=0.1,
-    momentum=0.9,
-    weight_decay=1e-4,
-    schedule="cosine",
+    stages=(RecipeStage(epochs=50, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="cosine"),),
     augment=(CropFlip(4),),
     quick_per_class=2000,  # quick mode learns on a lesson's CPU: >= 60% of 5,000 test images in under two minutes
     quick_epochs=4,
@@ -440,10 +458,8 @@ FEATURES_SEED = Recipe(
     recipe="seed",
     assumed=("batch_size", "lr", "schedule", "validation_fraction", "model_kwargs"),
     dataset="cifar10_cats_dogs",
-    epochs=10,
     batch_size=32,
-    optimizer="adam",
-    lr=1e-4,
+    stages=(RecipeStage(epochs=10, optimizer="adam", lr=1e-4, trainable="head"),),
     validation_fraction=0.2,
     **_TRANSFER_SEED,
 )
@@ -453,14 +469,14 @@ FINE_TUNING_SEED = Recipe(
     title="VGG16 fine-tuning on Dogs vs Cats",
     recipe="seed",
     # the study: one 10-epoch run, its head and RMSprop; the rest, and whether a head stage came first, are ours
-    assumed=("epochs", "batch_size", "lr", "schedule", "augment", "fine_tuning", "image_size"),
+    assumed=("epochs", "batch_size", "lr", "schedule", "augment", "stages", "image_size"),
     dataset="dogs_vs_cats",
     image_size=150,  # as experiment 6
-    epochs=10,
     batch_size=32,
-    optimizer="rmsprop",
-    lr=2e-5,
-    fine_tuning=FineTuning(epochs=10, optimizer="rmsprop", lr=1e-5, trainable="last_block"),
+    stages=(
+        RecipeStage(epochs=10, optimizer="rmsprop", lr=2e-5, trainable="head"),
+        RecipeStage(epochs=10, optimizer="rmsprop", lr=1e-5, trainable="last_block"),
+    ),
     **_TRANSFER_SEED,
 )
 
@@ -473,17 +489,21 @@ FAST_CIFAR = Recipe(
     recipe="improved",
     dataset="cifar10",
     model="fast_cifar",
-    epochs=18,
     batch_size=512,
-    optimizer="sgd",
-    lr=1.5,
-    momentum=0.85,
-    nesterov=True,
-    weight_decay=0.002 / 1.5,  # at the peak rate every weight shrinks by 0.2% per step
-    bias_lr_scale=64,
-    schedule="triangle",
-    label_smoothing=0.2,
-    lookahead=True,
+    stages=(
+        RecipeStage(
+            epochs=18,
+            optimizer="sgd",
+            lr=1.5,
+            momentum=0.85,
+            nesterov=True,
+            weight_decay=0.002 / 1.5,  # at the peak rate every weight shrinks by 0.2% per step
+            bias_lr_scale=64,
+            schedule="triangle",
+            label_smoothing=0.2,
+            lookahead=True,
+        ),
+    ),
     augment=(CropFlip(2, flip=False),),
     alternating_flip=True,
     test_mirror=True,
@@ -493,35 +513,26 @@ FAST_CIFAR = Recipe(
 
 # --- the improved recipes: each changes its seed recipe by the settings written out below ---
 
-#: Common to every improved recipe trained from scratch: a warmed-up one-cycle schedule and label smoothing.
-_MODERN = {"recipe": "improved", "assumed": (), "schedule": "onecycle", "label_smoothing": 0.1}
-#: CIFAR-10 from scratch: SGD with Nesterov momentum, crops, flips and Cutout, the test set as monitor.
-_CIFAR_MODERN = {
-    **_MODERN,
-    "optimizer": "sgd",
-    "lr": 0.1,
-    "nesterov": True,
-    "weight_decay": 5e-4,
-    "augment": (CropFlip(4), Cutout(8)),
-    "validation_fraction": None,
-}
+#: Every improved recipe is ours throughout: nothing in it is the study's to mark as assumed.
+_OURS = {"recipe": "improved", "assumed": ()}
+#: Common to every improved stage trained from scratch: a warmed-up one-cycle schedule and label smoothing.
+_ONE_CYCLE = {"schedule": "onecycle", "label_smoothing": 0.1}
+#: CIFAR-10 from scratch: crops, flips and Cutout, the test set as monitor ...
+_CIFAR_MODERN = {**_OURS, "augment": (CropFlip(4), Cutout(8)), "validation_fraction": None}
+#: ... and SGD with Nesterov momentum and weight decay (the peak rate differs by network).
+_CIFAR_SGD = {**_ONE_CYCLE, "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 #: The quick budget of the improved AlexNet and ZFNet: 800 images per class, 4 epochs, crops of 2 and flips only.
 _CIFAR_QUICK = {"quick_per_class": 800, "quick_epochs": 4, "quick_augment": (CropFlip(2),)}
 #: Transfer: the head alone, on cached features of the plain and the mirrored images, average-pooled.
 _HEAD_ON_CACHED_FEATURES = {
-    "recipe": "improved",
-    "assumed": (),
+    **_OURS,
     "model_kwargs": {"pooling": "avg", "dropout": 0.5},
-    "epochs": 30,
     "batch_size": 64,
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "weight_decay": 1e-2,
-    "schedule": "cosine",
     "augment": (),
     "feature_cache": True,
     "cached_views": (Mirror(),),
 }
+_HEAD_STAGE = RecipeStage(epochs=30, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="cosine", trainable="head")
 
 #: All recipes: ``RECIPES[experiment][recipe]``.
 RECIPES: dict[str, dict[str, Recipe]] = {
@@ -529,11 +540,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "seed": MNIST_SEED,
         "improved": replace(
             MNIST_SEED,
-            **_MODERN,
-            optimizer="adamw",
-            lr=3e-3,
-            weight_decay=1e-2,
-            epochs=6,
+            **_OURS,
+            stages=(RecipeStage(epochs=6, optimizer="adamw", lr=3e-3, weight_decay=1e-2, **_ONE_CYCLE),),
             augment=(CropFlip(2, flip=False),),
         ),
     },
@@ -541,11 +549,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "seed": FASHION_SEED,
         "improved": replace(
             FASHION_SEED,
-            **_MODERN,
-            optimizer="adamw",
-            lr=3e-3,
-            weight_decay=5e-2,
-            epochs=20,
+            **_OURS,
+            stages=(RecipeStage(epochs=20, optimizer="adamw", lr=3e-3, weight_decay=5e-2, **_ONE_CYCLE),),
             augment=(CropFlip(2),),
         ),
     },
@@ -553,11 +558,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "seed": LENET_SEED,
         "improved": replace(
             LENET_SEED,
-            **_MODERN,
-            optimizer="adamw",
-            lr=5e-3,
-            weight_decay=1e-2,
-            epochs=20,
+            **_OURS,
+            stages=(RecipeStage(epochs=20, optimizer="adamw", lr=5e-3, weight_decay=1e-2, **_ONE_CYCLE),),
             augment=(CropFlip(2, flip=False),),
             validation_fraction=None,
         ),
@@ -567,8 +569,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "seed": ALEXNET_SEED,
         "improved": replace(
             ALEXNET_SEED,
-            **{**_CIFAR_MODERN, "lr": 0.05},
-            epochs=40,
+            **_CIFAR_MODERN,
+            stages=(RecipeStage(epochs=40, lr=0.05, **_CIFAR_SGD),),
             model_kwargs={"batch_norm": True},
             **_CIFAR_QUICK,
         ),
@@ -576,25 +578,29 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     "zfnet": {
         "seed": ZFNET_SEED,
         "improved": replace(
-            ZFNET_SEED, **{**_CIFAR_MODERN, "lr": 0.05}, epochs=40, model_kwargs={"batch_norm": True}, **_CIFAR_QUICK
+            ZFNET_SEED,
+            **_CIFAR_MODERN,
+            stages=(RecipeStage(epochs=40, lr=0.05, **_CIFAR_SGD),),
+            model_kwargs={"batch_norm": True},
+            **_CIFAR_QUICK,
         ),
     },
     "vgg16_dogs_vs_cats": {
         "seed": DOGS_SEED,
-        "improved": replace(DOGS_SEED, **_HEAD_ON_CACHED_FEATURES),
+        "improved": replace(DOGS_SEED, **_HEAD_ON_CACHED_FEATURES, stages=(_HEAD_STAGE,)),
     },
     "resnet": {
         "seed": RESNET_SEED,
-        "improved": replace(RESNET_SEED, **_CIFAR_MODERN, epochs=100),
+        "improved": replace(RESNET_SEED, **_CIFAR_MODERN, stages=(RecipeStage(epochs=100, lr=0.1, **_CIFAR_SGD),)),
         # 160 epochs: about the paper's training length (64k iterations of 128 images, ~164 epochs of 50k);
         # quick mode: 4 epochs of 1,200 images, 20 one-cycle steps at batch 256
         "resnet56": replace(
             RESNET_SEED,
-            **{**_CIFAR_MODERN, "recipe": "resnet56", "lr": 0.2},
+            **{**_CIFAR_MODERN, "recipe": "resnet56"},
             model="resnet56",
             title="ResNet-56 on CIFAR-10",
-            epochs=160,
             batch_size=256,
+            stages=(RecipeStage(epochs=160, lr=0.2, **_CIFAR_SGD),),
             quick_per_class=120,
         ),
     },
@@ -604,6 +610,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "improved": replace(
             FEATURES_SEED,
             **{**_HEAD_ON_CACHED_FEATURES, "cached_views": (Mirror(), *[ShearZoomFlip()] * 4)},
+            stages=(_HEAD_STAGE,),
             validation_fraction=None,
             test_mirror=True,
         ),
@@ -617,8 +624,9 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "improved": replace(
             FINE_TUNING_SEED,
             **{**_HEAD_ON_CACHED_FEATURES, "augment": (ShearZoomFlip(),)},
-            fine_tuning=FineTuning(
-                epochs=5, optimizer="adamw", lr=3e-5, weight_decay=1e-2, schedule="onecycle", trainable="all"
+            stages=(
+                _HEAD_STAGE,
+                RecipeStage(epochs=5, optimizer="adamw", lr=3e-5, weight_decay=1e-2, schedule="onecycle"),
             ),
             test_mirror=True,
             quick_per_class=128,

@@ -41,7 +41,7 @@ PUBLISHED_SEEDS = PUBLISHED_RESULTS / "seeds"
 #: What a finished run leaves in its results folder. `run` writes ``metrics.json`` last, so a folder
 #: that has it holds the others too.
 RUN_FILES = ("model.pt", "history.json", "training_curves.png", "confusion_matrix.png", "metrics.json")
-#: The checkpoints of the two training stages, for ``resume``.
+#: The checkpoints of a recipe's training stages (one, or a head stage then a fine-tuning stage), for ``resume``.
 CHECKPOINTS = ("checkpoint.pt", "checkpoint_fine_tuning.pt")
 
 #: The keys every ``metrics.json`` row needs for the results table.

@@ -36,19 +36,22 @@ from cnn_study.recipes import BACKBONES, STUDY_BACKBONE, Recipe, get_recipe
 from cnn_study.results import summarise_cross_validation
 from cnn_study.training import evaluate
 
+#: The stage whose settings are cross-validated: the second, fine-tuning, after the head's.
+FINE_TUNING = 1
+
 
 def candidates(recipe: Recipe, args: argparse.Namespace) -> list[Recipe]:
     """Every combination of the fine-tuning settings given, the closest to the recipe's own settings first."""
-    own = recipe.fine_tuning
+    own = recipe.stages[FINE_TUNING]
     grid = [
-        replace(recipe, fine_tuning=replace(own, trainable=trainable, lr=lr, epochs=epochs), test_mirror=False)
+        replace(recipe.with_stage(FINE_TUNING, trainable=trainable, lr=lr, epochs=epochs), test_mirror=False)
         for trainable, lr, epochs in itertools.product(
             args.trainable or [own.trainable], args.lr or [own.lr], args.epochs or [own.epochs]
         )
     ]
 
     def settings_changed(candidate: Recipe) -> int:
-        stage = candidate.fine_tuning
+        stage = candidate.stages[FINE_TUNING]
         return (stage.trainable != own.trainable) + (stage.lr != own.lr) + (stage.epochs != own.epochs)
 
     return sorted(grid, key=settings_changed)  # stable: in grid order among equally close ones
@@ -56,21 +59,16 @@ def candidates(recipe: Recipe, args: argparse.Namespace) -> list[Recipe]:
 
 def describe(recipe: Recipe) -> str:
     """The fine-tuning settings of ``recipe`` in a few words."""
-    stage = recipe.fine_tuning
+    stage = recipe.stages[FINE_TUNING]
     return f"{stage.trainable} lr {stage.lr:g} {stage.epochs} epochs"
 
 
 def held_out_accuracies(recipe: Recipe, fold: TrainTest, args: argparse.Namespace) -> dict[str, float]:
     """Run ``recipe`` on one fold; its held-out accuracy before and after fine-tuning, and mirror-averaged."""
+    if args.head_epochs:
+        recipe = recipe.with_stage(0, epochs=args.head_epochs)
     with tempfile.TemporaryDirectory() as scratch:
-        result = run(
-            recipe,
-            data=fold,
-            out=scratch,
-            device=args.device,
-            epochs=args.head_epochs,
-            quiet=True,
-        )
+        result = run(recipe, data=fold, out=scratch, device=args.device, quiet=True)
     return {
         "before_fine_tuning": result.metrics["accuracy_before_fine_tuning"],
         "accuracy": result.metrics["test_accuracy"],
@@ -98,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = get_recipe(args.experiment).on_backbone(args.backbone)
-    if recipe.fine_tuning is None:
+    if len(recipe.stages) <= FINE_TUNING:
         raise SystemExit(f"{recipe.name}'s improved recipe has no fine-tuning stage to cross-validate.")
     training = DATASETS[recipe.dataset](None).train
     if args.per_class:

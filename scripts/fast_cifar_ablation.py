@@ -43,8 +43,8 @@ def variants() -> dict[str, Recipe]:
         "full": full,
         "no-whitening": replace(full, model_kwargs={"whitening": False}),
         "torch-batch-norm": replace(full, model_kwargs={"fast_batch_norm": False}),
-        "no-label-smoothing": replace(full, label_smoothing=0.0),
-        "no-lookahead": replace(full, lookahead=False),
+        "no-label-smoothing": full.with_stage(label_smoothing=0.0),
+        "no-lookahead": full.with_stage(lookahead=False),
         "random-flip": replace(full, alternating_flip=False, augment=(CropFlip(2, flip=True),)),
         "no-test-mirror": replace(full, test_mirror=False),
     }

@@ -91,6 +91,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe, device = get_recipe(args.experiment).on_backbone(args.backbone), select_device()
+    head_stage = recipe.stages[0]  # the stage that trains the head on the cached features
     cache = cached_features(args, device)
     view_count = sum(key.startswith("view") and key.endswith("_features") for key in cache)
     validation = TensorBatches(cache["val_features"], cache["val_labels"], 500)
@@ -101,10 +102,10 @@ def main() -> None:
     for views, decay, smoothing, dropout, epochs in itertools.product(
         args.views or [view_count], args.weight_decay, args.label_smoothing, args.dropout, args.epochs
     ):
-        decay = recipe.weight_decay if decay is None else decay
-        smoothing = recipe.label_smoothing if smoothing is None else smoothing
+        decay = head_stage.weight_decay if decay is None else decay
+        smoothing = head_stage.label_smoothing if smoothing is None else smoothing
         dropout = recipe.model_kwargs["dropout"] if dropout is None else dropout
-        epochs = epochs or recipe.epochs
+        epochs = epochs or head_stage.epochs
         seed_everything(recipe.seed)
         model = create_model(recipe.model, **dict(recipe.model_kwargs, dropout=dropout))
         head = model.classifier_head()
@@ -115,7 +116,7 @@ def main() -> None:
             shuffle=True,
             seed=recipe.seed,
         )
-        stage = replace(recipe.first_stage, epochs=epochs, weight_decay=decay, label_smoothing=smoothing)
+        stage = replace(head_stage, epochs=epochs, weight_decay=decay, label_smoothing=smoothing)
         history = fit_stage(head, training, stage, val_loader=validation, device=device, quiet=True)
         last = history.epochs[-1]
         head.eval()

@@ -41,15 +41,15 @@ def alexnet_variants() -> dict[str, Recipe]:
         "seed": seed,
         "batch-norm": batch_norm,
         "batch-norm+augmentation": replace(batch_norm, augment=(CropFlip(padding=4, flip=True), Cutout(size=8))),
-        "batch-norm+label-smoothing": replace(batch_norm, label_smoothing=0.1),
-        "batch-norm+weight-decay": replace(batch_norm, optimizer="adamw", weight_decay=0.05),
+        "batch-norm+label-smoothing": batch_norm.with_stage(label_smoothing=0.1),
+        "batch-norm+weight-decay": batch_norm.with_stage(optimizer="adamw", weight_decay=0.05),
         "improved": recipes.get_recipe("alexnet", "improved"),
     }
 
 
 def resnet_variants() -> dict[str, Recipe]:
     """The seed recipe, in batches of 32, on plain and residual networks of 20 and 56 layers."""
-    seed = replace(recipes.get_recipe("resnet", "seed"), batch_size=32, lr=0.025)
+    seed = replace(recipes.get_recipe("resnet", "seed"), batch_size=32).with_stage(lr=0.025)
     return {
         f"{kind}{depth}": replace(seed, model=f"resnet{depth}", model_kwargs={"shortcuts": kind == "resnet"})
         for depth in (20, 56)

@@ -79,9 +79,9 @@ def test_every_experiment_runs_end_to_end_in_quick_mode(experiment, recipe, data
     stored = result.test_loader.data.images.shape[-1]  # photos at the recipe's size; the rest at the dataset's
     assert stored == (chosen.image_size or {"mnist": 28, "fashion_mnist": 28}.get(chosen.dataset, 32))
     history = json.loads((folder / "history.json").read_text())
-    expected_epochs = chosen.quick_epochs * (2 if chosen.fine_tuning else 1)
+    expected_epochs = chosen.quick_epochs * len(chosen.stages)
     assert metrics["epochs"] == len(history["epochs"]) == expected_epochs
-    last_stage = chosen.fine_tuning or chosen  # the last stage follows its own schedule: constant, or annealed
+    last_stage = chosen.stages[-1]  # the last stage follows its own schedule: constant, or annealed
     final_lr = history["epochs"][-1]["learning_rate"]
     if last_stage.schedule == "constant":
         assert final_lr == pytest.approx(last_stage.lr)
@@ -146,7 +146,7 @@ def test_a_run_stopped_early_is_reported_as_unfinished(experiment, data_dir, tmp
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
     [row] = load_results(tmp_path)
     assert row["model"] == recipe.model  # the unfinished row names the base that ran
-    reached = recipe.quick_epochs * (2 if recipe.fine_tuning else 1)  # both stages' epochs, numbered on
+    reached = recipe.quick_epochs * len(recipe.stages)  # every stage's epochs, numbered on
     assert (row["test_accuracy"], row["epochs"], row["epochs_planned"]) == (None, reached, recipe.total_epochs)
     assert published_histories(recipe.name, tmp_path)[folder.name].column("epoch") == list(range(1, reached + 1))
     assert "unfinished" in format_results([row])
@@ -188,7 +188,7 @@ def test_cross_validation_holds_out_every_training_image_once_then_runs_the_winn
     data_dir, tmp_path, offline_extra
 ) -> None:
     script = Path(__file__).parents[1] / "scripts" / "cross_validate.py"
-    own = get_recipe("vgg16_fine_tuning").fine_tuning
+    own = get_recipe("vgg16_fine_tuning").stages[1]
     command = [
         sys.executable,
         str(script),

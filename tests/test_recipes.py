@@ -15,8 +15,8 @@ from cnn_study.recipes import (
     RECIPES,
     STUDY_REPORTED,
     STUDY_REPORTS,
-    FineTuning,
     Recipe,
+    RecipeStage,
     experiments_using,
     get_recipe,
     list_experiments,
@@ -36,11 +36,13 @@ def test_the_studys_nine_experiments_have_a_seed_and_an_improved_recipe_and_ours
 
 def test_seed_recipes_follow_the_study() -> None:
     lenet = get_recipe("lenet5", "seed")
-    assert (lenet.optimizer, lenet.epochs, lenet.batch_size, lenet.validation_fraction) == ("adam", 10, 128, 0.2)
+    assert lenet.stages == (RecipeStage(epochs=10, optimizer="adam", lr=1e-3),)
+    assert (lenet.batch_size, lenet.validation_fraction) == (128, 0.2)
     alexnet = get_recipe("4", "seed")
-    assert (alexnet.optimizer, alexnet.lr, alexnet.epochs, alexnet.augment) == ("adam", 1e-3, 100, ())
+    assert alexnet.stages == (RecipeStage(epochs=100, optimizer="adam", lr=1e-3),) and alexnet.augment == ()
     resnet = get_recipe("resnet", "seed")
-    assert (resnet.optimizer, resnet.lr, resnet.momentum, resnet.weight_decay, resnet.epochs, resnet.batch_size) == (
+    [stage] = resnet.stages
+    assert (stage.optimizer, stage.lr, stage.momentum, stage.weight_decay, stage.epochs, resnet.batch_size) == (
         "sgd",
         0.1,
         0.9,
@@ -48,8 +50,9 @@ def test_seed_recipes_follow_the_study() -> None:
         50,
         128,
     )
-    fine_tuning = get_recipe("vgg16_fine_tuning", "seed")
-    assert fine_tuning.optimizer == "rmsprop" and fine_tuning.fine_tuning.trainable == "last_block"
+    head, fine_tuning = get_recipe("vgg16_fine_tuning", "seed").stages
+    assert (head.optimizer, head.trainable) == ("rmsprop", "head")
+    assert (fine_tuning.optimizer, fine_tuning.trainable) == ("rmsprop", "last_block")
 
 
 #: What the study states about each experiment's setup (the brief's summary of its notebooks), by experiment.
@@ -74,14 +77,22 @@ STUDY_STATES = {
 }
 
 
+def _setting(recipe: Recipe, name: str) -> object:
+    """A recipe's setting by name: its own field, or a training setting that every one of its stages shares."""
+    if name in {field.name for field in fields(Recipe)}:
+        return getattr(recipe, name)
+    [value] = {getattr(stage, name) for stage in recipe.stages}
+    return value
+
+
 @pytest.mark.parametrize("experiment", sorted(STUDY_STATES))
 def test_every_seed_recipe_holds_each_setting_the_study_states(experiment) -> None:
     recipe = get_recipe(str(experiment), "seed")
-    assert {key: getattr(recipe, key) for key in STUDY_STATES[experiment]} == STUDY_STATES[experiment]
+    assert {key: _setting(recipe, key) for key in STUDY_STATES[experiment]} == STUDY_STATES[experiment]
     if experiment == 3:
         assert recipe.validation_fraction == 0.2  # "20% val"
     if experiment == 7:
-        assert recipe.batch_size == 128 and recipe.schedule != "constant"  # "LR schedule"
+        assert recipe.batch_size == 128 and recipe.stages[0].schedule != "constant"  # "LR schedule"
     if experiment == 8:  # 150 x 150 photos, shear/zoom/flip, one sigmoid output trained with binary cross-entropy
         assert [type(augmentation).__name__ for augmentation in recipe.augment] == ["ShearZoomFlip"]
         model = create_model(recipe.model, **recipe.model_kwargs)  # as run builds it, less the ImageNet download
@@ -98,36 +109,76 @@ def test_unknown_experiment_and_recipe() -> None:
 def test_recipes_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         Recipe(1, "mnist_cnn", "A CNN", "seed", "mnist", "mnist_cnn")  # which number is the epochs?
-    with pytest.raises(TypeError, match="trainable"):
-        FineTuning(epochs=1, optimizer="adam", lr=1e-5)  # a fine-tuning stage says what it unfreezes
+    with pytest.raises(TypeError):
+        RecipeStage(10, "adam", 1e-3)
+
+
+def test_a_recipe_refuses_stages_its_model_cannot_train() -> None:
+    lenet = get_recipe("lenet5")
+    for stages in ((), lenet.stages * 3):
+        with pytest.raises(ValueError, match=f"has {len(stages)} training stages; a run trains one, or a head"):
+            replace(lenet, stages=stages)
+    with pytest.raises(ValueError, match=r"trains lenet5 from scratch: every stage trains all of it"):
+        lenet.with_stage(trainable="head")  # a network trained from scratch has no pretrained base to freeze
+    head_only = get_recipe("vgg16_dogs_vs_cats")
+    with pytest.raises(ValueError, match=r"caches the base's features.*trainable='head'"):
+        head_only.with_stage(trainable="all")  # cached features cannot train the base that computed them
+    assert replace(head_only, feature_cache=False).with_stage(trainable="all").stages[0].trainable == "all"
+
+
+def test_a_recipe_says_what_learns_in_each_stage() -> None:
+    trainable = {
+        (name, recipe): [stage.trainable for stage in RECIPES[name][recipe].stages]
+        for name in RECIPES
+        for recipe in RECIPES[name]
+    }
+    assert trainable.pop(("vgg16_fine_tuning", "seed")) == ["head", "last_block"]
+    assert trainable.pop(("vgg16_fine_tuning", "improved")) == ["head", "all"]
+    for transfer in ("vgg16_dogs_vs_cats", "vgg16_feature_extraction"):
+        assert trainable.pop((transfer, "seed")) == trainable.pop((transfer, "improved")) == ["head"]
+    assert set(map(tuple, trainable.values())) == {("all",)}  # every network trained from scratch, in one stage
 
 
 def test_the_fine_tuning_stage_inherits_nothing_from_the_head_stage() -> None:
-    recipe = get_recipe("vgg16_fine_tuning", "improved")
-    changed = recipe.fine_tuning
-    assert (changed.optimizer, changed.lr, changed.weight_decay, changed.schedule) == ("adamw", 3e-5, 1e-2, "onecycle")
-    # the head's stage has its own settings; changing them leaves the fine-tuning stage as it is
-    assert recipe.first_stage.schedule == "cosine" and recipe.first_stage.lr == 1e-3
-    assert get_recipe("vgg16_fine_tuning", "seed").fine_tuning.weight_decay == 0.0
-
-
-def test_first_stage_holds_the_recipe_optimisation_settings() -> None:
-    recipe = get_recipe("resnet", "improved")
-    stage = recipe.first_stage
-    assert (stage.epochs, stage.optimizer, stage.lr, stage.nesterov, stage.weight_decay) == (
-        100,
-        "sgd",
-        0.1,
-        True,
-        5e-4,
+    head, fine_tuning = get_recipe("vgg16_fine_tuning", "improved").stages
+    assert fine_tuning == RecipeStage(
+        epochs=5, optimizer="adamw", lr=3e-5, weight_decay=1e-2, schedule="onecycle", trainable="all"
     )
-    assert (stage.schedule, stage.label_smoothing) == ("onecycle", 0.1)
+    assert head == RecipeStage(
+        epochs=30, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="cosine", trainable="head"
+    )
+    assert get_recipe("vgg16_fine_tuning", "seed").stages[1].weight_decay == 0.0
+
+
+def test_a_stage_holds_every_optimisation_setting_of_its_recipe() -> None:
+    assert get_recipe("resnet", "improved").stages == (
+        RecipeStage(
+            epochs=100,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            label_smoothing=0.1,
+        ),
+    )
+
+
+def test_changing_a_stage_or_the_epochs_leaves_every_other_setting() -> None:
+    recipe = get_recipe("vgg16_fine_tuning")
+    head, fine_tuning = recipe.with_stage(1, lr=1e-4).stages
+    assert head == recipe.stages[0] and fine_tuning == replace(recipe.stages[1], lr=1e-4)
+    assert recipe.with_stage(lr=1e-4).stages == (replace(recipe.stages[0], lr=1e-4), recipe.stages[1])
+    assert recipe.with_epochs(3).stages == tuple(replace(stage, epochs=3) for stage in recipe.stages)
+    assert replace(recipe.with_epochs(3), stages=recipe.stages) == recipe  # nothing else changed
 
 
 def test_quick_shortens_every_stage() -> None:
-    quick = get_recipe("vgg16_fine_tuning").quick()
-    assert quick.epochs == quick.fine_tuning.epochs == quick.quick_epochs
-    assert quick.fine_tuning.lr == get_recipe("vgg16_fine_tuning").fine_tuning.lr
+    recipe = get_recipe("vgg16_fine_tuning")
+    quick = recipe.quick()
+    assert [stage.epochs for stage in quick.stages] == [recipe.quick_epochs] * 2 and quick.total_epochs == 2
+    assert [stage.lr for stage in quick.stages] == [stage.lr for stage in recipe.stages]
 
 
 def test_transfer_recipes_are_recognised_by_the_model_type_and_run_on_any_backbone() -> None:
@@ -161,7 +212,7 @@ def test_the_readme_shows_the_study_numbers_of_the_one_table() -> None:
 
 
 def test_only_seed_recipes_assume_and_what_they_assume_are_their_own_settings() -> None:
-    names = {field.name for field in fields(Recipe)}
+    names = {field.name for field in fields(Recipe)} | {field.name for field in fields(RecipeStage)}
     for recipes in RECIPES.values():
         for recipe in recipes.values():
             if recipe.recipe == "seed":

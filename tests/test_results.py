@@ -391,9 +391,11 @@ def _full_run_part(settings: dict) -> dict:
 
 
 def _recorded_part(current: object, recorded: object) -> object:
-    """``current`` cut down to the keys that ``recorded`` has, at every level."""
+    """``current`` cut down to the keys that ``recorded`` has, at every level (item by item in lists)."""
     if isinstance(current, dict) and isinstance(recorded, dict):
         return {key: _recorded_part(current.get(key), value) for key, value in recorded.items()}
+    if isinstance(current, list) and isinstance(recorded, list) and len(current) == len(recorded):
+        return [_recorded_part(now, then) for now, then in zip(current, recorded, strict=True)]
     return current
 
 
@@ -416,7 +418,7 @@ def test_small_scale_studies_are_the_scripts_runs_and_show_what_the_tutorials_sa
             metrics = published[name]
             assert (metrics["train_size"], metrics["test_size"]) == (10 * train_per_class, 10 * test_per_class)
             assert metrics["epochs"] == epochs and metrics["quick"] is False
-            expected = _full_run_part(replace(recipe, recipe=name, epochs=epochs).settings())
+            expected = _full_run_part(replace(recipe, recipe=name).with_epochs(epochs).settings())
             recorded = _full_run_part(metrics["recipe_settings"])
             assert _recorded_part(expected, recorded) == recorded, name
     # tutorial 7: the deeper plain network trains worse; shortcuts let the deep network train far better

@@ -154,7 +154,9 @@ def test_overwrite_replaces_the_old_run_wholly_once_the_new_one_has_a_checkpoint
     with pytest.raises(KeyboardInterrupt):
         tiny_run(tmp_path, overwrite=True, epochs=2)
     assert sorted(path.name for path in old.out_dir.iterdir()) == ["checkpoint.pt"]  # nothing of the old run
-    assert load_checkpoint_meta(old.out_dir / "checkpoint.pt")["settings"]["recipe_settings"]["epochs"] == 2
+    assert (
+        load_checkpoint_meta(old.out_dir / "checkpoint.pt")["settings"]["recipe_settings"]["stages"][0]["epochs"] == 2
+    )
 
 
 def test_a_run_killed_while_replacing_another_gives_it_back_on_the_next_call(tmp_path) -> None:
@@ -261,7 +263,10 @@ def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path) -> None:
         tiny_run(tmp_path, resume=True)
     first = tiny_run(tmp_path, epochs=2)
     checkpoint = (first.out_dir / "checkpoint.pt").read_bytes()
-    with pytest.raises(ValueError, match=r"recipe_settings.batch_size 16 in the checkpoint, 8 now.*epochs 2 in"):
+    with pytest.raises(
+        ValueError,
+        match=r"recipe_settings.batch_size 16 in the checkpoint, 8 now.*recipe_settings.stages.0.epochs 2 in",
+    ):
         tiny_run(tmp_path, epochs=3, batch_size=8, resume=True)
     assert (first.out_dir / "checkpoint.pt").read_bytes() == checkpoint  # nothing trained, nothing mixed
     resumed = tiny_run(tmp_path, epochs=2, resume=True)

@@ -67,15 +67,15 @@ figure = Figure(figsize=(7, 3), layout="constrained")
 axes = figure.subplots()
 steps_per_epoch = 50_000 // 128
 for recipe_name in ("seed", "improved"):
-    recipe = recipes.get_recipe("resnet", recipe_name)
-    optimizer = training.make_optimizer(recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr)
-    scheduler = training.make_scheduler(recipe.schedule, optimizer, recipe.epochs * steps_per_epoch)
+    stage = recipes.get_recipe("resnet", recipe_name).stages[0]  # the recipe's one training stage
+    optimizer = training.make_optimizer(stage.optimizer, [torch.zeros(1, requires_grad=True)], stage.lr)
+    scheduler = training.make_scheduler(stage.schedule, optimizer, stage.epochs * steps_per_epoch)
     rates = []
-    for _ in range(recipe.epochs * steps_per_epoch):
+    for _ in range(stage.epochs * steps_per_epoch):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    axes.plot([step / steps_per_epoch for step in range(len(rates))], rates, label=f"{recipe_name} ({recipe.schedule})")
+    axes.plot([step / steps_per_epoch for step in range(len(rates))], rates, label=f"{recipe_name} ({stage.schedule})")
 axes.set(xlabel="epoch", ylabel="learning rate", title="Learning-rate schedules")
 axes.legend()
 figure

@@ -103,11 +103,11 @@ visualize.image_grid(
 seed_recipe = recipes.get_recipe("vgg16_feature_extraction", "seed").on_backbone(BACKBONE)
 improved_recipe = recipes.get_recipe("vgg16_feature_extraction", "improved").on_backbone(BACKBONE)
 train_images, test_images = len(train), len(test)
-seed_passes = seed_recipe.epochs * train_images + test_images  # 80% trained and 20% validated every epoch
+seed_passes = seed_recipe.total_epochs * train_images + test_images  # 80% trained and 20% validated every epoch
 views = 1 + len(improved_recipe.cached_views)
 improved_passes = views * train_images + test_images * (2 if improved_recipe.test_mirror else 1)
 print(f"seed recipe: {seed_passes:,} images through the base; improved: {improved_passes:,}")
-print(f"the improved recipe's {improved_recipe.epochs} head epochs then cost no pass through the base at all")
+print(f"the improved recipe's {improved_recipe.total_epochs} head epochs then cost no pass through the base at all")
 
 # %% [markdown]
 # So caching saves about a third of the passes through the base as configured, while an epoch of the head

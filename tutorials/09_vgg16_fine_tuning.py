@@ -51,16 +51,17 @@ print(f"pretrained base on this page: {BACKBONE} ({models.get_model_info(BACKBON
 for recipe_name in ("seed", "improved"):
     recipe = recipes.get_recipe("vgg16_fine_tuning", recipe_name).on_backbone(BACKBONE)
     model = models.create_model(recipe.model, **recipe.model_kwargs)
-    for stage in ("head", "last_block", "all"):
-        model.set_trainable(stage)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        print(f"{recipe_name} recipe's head, trainable={stage!r}: {trainable:>10,} parameters learn")
+    for trainable in ("head", "last_block", "all"):
+        model.set_trainable(trainable)
+        learning = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"{recipe_name} recipe's head, trainable={trainable!r}: {learning:>10,} parameters learn")
 
 # %% [markdown]
 # ## Two stages
 #
-# `run` trains the head first, evaluates, then unfreezes what `recipe.fine_tuning.trainable` names (the
-# last block in the seed recipe, an assumption; the whole base in the improved one) and trains on. Where the base has
+# A fine-tuning recipe has two stages, each saying what learns in it (`trainable`): `run` trains the head
+# first, evaluates, then unfreezes what the second stage names (the last block in the seed recipe, an
+# assumption; the whole base in the improved one) and trains on. Where the base has
 # [batch normalisation](../glossary.md#batch-normalisation) (EfficientNet-Lite0 has it in every block; torchvision's
 # VGG16 has none), its layers
 # keep normalising with their ImageNet statistics in both stages: re-estimating them from batches of 32 or 64
@@ -72,7 +73,7 @@ for recipe_name in ("seed", "improved"):
 
 # %%
 recipe = recipes.get_recipe("vgg16_fine_tuning", "seed").on_backbone(BACKBONE)
-print(recipe.fine_tuning)
+print(*recipe.stages, sep="\n")
 result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
 print(result.summary())
 
@@ -88,7 +89,7 @@ runs = results.published_runs("vgg16_fine_tuning")  # (metrics, history) of each
 full = {metrics["recipe"]: metrics for metrics, _ in runs}
 display(Markdown(results.format_results(list(full.values()), markdown=True)))
 for metrics, history in runs:
-    head_epochs = metrics["recipe_settings"]["epochs"]  # of the head stage, as the run recorded it
+    head_epochs = metrics["recipe_settings"]["stages"][0]["epochs"]  # as the run recorded it
     display(
         visualize.training_curves(
             {metrics["recipe"]: history},

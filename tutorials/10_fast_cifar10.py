@@ -143,10 +143,11 @@ print(type(norm).__name__, f"momentum {norm.momentum}, eps {norm.eps}, scale tra
 # much as an exponential moving average of the weights does.
 
 # %%
-steps = recipe.epochs * (50_000 // recipe.batch_size + 1)
+stage = recipe.stages[0]  # the recipe's one training stage
+steps = stage.epochs * (50_000 // recipe.batch_size + 1)
 weight = torch.nn.Parameter(torch.zeros(1))
-optimizer = training.Lookahead(training.make_optimizer("sgd", [weight], recipe.lr), total_steps=steps)
-scheduler = training.make_scheduler(recipe.schedule, optimizer, steps)
+optimizer = training.Lookahead(training.make_optimizer("sgd", [weight], stage.lr), total_steps=steps)
+scheduler = training.make_scheduler(stage.schedule, optimizer, steps)
 rates, pulls = [], []
 for _ in range(steps):
     rates.append(optimizer.param_groups[0]["lr"])
@@ -156,7 +157,7 @@ for _ in range(steps):
     scheduler.step()
 figure = Figure(figsize=(10, 3), layout="constrained")
 left, right = figure.subplots(1, 2)
-epochs = [step * recipe.epochs / steps for step in range(steps)]
+epochs = [step * stage.epochs / steps for step in range(steps)]
 left.plot(epochs, rates)
 left.set(xlabel="epoch", ylabel="learning rate", title="The triangular schedule")
 right.plot(epochs, pulls)
