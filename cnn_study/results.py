@@ -27,7 +27,7 @@ import torch
 
 from ._messages import option
 from .files import atomic_json_dump, read_json, state_dict_sha256
-from .models import create_model, is_transfer_model, load_trained_model_file, write_model_file
+from .models import builder_kwargs, create_model, is_transfer_model, load_trained_model_file, write_model_file
 from .recipes import STUDY_BACKBONE, STUDY_REPORTED, Recipe, get_recipe
 from .training import History, load_checkpoint
 
@@ -476,8 +476,8 @@ def export_weights(
             f"Export the whole model (without {option('head_only')})."
         )
     if head_only:
-        model_kwargs = {"base_weights": "imagenet", **meta.get("model_kwargs", {})}
-        built = create_model(meta["model"], num_classes=meta["num_classes"], **model_kwargs)
+        # the model the head alone will be loaded into (the registry rebuilds it so): its ImageNet base
+        built = create_model(meta["model"], num_classes=meta["num_classes"], **builder_kwargs(meta, head_only=True))
         changed = [
             key for key, value in built.base.state_dict().items() if not torch.equal(value, state_dict[f"base.{key}"])
         ]

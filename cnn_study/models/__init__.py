@@ -30,6 +30,7 @@ from . import (
 from ._base import ImageClassifier, InputSpec
 from ._model_file import (
     MODEL_META_KEYS,
+    builder_kwargs,
     load_trained_model_file,
     read_model_meta,
     save_trained_model,
@@ -88,6 +89,7 @@ __all__ = [
     "alexnet_cifar",
     "available_weights",
     "base_of",
+    "builder_kwargs",
     "create_model",
     "efficientnet_lite0",
     "fashion_cnn",

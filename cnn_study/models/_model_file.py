@@ -63,6 +63,28 @@ def load_trained_model_file(path: str | Path, *, shipped: bool = False) -> dict[
     return content
 
 
+def holds_head_only(meta: dict[str, Any]) -> bool:
+    """Whether a model file holds a transfer model's head alone (``meta["parts"] == "head"``, shipped weights of a
+    run whose base stayed frozen): its base is the ImageNet base it was trained on, which the builder loads."""
+    return meta.get("parts") == "head"
+
+
+def builder_kwargs(meta: dict[str, Any], *, head_only: bool | None = None) -> dict[str, Any]:
+    """The keyword arguments that rebuild the model a file's parameters were trained in: the recorded
+    ``model_kwargs`` and, under a head alone, the ImageNet base it sits on (``base_weights="imagenet"``).
+
+    Args:
+        meta: The file's metadata.
+        head_only: Rebuild for the head alone, or for the whole model; by default as the file holds it
+            (`holds_head_only`). An export that leaves the base out asks for the model its head will be loaded into.
+
+    >>> builder_kwargs({"parts": "head", "model_kwargs": {"pooling": "avg"}})
+    {'base_weights': 'imagenet', 'pooling': 'avg'}
+    """
+    head_only = holds_head_only(meta) if head_only is None else head_only
+    return {**({"base_weights": "imagenet"} if head_only else {}), **meta.get("model_kwargs", {})}
+
+
 def read_model_meta(path: str | Path) -> dict[str, Any]:
     """The checked metadata of a trained-model file, without reading its parameters (they are memory-mapped)."""
     return _read(path, mmap=True)["meta"]

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..files import safe_torch_load
-from ._model_file import load_trained_model_file, read_model_meta
+from ._model_file import builder_kwargs, holds_head_only, load_trained_model_file, read_model_meta
 
 #: Where shipped trained weights live, as ``<model>-<name>.pt`` (see `available_weights`).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -263,10 +263,8 @@ def create_model(
             )
         state_dict = chosen.get_state_dict(progress=progress)
         num_classes = weights_classes
-        # Shipped weights say how their model was built (e.g. a transfer head's pooling); a shipped head
-        # ("parts": "head") goes on top of the ImageNet base it was trained on, which the builder loads.
-        base = {"base_weights": "imagenet"} if chosen.meta.get("parts") == "head" else {}
-        kwargs = {**base, **chosen.meta.get("model_kwargs", {}), **kwargs}
+        # shipped weights say how their model was built (a transfer head's pooling, the ImageNet base under a head)
+        kwargs = {**builder_kwargs(chosen.meta), **kwargs}
     elif Path(weights).suffix in {".pt", ".pth"} or Path(weights).exists():
         state_dict = load_state_dict_file(weights)
     else:
@@ -275,7 +273,7 @@ def create_model(
             "or pass the path of a .pt/.pth state-dict file."
         )
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
-    head_only = chosen is not None and chosen.meta.get("parts") == "head"
+    head_only = chosen is not None and holds_head_only(chosen.meta)
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=not head_only)
         if head_only and (unexpected or any(not key.startswith("base.") for key in missing)):
