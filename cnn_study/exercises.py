@@ -79,13 +79,14 @@ def _parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def _hardest_fashion_class() -> str:
+def _fashion_shirts_mistaken() -> int:
+    """How many of 200 test shirts the shipped Fashion-MNIST model calls something else."""
     model = create_model("fashion_cnn", weights="fashion_mnist")
     test = DATASETS["fashion_mnist"](download=True).test.sample(200, seed=0)
     evaluation = evaluate(model, BatchLoader.for_model(test, model))
     counts = confusion_counts(evaluation.labels, evaluation.predictions, len(test.classes))
-    errors = counts.sum(axis=1) - counts.diagonal()
-    return test.classes[int(errors.argmax())]
+    shirt = test.classes.index("Shirt")
+    return int(counts[shirt].sum() - counts[shirt, shirt])
 
 
 def _smallest_validation_class() -> int:
@@ -169,11 +170,12 @@ _EXERCISES = [
         "Try create_model('mnist_cnn').forward_features(torch.zeros(8, 1, 28, 28)).shape.",
     ),
     Exercise(
-        "fashion-hardest-class",
+        "fashion-shirts-mistaken",
         2,
-        _hardest_fashion_class,
+        _fashion_shirts_mistaken,
         "evaluate the shipped weights (weights='fashion_mnist') on test.sample(200, seed=0); in "
-        "visualize.confusion_counts a row's total minus its diagonal entry counts that class's mistakes.",
+        "visualize.confusion_counts the Shirt row's total minus its diagonal entry counts the shirts taken for "
+        "something else.",
     ),
     Exercise(
         "fashion-smoothed-target",
