@@ -10,8 +10,9 @@ The recipes are data (`cnn_study.recipes`); the results folder and its files are
 3. `_train_and_report` splits the data and feeds the model through `BatchLoader.for_model` (`_Batches`: the
    model's own input size and normalisation), then trains it stage by stage (`Recipe.stages`, each saying what
    learns: a transfer model freezes and unfreezes its base by it) with `cnn_study.training.fit_stage`, or, for
-   a stage that trains a cached-features recipe's head alone, with `cnn_study.training.fit_head_on_features` on
-   the transfer model's cut points, and evaluates it on the test set after each stage;
+   a cached-features recipe's first stage, which trains the head alone, with
+   `cnn_study.training.fit_head_on_features` on the transfer model's cut points, and evaluates it on the test set
+   after each stage;
 4. `_write_run` writes ``model.pt`` (its metadata shares the metrics' model, dataset and accuracy),
    ``history.json``, the figures and, last, ``metrics.json``.
 
@@ -420,7 +421,7 @@ def _train_and_report(
         checkpoint = out_dir / CHECKPOINTS[number]
         if recipe.is_transfer:
             model.set_trainable(stage.trainable)
-        if stage.trainable == "head" and recipe.feature_cache:  # a frozen base: its head trains on cached features
+        if number == 0 and recipe.feature_cache:  # a frozen base (its first stage trains the head on cached features)
             history = fit_head_on_features(
                 model.feature_extractor(folded=True),  # a frozen copy: batch norms folded into its convolutions
                 model.classifier_head(),

@@ -178,7 +178,7 @@ class Recipe:
         model_kwargs: Extra keyword arguments for `cnn_study.models.create_model`.
         batch_size: Images per batch, in every stage.
         stages: The training stages, run in order (`RecipeStage`): one, or a head stage then a fine-tuning
-            stage. A stage that trains the head alone of a ``feature_cache`` recipe trains it on cached features.
+            stage. The first stage of a ``feature_cache`` recipe trains the head alone, on cached features.
         augment: Whole-batch augmentations (see `cnn_study.datasets.augment`); with
             ``feature_cache`` they apply to the fine-tuning stage only (cached features use ``cached_views``).
         validation_fraction: Share of the training set held out for validation;
