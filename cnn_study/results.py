@@ -373,7 +373,12 @@ def runs_over_seeds(experiment: str, recipe: str = "improved") -> list[tuple[dic
 
 
 #: The recipes published over several seeds (`runs_over_seeds`), as ``(experiment, recipe)``.
-SEED_SPREADS = (("mnist_cnn", "improved"), ("lenet5", "improved"), ("fast_cifar", "improved"))
+SEED_SPREADS = (
+    ("mnist_cnn", "improved"),
+    ("fashion_cnn", "improved"),
+    ("lenet5", "improved"),
+    ("fast_cifar", "improved"),
+)
 
 
 def format_seed_spreads(recipes: Sequence[tuple[str, str]] = SEED_SPREADS) -> str:
