@@ -325,8 +325,8 @@ class Recipe:
     def with_epochs(self, epochs: int) -> Recipe:
         """This recipe with ``epochs`` epochs in each of its stages.
 
-        >>> [stage.epochs for stage in get_recipe("9").with_epochs(2).stages]
-        [2, 2]
+        >>> get_recipe("9").with_epochs(2).total_epochs
+        4
         """
         return replace(self, stages=tuple(replace(stage, epochs=epochs) for stage in self.stages))
 
