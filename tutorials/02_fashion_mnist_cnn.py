@@ -106,8 +106,8 @@ print(f"the gain is {gain / statistics.stdev(over_seeds):.1f} of those standard 
 
 # %% [markdown]
 # Over its five seeds the improved recipe moves by about a tenth of a point, so the gain of under one point is
-# many of those standard deviations: the training changes help, and the gain repeats. The seed recipe ran once;
-# reading the gain this way assumes its spread over seeds is about as small (an assumption, not measured here).
+# many of those standard deviations: far more than the luck of one seed. The seed recipe ran once; reading the
+# gain this way assumes its spread over seeds is about as small (an assumption, not measured here).
 
 # %% [markdown]
 # ## Which clothes get confused?
