@@ -17,12 +17,13 @@ The variants, each the full recipe but for one change:
 
 Results folders go to ``<out>/fast_cifar/<variant>[-seed<N>]/`` (read them with ``results.load_results``), and
 one line per run is printed. The published record, ``cnn_study/results/fast_cifar_ablation/ablation_output.txt``,
-is that printed output of a run for seeds 0 and 1 (the last variant of seed 1 missing), whose folders were lost;
-tutorial 10 reads it.
+is that printed output for seeds 0, 1 and 2, from two sessions: seeds 0 and 1 (but seed 1's ``no-test-mirror``),
+whose folders were lost, then ``--seeds 1 --only no-test-mirror`` and ``--seeds 2``; tutorial 10 reads it.
 
 Usage::
 
-    CNN_STUDY_DATA=... python scripts/fast_cifar_ablation.py --out cnn_study/results/fast_cifar_ablation
+    CNN_STUDY_DATA=... python scripts/fast_cifar_ablation.py --out runs/ablation \
+        >> cnn_study/results/fast_cifar_ablation/ablation_output.txt
 """
 
 from __future__ import annotations
