@@ -260,10 +260,9 @@ def training_precision(device: torch.device) -> Precision:
     """The precision `fit` trains in unless told: bfloat16 on CUDA and on CPUs that compute it natively.
 
     On a 2-core CPU with AVX512-BF16, bfloat16 autocast trained every model of the experiments trained from
-    scratch faster than float32 (``benchmarks/train_throughput.py``), and the models of experiments 1 to 5 and 7
-    to the same accuracy within the spread of three seeds (``benchmarks/bfloat16_training.py``; the tables are on
-    the documentation's Results page; experiment 10's network was not compared). Elsewhere (MPS, CPUs without
-    it) float32.
+    scratch faster than float32 (``benchmarks/train_throughput.py``), and the models of experiments 1 to 5, 7
+    and 10 to the same accuracy within the spread of three seeds (``benchmarks/bfloat16_training.py``; the tables
+    are on the documentation's Results page). Elsewhere (MPS, CPUs without it) float32.
 
     >>> training_precision(torch.device("cuda")), training_precision(torch.device("mps"))
     ('bfloat16', 'float32')
