@@ -10,7 +10,14 @@ import torch
 
 from cnn_study.datasets import DATASETS, BatchLoader
 from cnn_study.files import state_dict_sha256
-from cnn_study.models import WEIGHTS_DIR, available_weights, create_model, list_models, save_trained_model
+from cnn_study.models import (
+    WEIGHTS_DIR,
+    available_weights,
+    create_model,
+    list_models,
+    load_trained_model,
+    save_trained_model,
+)
 from cnn_study.results import export_weights
 from cnn_study.training import evaluate
 
@@ -112,9 +119,11 @@ def test_a_shipped_head_loads_onto_its_imagenet_base_to_identical_outputs(tmp_pa
     assert shipped.stat().st_size < 2e6  # the head's 0.33M parameters, not the 3.4M of the base
     monkeypatch.setattr("cnn_study.models._registry.WEIGHTS_DIR", tmp_path / "weights")
     reloaded = create_model("efficientnet_lite0_transfer", weights="dogs_vs_cats").eval()
+    from_file, meta = load_trained_model(shipped)  # as `cnn-study evaluate <shipped file>` loads it
     images = torch.randn(2, 3, 224, 224)
     assert torch.equal(trained(images), reloaded(images))
-    assert available_weights("efficientnet_lite0_transfer")["dogs_vs_cats"].meta["parts"] == "head"
+    assert torch.equal(trained(images), from_file(images))
+    assert meta["parts"] == available_weights("efficientnet_lite0_transfer")["dogs_vs_cats"].meta["parts"] == "head"
 
 
 @pytest.mark.usefixtures("offline_extra")

@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from ..files import load_model_state
-from ._model_file import load_trained_model_file
+from ._model_file import builder_kwargs, holds_head_only, load_trained_model_file
 from ._registry import create_model
 
 
@@ -30,15 +30,17 @@ def load_trained_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model saved in a trained-model file, in eval mode, and return it with its metadata.
 
     The model remembers the normalisation it was trained with (``meta["mean"]``, ``meta["std"]``),
-    so ``BatchLoader.for_model(data, model)`` feeds it as it was fed in training.
+    so ``BatchLoader.for_model(data, model)`` feeds it as it was fed in training. A transfer model's head
+    shipped alone (``cnn-study export-weights --head-only``) goes back onto the ImageNet base it was trained on.
 
     Args:
         path: The file.
     """
     content = load_trained_model_file(path)
     meta = content["meta"]
-    # a transfer model's base is built random (its default): the file holds the trained base too
-    model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_kwargs", {}))
-    load_model_state(model, content["state_dict"], path)
+    # a transfer model's base is built random (its default) where the file holds the trained base too, and with
+    # its ImageNet weights under a head shipped alone (`builder_kwargs`)
+    model = create_model(meta["model"], num_classes=meta["num_classes"], **builder_kwargs(meta))
+    load_model_state(model, content["state_dict"], path, head_only=holds_head_only(meta))
     model.mean, model.std = tuple(meta["mean"]), tuple(meta["std"])
     return model.eval(), meta
