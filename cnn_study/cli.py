@@ -145,7 +145,9 @@ def command_results(args: argparse.Namespace) -> None:
 
 
 def command_export_weights(args: argparse.Namespace) -> None:
-    path = export_weights(args.run_dir, args.name, args.out, head_only=args.head_only, float16=args.float16)
+    path = export_weights(
+        args.run_dir, args.name, args.out, head_only=args.head_only, float16=args.float16, overwrite=args.overwrite
+    )
     print(f"wrote {path}")
 
 
@@ -243,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument(
         "--float16", action="store_true", help="store the weights in half precision: half the size (check the accuracy)"
     )
+    exporting.add_argument("--overwrite", action="store_true", help="replace a weights file of the same name in --out")
     exporting.set_defaults(handler=command_export_weights)
     return parser
 

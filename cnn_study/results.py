@@ -439,7 +439,13 @@ def held_out_curve(metrics: dict[str, Any]) -> str:
 
 
 def export_weights(
-    run_dir: str | Path, name: str, out_dir: str | Path, *, head_only: bool = False, float16: bool = False
+    run_dir: str | Path,
+    name: str,
+    out_dir: str | Path,
+    *,
+    head_only: bool = False,
+    float16: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Turn a finished run's ``model.pt`` into shippable weights ``<out_dir>/<model>-<name>.pt``.
 
@@ -459,12 +465,14 @@ def export_weights(
         float16: Store floating-point tensors in half precision (``meta["storage"]`` is ``"float16"``), half
             the size; loading copies them into the model's float32 parameters. Check that the shipped file
             still reaches the run's accuracy (``tests/test_weights.py`` does for every shipped file).
+        overwrite: Replace a weights file of the same model and name in ``out_dir``; without it, one is refused.
 
     Raises:
-        ValueError: The run was a ``--quick`` run, or ``head_only`` and the run's base differs from the
-            builder's (it was fine-tuned, or trained on other base weights).
+        ValueError: The run was a ``--quick`` run, ``head_only`` and the run's base differs from the
+            builder's (it was fine-tuned, or trained on other base weights), ``out_dir`` is a file, or the
+            weights file exists and ``overwrite`` is not set.
     """
-    run_dir = Path(run_dir)
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.]*", name):
         raise ValueError(
             f"The weights name {name!r} is not a plain name: use letters, digits, '_' and '.' "
@@ -473,6 +481,13 @@ def export_weights(
     metrics = read_json(run_dir / "metrics.json", "metrics file", METRICS_KEYS)
     if metrics["quick"]:
         raise ValueError(f"{run_dir} is a --quick run; export weights from a full run.")
+    target = out_dir / f"{metrics['model']}-{name}.pt"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; the weights go into a folder: choose another one.")
+    if target.exists() and not overwrite:
+        raise ValueError(
+            f"{target} already exists; choose another name or folder, or add {option('overwrite')} to replace it."
+        )
     trained = load_trained_model_file(run_dir / "model.pt")
     state_dict, meta = trained["state_dict"], dict(trained["meta"])
     if head_only and not is_transfer_model(meta["model"]):
@@ -499,7 +514,7 @@ def export_weights(
         storage="float16" if float16 else "float32",
         sha256=state_dict_sha256(state_dict),
     )
-    return write_model_file(state_dict, meta, Path(out_dir) / f"{metrics['model']}-{name}.pt")
+    return write_model_file(state_dict, meta, target)
 
 
 @dataclass(frozen=True)

@@ -558,6 +558,23 @@ def test_export_weights_refuses_a_name_with_a_path_and_head_only_without_a_base(
     assert not out.exists() and not (tmp_path / "x.pt").exists()
 
 
+def test_export_weights_never_replaces_a_weights_file_unless_told(tmp_path, capsys) -> None:
+    finished = tiny_run(tmp_path).out_dir
+    out = tmp_path / "weights"
+    assert main(["export-weights", str(finished), "--name", "tiny", "--out", str(out)]) == 0
+    capsys.readouterr()
+    shipped = out / "mnist_cnn-tiny.pt"
+    first = shipped.read_bytes()
+    assert main(["export-weights", str(finished), "--name", "tiny", "--out", str(out), "--float16"]) == 1
+    assert f"{shipped} already exists; choose another name or folder, or add --overwrite" in one_line_error(capsys)
+    assert shipped.read_bytes() == first
+    assert main(["export-weights", str(finished), "--name", "tiny", "--out", str(out), "--float16", "--overwrite"]) == 0
+    assert len(shipped.read_bytes()) < len(first)  # the half-precision file replaced it
+    capsys.readouterr()
+    assert main(["export-weights", str(finished), "--name", "tiny", "--out", str(shipped)]) == 1
+    assert f"{shipped} is a file; the weights go into a folder" in one_line_error(capsys)
+
+
 def test_a_backbone_for_an_experiment_without_one_is_refused(tmp_path, tiny_mnist, capsys) -> None:
     assert cli_run(tiny_mnist, tmp_path, "--backbone", "efficientnet_lite0") == 1
     assert "mnist_cnn trains mnist_cnn from scratch: --backbone chooses the pretrained base" in one_line_error(capsys)
