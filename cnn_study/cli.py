@@ -134,9 +134,16 @@ def command_evaluate(args: argparse.Namespace) -> None:
 
 
 def command_results(args: argparse.Namespace) -> None:
+    if not args.dir.is_dir():
+        raise FileNotFoundError(f"{args.dir} is not a folder; --dir takes the results folder of the runs, e.g. runs/.")
+    if (args.dir / "metrics.json").is_file():
+        raise ValueError(
+            f"{args.dir} is one run's folder; --dir takes the results folder above its experiment's folder: "
+            f"{args.dir.parent.parent}."
+        )
     results, skipped = scan_results(args.dir)
     if skipped:
-        print(f"cnn-study: skipped {len(skipped)} incomplete run folder(s):", file=sys.stderr)
+        print(f"cnn-study: skipped {len(skipped)} run folder(s), incomplete or damaged:", file=sys.stderr)
         for reason in skipped:
             print(f"  {reason}", file=sys.stderr)
     if not results:

@@ -118,6 +118,10 @@ def _scan(folder: str | Path) -> tuple[list[tuple[dict[str, Any], Path]], list[s
         except ValueError as error:
             skipped.append(f"{path.parent} ({error})")
             continue
+        damage = _damaged_values(metrics)
+        if damage:
+            skipped.append(f"{path.parent} ({path} is damaged: {damage})")
+            continue
         if not path.with_name("history.json").is_file():
             skipped.append(f"{path.parent} (metrics.json but no history.json: the run stopped while writing)")
             continue
@@ -130,6 +134,42 @@ def _scan(folder: str | Path) -> tuple[list[tuple[dict[str, Any], Path]], list[s
             except ValueError as error:
                 skipped.append(f"{path.parent} ({error})")
     return sorted(runs, key=lambda run: (run[0]["experiment"], run[0]["recipe"])), skipped
+
+
+#: The numbers a metrics row may hold, as ``key: (low, high)``, each also allowed to be ``None`` or absent.
+_NUMBER_RANGES = {
+    "test_accuracy": (0.0, 1.0),
+    "train_accuracy": (0.0, 1.0),
+    "val_accuracy": (0.0, 1.0),
+    "wall_seconds": (0.0, float("inf")),
+    "epoch_seconds": (0.0, float("inf")),
+    "peak_rss_mb": (0.0, float("inf")),
+    "peak_cuda_mb": (0.0, float("inf")),
+}
+#: The kind of every other value a metrics row must have (`METRICS_KEYS`).
+_KINDS = {"name": str, "recipe": str, "quick": bool, "model": str, "epochs": int, "device": str}
+
+
+def _damaged_values(metrics: dict[str, Any]) -> str | None:
+    """What in a metrics row cannot be what `run` wrote, in words, or ``None``.
+
+    >>> _damaged_values({"experiment": 42, "test_accuracy": 0.9}), _damaged_values({"experiment": 3, "epochs": 20})
+    ('experiment 42 is not one of 1-10', None)
+    >>> _damaged_values({"experiment": 3, "test_accuracy": "high", "wall_seconds": -1})
+    "test_accuracy 'high' is not a number from 0 to 1; wall_seconds -1 is not a number from 0 to inf"
+    """
+    problems = []
+    if type(metrics.get("experiment")) is not int or metrics["experiment"] not in STUDY_REPORTED:
+        problems.append(f"experiment {metrics.get('experiment')!r} is not one of 1-{max(STUDY_REPORTED)}")
+    for key, kind in _KINDS.items():
+        if key in metrics and type(metrics[key]) is not kind:
+            problems.append(f"{key} {metrics[key]!r} is not a {kind.__name__}")
+    for key, (low, high) in _NUMBER_RANGES.items():
+        value = metrics.get(key)
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and not (is_number and low <= value <= high):
+            problems.append(f"{key} {value!r} is not a number from {low:g} to {high:g}")
+    return "; ".join(problems) or None
 
 
 def published_runs(

@@ -104,6 +104,16 @@ def test_a_run_with_another_seed_writes_a_folder_of_its_own_and_records_the_seed
 def test_results_without_runs_exits_1(tmp_path, capsys) -> None:
     assert main(["results", "--dir", str(tmp_path)]) == 1
     assert "No metrics.json" in capsys.readouterr().err
+    assert main(["results", "--dir", str(tmp_path / "nowhere")]) == 1
+    assert f"{tmp_path / 'nowhere'} is not a folder; --dir takes the results folder" in capsys.readouterr().err
+    run_folder = tmp_path / "lenet5" / "improved"
+    run_folder.mkdir(parents=True)
+    (run_folder / "metrics.json").write_text("{}")
+    assert main(["results", "--dir", str(run_folder)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"cnn-study: error: {run_folder} is one run's folder; --dir takes the results folder above its "
+        f"experiment's folder: {tmp_path}."
+    )
 
 
 def test_console_script_and_module_entry_point() -> None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cnn_study import results
+from cnn_study.cli import main
 from cnn_study.files import state_dict_sha256
 from cnn_study.models import base_of, create_model, load_trained_model_file, save_trained_model
 from cnn_study.recipes import get_recipe
@@ -89,6 +90,22 @@ def test_scan_reads_complete_runs_in_experiment_order_and_says_why_it_skips_the_
         "while writing)"
     )
     assert any(reason.startswith(str(tmp_path / "lenet5" / "bad")) for reason in skipped)
+
+
+def test_scan_skips_a_metrics_file_with_damaged_values_and_names_them(tmp_path, capsys) -> None:
+    _write_run(tmp_path / "lenet5" / "seed", _metrics(), _history(2))
+    damaged = {"experiment": 42, "test_accuracy": "high", "wall_seconds": "x", "quick": "no"}
+    _write_run(tmp_path / "lenet5" / "damaged", _metrics(recipe="damaged", **damaged), _history(2))
+    rows, [reason] = scan_results(tmp_path)
+    assert [row["recipe"] for row in rows] == ["seed"]
+    metrics_file = tmp_path / "lenet5" / "damaged" / "metrics.json"
+    assert reason == (
+        f"{metrics_file.parent} ({metrics_file} is damaged: experiment 42 is not one of 1-10; quick 'no' is not a "
+        "bool; test_accuracy 'high' is not a number from 0 to 1; wall_seconds 'x' is not a number from 0 to inf)"
+    )
+    assert main(["results", "--dir", str(tmp_path)]) == 0  # the table of the good run, not a traceback
+    out, err = capsys.readouterr()
+    assert "lenet5" in out and "skipped 1 run folder(s), incomplete or damaged" in err and "is damaged" in err
 
 
 def test_the_public_readers_warn_about_each_skipped_folder_at_their_caller(tmp_path) -> None:

@@ -295,7 +295,7 @@ def test_metrics_are_written_last_and_results_list_only_complete_runs(tmp_path, 
     assert [row["recipe"] for row in rows] == ["seed"] and len(skipped) == 2
     assert main(["results", "--dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert "skipped 2 incomplete run folder(s)" in captured.err
+    assert "skipped 2 run folder(s), incomplete or damaged" in captured.err
     assert f"{corrupt / 'metrics.json'} is not a readable metrics file" in captured.err
     assert "no history.json" in captured.err and len(captured.out.splitlines()) == 3  # header, rule, one run
 
