@@ -262,6 +262,11 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
     finished = (out_dir / "metrics.json").is_file()
     checkpoint = out_dir / CHECKPOINTS[0]
     if resume:
+        if finished:
+            raise FileExistsError(
+                f"{out_dir} already holds a finished run: there is nothing to resume. Add {option('overwrite')} to "
+                f"train it again, or choose another {option('out')}."
+            )
         if not checkpoint.is_file():
             raise FileNotFoundError(
                 f"Nothing to resume in {out_dir}: it holds no {checkpoint.name}. "
@@ -282,11 +287,15 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
                 f"{'; '.join(differences)}. Resume with its settings, or start again with {option('overwrite')}."
             )
         return
-    if (finished or any((out_dir / name).is_file() for name in CHECKPOINTS)) and not overwrite:
-        held = "a finished run" if finished else "an unfinished run (a checkpoint)"
+    if finished and not overwrite:
         raise FileExistsError(
-            f"{out_dir} already holds {held}. Add {option('resume')} to continue it or {option('overwrite')} "
-            f"to replace it, or choose another {option('out')}."
+            f"{out_dir} already holds a finished run. Add {option('overwrite')} to replace it, or choose another "
+            f"{option('out')}."
+        )
+    if any((out_dir / name).is_file() for name in CHECKPOINTS) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds an unfinished run (a checkpoint). Add {option('resume')} to continue it or "
+            f"{option('overwrite')} to replace it, or choose another {option('out')}."
         )
     held = [out_dir / name for name in (*RUN_FILES, *CHECKPOINTS, "unfinished.json") if (out_dir / name).is_file()]
     if held:

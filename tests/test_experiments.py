@@ -108,6 +108,7 @@ def test_quick_mnist_run_learns(data_dir, tmp_path) -> None:
     assert result.metrics["test_accuracy"] > 0.9  # 2,000 training images, 2 epochs
     assert result.metrics["epoch_seconds"] == pytest.approx(sum(result.history.column("seconds")), abs=0.1)
 
+    (result.out_dir / "metrics.json").unlink()  # as if stopped after its last epoch's checkpoint
     resumed = run(
         get_recipe("mnist_cnn"), out=tmp_path, data_root=data_dir, device="cpu", quick=True, quiet=True, resume=True
     )

@@ -87,8 +87,10 @@ def test_a_quick_run_never_writes_where_the_full_run_lives(tmp_path) -> None:
 def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_path) -> None:
     first = tiny_run(tmp_path)
     metrics = (first.out_dir / "metrics.json").read_bytes()
-    with pytest.raises(FileExistsError, match=r"already holds a finished run.*resume=True.*overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"already holds a finished run\. Add overwrite=True to replace it"):
         tiny_run(tmp_path)
+    with pytest.raises(FileExistsError, match="already holds a finished run: there is nothing to resume"):
+        tiny_run(tmp_path, resume=True)  # which would write the metrics of a call that trained nothing
     assert (first.out_dir / "metrics.json").read_bytes() == metrics
     (first.out_dir / "metrics.json").unlink()  # as if stopped after its checkpoint
     with pytest.raises(FileExistsError, match="an unfinished run"):
@@ -262,6 +264,7 @@ def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"Nothing to resume in .*seed: it holds no checkpoint.pt"):
         tiny_run(tmp_path, resume=True)
     first = tiny_run(tmp_path, epochs=2)
+    (first.out_dir / "metrics.json").unlink()  # as if stopped after its last epoch's checkpoint
     checkpoint = (first.out_dir / "checkpoint.pt").read_bytes()
     with pytest.raises(
         ValueError,
