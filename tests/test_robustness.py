@@ -354,6 +354,21 @@ def test_a_corrupt_torchvision_cifar10_folder_is_named_without_claiming_a_downlo
         cifar10(tmp_path)
 
 
+def test_a_cifar10_image_folder_with_missing_classes_or_resized_images_is_refused(tmp_path, make_image_folder) -> None:
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    for part in ("train", "test"):
+        make_image_folder(tmp_path / "cifar10" / part, {name: 1 for name in classes[:2]}, size=32)
+    with pytest.raises(CorruptDataError, match=r"hold 2 of its 10 class folders; missing: bird, cat, .*, truck\."):
+        cifar10(tmp_path)
+    for part in ("train", "test"):
+        make_image_folder(tmp_path / "cifar10" / part, {name: 1 for name in classes}, size=48)
+    with pytest.raises(CorruptDataError, match=r"CIFAR-10 train are 48x48; CIFAR-10's are 32x32\. Export them"):
+        cifar10(tmp_path)
+    for part in ("train", "test"):
+        make_image_folder(tmp_path / "cifar10" / part, {name: 1 for name in classes}, size=32)
+    assert cifar10(tmp_path).train.images.shape == (10, 3, 32, 32)
+
+
 def _lenet_file(folder: Path) -> Path:
     model = create_model("lenet5")
     meta = {"model": "lenet5", "num_classes": 10, "classes": list("0123456789"), "dataset": "mnist"}

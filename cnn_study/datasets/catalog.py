@@ -42,6 +42,8 @@ from .sources import CorruptDataError, load_image_folder, read_idx
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+#: CIFAR-10's classes in label order, as torchvision names them (and an image-folder export names its folders).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 #: Photos of cats and dogs are normalised as ImageNet was, as torchvision's pretrained models expect.
 IMAGENET_MEAN = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().mean)
 IMAGENET_STD = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().std)
@@ -183,6 +185,24 @@ def _folder_pair(
     )
 
 
+def _check_cifar10_folder(pair: TrainTest, folder: Path) -> None:
+    """Refuse an image-folder export of CIFAR-10 that lacks some of its classes or whose images are not 32x32."""
+    missing = [name for name in CIFAR10_CLASSES if name not in pair.train.classes]
+    if missing:
+        raise CorruptDataError(
+            f"{folder} is not all of CIFAR-10: its train/ and test/ hold {len(pair.train.classes)} of its 10 class "
+            f"folders; missing: {', '.join(missing)}. Export every class, or pass {option('download')} for the "
+            "original."
+        )
+    for part in pair:
+        height, width = part.images.shape[-2:]
+        if (height, width) != (32, 32):
+            raise CorruptDataError(
+                f"{folder}: the images of {part.name} are {height}x{width}; CIFAR-10's are 32x32. Export them at "
+                f"their original size, or pass {option('download')} for the original."
+            )
+
+
 def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainTest:
     """CIFAR-10: 50,000 training and 10,000 test colour images, 32x32, ten classes.
 
@@ -196,7 +216,9 @@ def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainT
     root = data_root(root)
     folders = [root / name for name in ("cifar10", "cifar10-jpeg") if (root / name / "train").is_dir()]
     if folders and not (root / "cifar-10-batches-py").is_dir():
-        return _folder_pair("CIFAR-10", folders[0], ("train", "test"), None, CIFAR10_MEAN, CIFAR10_STD)
+        pair = _folder_pair("CIFAR-10", folders[0], ("train", "test"), None, CIFAR10_MEAN, CIFAR10_STD)
+        _check_cifar10_folder(pair, folders[0])
+        return pair
     if not (root / "cifar-10-batches-py").is_dir() and not download:
         raise _missing("CIFAR-10", root, f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png")
     parts = _torchvision_cifar10(root, download)
