@@ -99,6 +99,15 @@ def command_run(args: argparse.Namespace) -> None:
     print(f"  {metrics['epochs']} epochs in {took}; results in {result.out_dir}")
 
 
+def _first_names(names: Sequence[str], shown: int = 4) -> str:
+    """The first ``shown`` of ``names``, and "..." where there are more.
+
+    >>> _first_names(["cat", "dog"]), _first_names("0123456789")
+    ('cat, dog', '0, 1, 2, 3, ...')
+    """
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def command_evaluate(args: argparse.Namespace) -> None:
     model, meta = load_trained_model(args.model_file)
     device = select_device(args.device)
@@ -111,8 +120,8 @@ def command_evaluate(args: argparse.Namespace) -> None:
     _, test = DATASETS[dataset](args.data, download=args.download)
     if list(test.classes) != list(meta["classes"]):
         raise ValueError(
-            f"{args.model_file} tells apart {len(meta['classes'])} classes ({', '.join(meta['classes'][:4])}, ...) "
-            f"and {test.name} has {len(test.classes)} ({', '.join(test.classes[:4])}, ...): its accuracy there would "
+            f"{args.model_file} tells apart {len(meta['classes'])} classes ({_first_names(meta['classes'])}) "
+            f"and {test.name} has {len(test.classes)} ({_first_names(test.classes)}): its accuracy there would "
             "mean nothing. Evaluate it on the dataset it was trained on."
         )
     loader = BatchLoader.for_model(test, model, device=device)  # as `run` fed it: size, normalisation, layout
