@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except distributed.StoppedWithMainRank:
         return 1  # a rank of a torchrun launch, whose main rank has printed why
     except EXPECTED_ERRORS as error:
-        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        if args.debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on"):
             traceback.print_exc()
         print(f"cnn-study: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1

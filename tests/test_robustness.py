@@ -468,9 +468,10 @@ def test_debug_shows_the_traceback_of_an_expected_error(tmp_path, monkeypatch, c
     assert "Traceback" not in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing.pt"), "--debug"]) == 1
     assert "Traceback" in capsys.readouterr().err
-    monkeypatch.setenv("CNN_STUDY_DEBUG", "1")
-    assert main(["evaluate", str(tmp_path / "missing.pt")]) == 1
-    assert "Traceback" in capsys.readouterr().err
+    for value, shown in (("1", True), ("true", True), ("false", False), ("0", False)):
+        monkeypatch.setenv("CNN_STUDY_DEBUG", value)
+        assert main(["evaluate", str(tmp_path / "missing.pt")]) == 1
+        assert ("Traceback" in capsys.readouterr().err) is shown, value
 
 
 def test_an_unexpected_error_keeps_its_traceback(monkeypatch) -> None:
