@@ -8,7 +8,8 @@ It prints, from the published full runs (``cnn-study run fast_cifar --seed N``, 
   (per-epoch test curves), and the ratio;
 
 and measures, in this run, training images/s of both networks in the trainer's precision (their ratio is
-what the machine gives; the rest of the difference comes from needing fewer epochs).
+what the machine gives; the rest of the difference comes from needing fewer epochs), and of the fast network
+at airbench94's widths, twice ours.
 
 Usage::
 
@@ -78,13 +79,19 @@ def main() -> None:
 
     device = select_device("auto")
     precision = training_precision(device)
+    networks = {  # label: (model, its keyword arguments, batch size)
+        "fast_cifar": ("fast_cifar", {}, 512),
+        "resnet20": ("resnet20", {}, 128),
+        "fast_cifar at airbench94's widths": ("fast_cifar", {"widths": (64, 256, 256)}, 512),
+    }
     speeds = {
-        name: images_per_second(name, {}, batch, (3, 32, 32), device, True, arguments.steps, precision)
-        for name, batch in (("fast_cifar", 512), ("resnet20", 128))
+        label: images_per_second(name, kwargs, batch, (3, 32, 32), device, True, arguments.steps, precision)
+        for label, (name, kwargs, batch) in networks.items()
     }
     print(f"\ntraining images/s in this run ({device}, {precision}, torch {torch.__version__}): ", end="")
-    print(", ".join(f"{name} {speed:,.0f}" for name, speed in speeds.items()), end="")
-    print(f"; ratio {speeds['fast_cifar'] / speeds['resnet20']:.2f}")
+    print(", ".join(f"{label} {speed:,.0f}" for label, speed in speeds.items()))
+    for label in ("resnet20", "fast_cifar at airbench94's widths"):
+        print(f"fast_cifar / {label}: {speeds['fast_cifar'] / speeds[label]:.2f}")
 
 
 if __name__ == "__main__":

@@ -332,6 +332,24 @@ def test_fast_cifar_parameters_are_its_layers_and_only_the_whitening_weights_and
     assert {m.momentum for m in plain.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
 
 
+def test_fast_cifar_identity_init_starts_every_3x3_convolution_as_the_identity_on_its_first_filters() -> None:
+    torch.manual_seed(0)
+    plain = create_model("fast_cifar")
+    torch.manual_seed(0)
+    identity = create_model("fast_cifar", identity_init=True)
+    convs = [name for name, module in identity.named_modules() if isinstance(module, nn.Conv2d) and name != "whiten"]
+    assert len(convs) == 6
+    x = torch.randn(1, 128, 5, 5)
+    for name in convs:
+        conv, random_conv = identity.get_submodule(name), plain.get_submodule(name)
+        inputs = x[:, : conv.in_channels]
+        with torch.no_grad():
+            assert torch.equal(conv(inputs)[:, : conv.in_channels], inputs), name  # copies its input channels
+            assert not torch.equal(random_conv(inputs)[:, : conv.in_channels], inputs), name
+        extra = slice(conv.in_channels, None)  # the filters beyond the input channels keep their random start
+        assert torch.equal(conv.weight[extra], random_conv.weight[extra]), name
+
+
 def test_fast_cifar_whitening_layer_decorrelates_the_patches_it_was_fitted_on() -> None:
     generator = torch.Generator().manual_seed(0)
     # correlated images: smooth noise, so neighbouring pixels and the three channels move together
