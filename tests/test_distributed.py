@@ -137,6 +137,7 @@ def test_only_the_main_rank_writes_the_results_folder_which_records_the_world_si
     assert {"checkpoint.pt", "model.pt", "history.json", "training_curves.png"} <= {p.name for p in folder.iterdir()}
     assert not (folder / ".lock").exists()
     assert "2 x cpu" in format_results([metrics])
+    (folder / "metrics.json").unlink()  # as if stopped after its last epoch's checkpoint
     with pytest.raises(ValueError, match=r"trained by 2 process\(es\) and this call has 1; .*--nproc-per-node 2"):
         experiments.run(
             get_recipe("lenet5"),

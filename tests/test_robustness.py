@@ -219,6 +219,10 @@ def test_the_command_line_names_its_own_options_when_it_refuses(tiny_mnist, tmp_
     capsys.readouterr()
     assert cli_run(tiny_mnist, tmp_path) == 1
     err = one_line_error(capsys)
+    assert "--overwrite" in err and "--out" in err and "overwrite=True" not in err
+    (tmp_path / "mnist_cnn" / "seed" / "metrics.json").unlink()  # as if stopped after its last epoch's checkpoint
+    assert cli_run(tiny_mnist, tmp_path) == 1
+    err = one_line_error(capsys)
     assert "--resume" in err and "--overwrite" in err and "resume=True" not in err
     assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 0
 
