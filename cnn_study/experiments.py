@@ -138,8 +138,8 @@ def run(
 
     The results folder (`cnn_study.results.results_folder`) is locked while the run writes into it. A folder that
     already holds a run (finished, or a checkpoint) is never replaced silently: ``resume`` continues
-    it, with the settings it was started with, and ``overwrite`` starts it again. ``metrics.json`` is
-    written last, so a folder that has it holds the whole run.
+    an unfinished one, with the settings it was started with, and ``overwrite`` starts it again.
+    ``metrics.json`` is written last, so a folder that has it holds the whole run.
 
     Args:
         recipe: What to run (see `cnn_study.recipes.get_recipe`; a transfer recipe on another pretrained base:
@@ -156,7 +156,7 @@ def run(
         quick: The recipe's small budget for a lesson, the tests and the docs build (`Recipe.quick`):
             ``recipe.quick_per_class`` training images per class, a quarter of that per class for
             evaluation, ``recipe.quick_epochs`` epochs, and ``recipe.quick_augment`` where it is set.
-        resume: Continue from the checkpoint in the results folder.
+        resume: Continue the unfinished run in the results folder from its checkpoint.
         overwrite: Replace the run the results folder holds.
         download: Download the dataset if it is not on disk.
         quiet: Hide progress bars.
