@@ -295,6 +295,23 @@ def downloading(what: str, advice: str, folder: str | Path | None = None) -> Ite
         raise DownloadError(f"Could not download {what} ({reason}). {advice}") from error
 
 
+def load_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, head_only: bool = False) -> None:
+    """``model.load_state_dict``, where a transfer model's head alone may leave out the base (``base.*``).
+
+    Args:
+        model: The model to fill.
+        state_dict: Parameters to load.
+        head_only: ``state_dict`` is a transfer model's head alone: the model's base keeps its own weights,
+            and every other parameter must be in ``state_dict``.
+
+    Raises:
+        RuntimeError: The parameters do not fit the model (torch's message, or the keys that do not fit).
+    """
+    missing, unexpected = model.load_state_dict(state_dict, strict=not head_only)
+    if unexpected or any(not key.startswith("base.") for key in missing):
+        raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
+
+
 def load_model_state(
     model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path, *, head_only: bool = False
 ) -> None:
@@ -304,16 +321,13 @@ def load_model_state(
         model: The model to fill.
         state_dict: Parameters to load.
         source: Where they came from, for the message.
-        head_only: ``state_dict`` is a transfer model's head alone: the model's base (``base.*``) keeps its
-            own weights, and every other parameter must be in ``state_dict``.
+        head_only: ``state_dict`` is a transfer model's head alone (`load_state`).
 
     Raises:
         ValueError: The parameters do not fit the model.
     """
     try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=not head_only)
-        if unexpected or any(not key.startswith("base.") for key in missing):
-            raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
+        load_state(model, state_dict, head_only=head_only)
     except RuntimeError as error:
         ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         theirs = {k: tuple(v.shape) for k, v in state_dict.items()}

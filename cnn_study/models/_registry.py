@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..files import safe_torch_load
+from ..files import load_state, safe_torch_load
 from ._model_file import builder_kwargs, holds_head_only, load_trained_model_file, read_model_meta
 
 #: Where shipped trained weights live, as ``<model>-<name>.pt`` (see `available_weights`).
@@ -275,9 +275,7 @@ def create_model(
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
     head_only = chosen is not None and holds_head_only(chosen.meta)
     try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=not head_only)
-        if head_only and (unexpected or any(not key.startswith("base.") for key in missing)):
-            raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
+        load_state(model, state_dict, head_only=head_only)
     except RuntimeError as error:
         raise ValueError(
             f"The weights {str(weights)!r} do not fit {name} with num_classes={num_classes or info.num_classes}: "
