@@ -21,8 +21,8 @@ Results folders go to ``<out>/fast_cifar/<variant>[-seed<N>]/`` (read them with 
 one line per run is printed. The published record, ``cnn_study/results/fast_cifar_ablation/ablation_output.txt``,
 is that printed output for seeds 0, 1 and 2, from three sessions: seeds 0 and 1 (but seed 1's
 ``no-test-mirror``), whose folders were lost, then ``--seeds 1 --only no-test-mirror`` and ``--seeds 2``, then
-``--only identity-init`` and ``--only identity-init --epochs 18 --seeds 0`` (the whole recipe's length); tutorial 10
-reads it.
+``--only full identity-init --seeds 0`` (seed 0's ``full`` once more), ``--only identity-init --seeds 1 2`` and
+``--only identity-init --epochs 18 --seeds 0`` (the whole recipe's length); tutorial 10 reads it.
 
 Usage::
 
