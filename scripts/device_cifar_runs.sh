@@ -2,17 +2,18 @@
 # The CIFAR-10 full runs and the GPU training benchmark, on a lent GPU machine, in one prepared command.
 #
 # Here (no GPU), once, into the ignored folder data/:
-#   python scripts/pack_image_folder.py pack "$CNN_STUDY_DATA/cifar10-jpeg" data/cifar10-jpeg.pack
+#   python scripts/pack_image_folder.py pack "$CNN_STUDY_DATA/cifar10-jpeg" data/cifar10-jpeg.pack.xz
 #   pip download --no-deps -d data/wheels torchinfo   # the only dependency the GPU image lacks
 # Device tool:
-#   run command="bash scripts/device_cifar_runs.sh 520 resnet:seed alexnet:improved ..."
-#       carry=["data/cifar10-jpeg.pack", "data/cifar10-jpeg.json.gz", "data/wheels"]
+#   run command="bash scripts/device_cifar_runs.sh 520 resnet:seed alexnet:improved resnet:resnet56:1 ..."
+#       carry=["data/cifar10-jpeg.pack.xz", "data/cifar10-jpeg.json.gz", "data/wheels"]
 #
-# The first argument is the time budget in seconds. All runs start together after the benchmark (small
-# CIFAR models leave most of an H100 idle, so several processes share it well); a run still going when
-# the budget is spent is stopped, and its finished epochs are kept from its checkpoint
-# (scripts/partial_histories.py: history.json + unfinished.json). Everything comes back in $OUT/results.tar
-# (the device returns few, shallow files).
+# The first argument is the time budget in seconds; each further one is a run, experiment:recipe[:seed].
+# All runs start together after the benchmark (small CIFAR models leave most of an H100 idle, so several
+# processes share it well); a run still going when the budget is spent is stopped, and its finished epochs
+# are kept from its checkpoint (scripts/partial_histories.py: history.json + unfinished.json), which comes
+# back too, so that the run can be resumed elsewhere (cnn-study run ... --resume). Each run comes back as
+# one tar in $OUT, and the logs in $OUT/logs.tar (the device returns few, shallow files of at most 16 MiB each).
 # DEVICE and RUN_ARGS (e.g. DEVICE=cpu RUN_ARGS=--quick) rehearse the script on a machine without a GPU.
 # On CUDA the recipes train through torch.compile (CUDA graphs) by default, as the benchmark's "compiled" column
 # shows to be fastest; RUN_ARGS=--no-compile trains eagerly (--compile is needed to compile with DEVICE=cpu);
@@ -25,24 +26,29 @@ out="${OUT:-runs-device}"
 device="${DEVICE:-cuda}"
 mkdir -p "$out" runs
 python -m pip install --quiet --no-index --no-deps --target /tmp/site data/wheels/*.whl
-[ -d data/cifar10-jpeg ] || python scripts/pack_image_folder.py unpack data/cifar10-jpeg.pack data/cifar10-jpeg
+[ -d data/cifar10-jpeg ] || python scripts/pack_image_folder.py unpack data/cifar10-jpeg.pack.xz data/cifar10-jpeg
 python -c "from cnn_study.datasets import cifar10; cifar10()" # decode the JPEGs once; every run reads the cache
 if [ "${BENCHMARK:-1}" = 1 ]; then
   python benchmarks/train_throughput.py --device "$device" --steps 50 --compile | tee "$out/train_throughput.txt"
 fi
 
-collect() {  # snapshot every run into $OUT/results.tar; a run not finished yet keeps its finished epochs
+collect() {  # snapshot each run into $OUT/<experiment>-<folder>.tar (an unfinished one with its checkpoint)
   python scripts/partial_histories.py runs
-  find runs -name '*.log' -o -name '*.json' -o -name '*.png' -o -path '*resnet/*/model.pt' |
-    tar -cf "$out/results.tar.tmp" -T - && mv "$out/results.tar.tmp" "$out/results.tar"
+  for folder in runs/*/*/; do
+    name=$(basename "$(dirname "$folder")")-$(basename "$folder")
+    tar -cf "$out/$name.tar.tmp" "$folder" && mv "$out/$name.tar.tmp" "$out/$name.tar"
+  done
+  tar -cf "$out/logs.tar" runs/*.log
 }
 
 deadline=$((SECONDS + budget))
 runs=()
 for run in "$@"; do
-  experiment=${run%%:*} recipe=${run##*:}
+  IFS=: read -r experiment recipe seed <<<"$run"
+  name=$experiment-$recipe${seed:+-seed$seed}  # its log: runs/<experiment>-<recipe>[-seed<N>].log
   OMP_NUM_THREADS=2 timeout -s INT $((deadline - SECONDS)) python -m cnn_study run "$experiment" \
-    --recipe "$recipe" --device "$device" --quiet --out runs ${RUN_ARGS:-} >"runs/$experiment-$recipe.log" 2>&1 &
+    --recipe "$recipe" ${seed:+--seed "$seed"} --device "$device" --quiet --out runs ${RUN_ARGS:-} \
+    >"runs/$name.log" 2>&1 &
   runs+=($!)
 done
 if command -v nvidia-smi >/dev/null; then
