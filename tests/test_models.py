@@ -49,6 +49,8 @@ def test_registry_lists_every_architecture_of_the_study() -> None:
 def test_unknown_model_name_suggests_the_closest() -> None:
     with pytest.raises(ValueError, match=r"Unknown model 'resnet2'.*'resnet20'"):
         create_model("resnet2")
+    with pytest.raises(ValueError, match=r"named by a string, got None\. Registered models: alexnet_cifar"):
+        create_model(None)
 
 
 def test_registering_a_name_twice_fails() -> None:
@@ -113,11 +115,20 @@ def test_torchinfo_summary_runs_for_every_model(name: str) -> None:
         ("alexnet_cifar", (2, 3, 64, 64), "expects 32x32 images"),
         ("resnet20", (2, 1, 32, 32), "expects 3 input channel"),
         ("resnet20", (3, 32, 32), "Add a batch dimension"),
+        ("zfnet_cifar", (2, 3, 28, 28), "^ZFNetCIFAR expects 32x32 images"),
     ],
 )
 def test_wrong_input_shape_says_what_the_model_expects(name: str, shape: tuple[int, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         create_model(name)(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet20", "fast_cifar"])
+def test_integer_images_are_refused_with_how_to_scale_them(name: str) -> None:
+    model = create_model(name)
+    images = torch.zeros((2, *get_model_info(name).input_size), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"expects floating-point images, got a uint8 tensor\. Scale them"):
+        model(images)
 
 
 def test_num_classes_that_disagree_with_the_weights_raise_before_any_download() -> None:

@@ -110,6 +110,11 @@ class ImageClassifier(nn.Module):
                 f"{name} expects a batch of shape (N, {channels}, {height}, {width}); got a "
                 f"{x.dim()}-d tensor of shape {tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0)."
             )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{name} expects floating-point images, got a {str(x.dtype).removeprefix('torch.')} tensor. Scale "
+                "them to [0, 1] with x.float() / 255, then normalise them with the training data's mean and std."
+            )
         if x.shape[1] != channels:
             raise ValueError(
                 f"{name} expects {channels} input channel(s), got {x.shape[1]} (input shape {tuple(x.shape)})."

@@ -160,6 +160,8 @@ def get_model_info(name: str) -> ModelInfo:
     Raises:
         ValueError: ``name`` is not registered; the message lists the closest names.
     """
+    if not isinstance(name, str):
+        raise ValueError(f"A model is named by a string, got {name!r}. Registered models: {', '.join(list_models())}.")
     try:
         return _MODELS[name]
     except KeyError:

@@ -7,8 +7,9 @@ of 4, and fixed both by making the first layer smaller and denser: 7x7
 filters with stride 2 instead of 11x11 with stride 4 (their Section 4.1).
 The other layers keep the 2012 AlexNet's widths (96, 256, 384, 384, 256),
 in one column instead of two; only a variant in their Section 5.1 widened
-layers 3-5. ZFNet is therefore AlexNet with another layer table; it reuses
-`cnn_study.models.alexnet_cifar.AlexNetCIFAR`.
+layers 3-5. ZFNet is therefore AlexNet with another layer table: `ZFNetCIFAR`
+is `cnn_study.models.alexnet_cifar.AlexNetCIFAR` under its own name (which
+summaries and error messages show).
 
 On 32x32 images both adaptations use a small, stride-1 first layer (3x3 here,
 5x5 in `alexnet_cifar`), so ZFNet's change to the first layer has no
@@ -41,12 +42,16 @@ cfgs: dict[str, list[LayerSpec]] = {
 }
 
 
+class ZFNetCIFAR(AlexNetCIFAR):
+    """`cnn_study.models.alexnet_cifar.AlexNetCIFAR` built from ZFNet's layer table (`cfgs`)."""
+
+
 @register_model(
     "zfnet_cifar",
     paper="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks",
     year=2014,
 )
-def zfnet_cifar(*, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.5) -> AlexNetCIFAR:
+def zfnet_cifar(*, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.5) -> ZFNetCIFAR:
     """Build ZFNet for CIFAR-10 (see the module docstring for the layer table).
 
     Examples:
@@ -54,4 +59,4 @@ def zfnet_cifar(*, num_classes: int = 10, batch_norm: bool = False, dropout: flo
         >>> zfnet_cifar()(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
-    return AlexNetCIFAR(cfgs["zfnet"], num_classes=num_classes, batch_norm=batch_norm, dropout=dropout)
+    return ZFNetCIFAR(cfgs["zfnet"], num_classes=num_classes, batch_norm=batch_norm, dropout=dropout)
