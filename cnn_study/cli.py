@@ -39,8 +39,11 @@ def _percent(value: float | None) -> str:
 
 
 def command_list(args: argparse.Namespace) -> None:
+    names = list_models(args.pattern)
+    if not names:
+        raise ValueError(f"No model name matches {args.pattern!r}; `cnn-study list` shows all {len(list_models())}.")
     print(f"{'model':<29}{'input':<11}{'classes':<9}{'experiments':<13}reference")
-    for name in list_models(args.pattern):
+    for name in names:
         info = get_model_info(name)
         size = "x".join(map(str, info.input_size))
         experiments = ",".join(map(str, experiments_using(name)))
@@ -53,7 +56,12 @@ def command_list(args: argparse.Namespace) -> None:
 
 
 def command_summary(args: argparse.Namespace) -> None:
-    kwargs = {"base_weights": "imagenet"} if is_transfer_model(args.name) and args.pretrained else {}
+    if args.pretrained and not is_transfer_model(args.name):
+        raise ValueError(
+            f"--pretrained loads a transfer model's ImageNet base, and {args.name} has none: it starts from "
+            "random weights (its shipped trained weights leave the summary unchanged). Leave out --pretrained."
+        )
+    kwargs = {"base_weights": "imagenet"} if args.pretrained else {}
     print(summary(args.name, depth=args.depth, **kwargs))
 
 
@@ -184,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summarise = commands.add_parser("summary", parents=[debugging], help="print a model's torchinfo summary")
     summarise.add_argument("name", help="registered model name (see 'cnn-study list')")
-    summarise.add_argument("--depth", type=int, default=3, help="nesting depth shown (default 3)")
+    summarise.add_argument("--depth", type=positive_int, default=3, help="nesting depth shown (default 3)")
     summarise.add_argument("--pretrained", action="store_true", help="transfer models: load the ImageNet base")
     summarise.set_defaults(handler=command_summary)
 

@@ -30,6 +30,20 @@ def test_summary_prints_the_torchinfo_table(capsys) -> None:
     assert "Total params: 269,722" in out and "[1, 64, 8, 8]" in out
 
 
+def test_list_with_a_pattern_that_matches_nothing_says_so(capsys) -> None:
+    assert main(["list", "zzz*"]) == 1
+    captured = capsys.readouterr()
+    assert "No model name matches 'zzz*'" in captured.err and captured.out == ""
+
+
+def test_summary_refuses_pretrained_for_a_model_without_a_base_and_a_depth_below_one(capsys) -> None:
+    assert main(["summary", "lenet5", "--pretrained"]) == 1
+    assert "lenet5 has none" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["summary", "lenet5", "--depth", "-1"])
+    assert exit_info.value.code == 2 and "expected a positive whole number" in capsys.readouterr().err
+
+
 def test_unknown_model_exits_1_with_a_suggestion(capsys) -> None:
     assert main(["summary", "resnet21"]) == 1
     assert "Did you mean" in (err := capsys.readouterr().err) and "'resnet20'" in err
