@@ -170,8 +170,8 @@ def run(
         The trained model, history, metrics and the results folder.
 
     Raises:
-        ValueError: ``epochs`` or ``batch_size`` is not positive, both ``resume`` and ``overwrite`` are
-            set, or ``resume`` meets a checkpoint made with other settings.
+        ValueError: ``epochs`` or ``batch_size`` is not positive, the seed is not a whole number from 0, both
+            ``resume`` and ``overwrite`` are set, or ``resume`` meets a checkpoint made with other settings.
         FileExistsError: The results folder holds a run and neither ``resume`` nor ``overwrite`` is set.
         FileNotFoundError: ``resume`` finds no checkpoint, or the dataset is not on disk.
         OSError: The results folder cannot be written, or another process is writing into it.
@@ -185,6 +185,8 @@ def run(
     if epochs:
         recipe = recipe.with_epochs(epochs)
     recipe = replace(recipe, batch_size=batch_size or recipe.batch_size, seed=recipe.seed if seed is None else seed)
+    if isinstance(recipe.seed, bool) or not isinstance(recipe.seed, int) or recipe.seed < 0:
+        raise ValueError(f"seed must be a whole number, 0 or more, got {recipe.seed!r}.")
     out_dir = results_folder(recipe, out, quick=quick)
     settings = {
         "experiment": recipe.name,

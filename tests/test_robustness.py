@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -337,6 +338,19 @@ def test_an_empty_class_folder_is_refused_by_name(tiny_folder_dataset) -> None:
         dogs_vs_cats(tiny_folder_dataset, image_size=12)
 
 
+def test_a_missing_validation_folder_and_a_size_below_one_pixel_are_named(tiny_folder_dataset) -> None:
+    with pytest.raises(ValueError, match=r"image_size is the side .* in pixels \(150 by default\), got 0"):
+        dogs_vs_cats(tiny_folder_dataset, image_size=0)
+    shutil.rmtree(tiny_folder_dataset / "dogs-vs-cats" / "validation")
+    with pytest.raises(FileNotFoundError, match=r"dogs-vs-cats/validation does not exist; expected .*/<class name>/"):
+        dogs_vs_cats(tiny_folder_dataset, image_size=12)
+
+
+def test_a_missing_idx_file_is_named(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"^No IDX file at .*absent-idx3-ubyte\.$"):
+        read_idx(tmp_path / "absent-idx3-ubyte")
+
+
 @pytest.mark.parametrize("content", [b"plain bytes, not gzip", None], ids=["not-gzip", "truncated"])
 def test_a_broken_gz_idx_file_is_named_with_the_fix(tiny_mnist, content, capsys) -> None:
     raw = tiny_mnist / "MNIST" / "raw"
@@ -445,6 +459,12 @@ def test_epochs_and_batch_size_must_be_positive(argument, value, tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "lenet5", f"--{argument.replace('_', '-')}", str(value)])
     assert exit_info.value.code == 2 and "expected a positive whole number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5])
+def test_a_seed_must_be_a_whole_number_from_zero(seed, tmp_path) -> None:
+    with pytest.raises(ValueError, match=rf"seed must be a whole number, 0 or more, got {seed!r}"):
+        tiny_run(tmp_path, seed=seed)
 
 
 @pytest.mark.parametrize("num_classes", [0, -3])

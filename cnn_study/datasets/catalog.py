@@ -313,9 +313,14 @@ def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, downl
 
     Args:
         root: Folder that contains ``dogs-vs-cats/`` or ``cats_and_dogs_filtered/``.
-        image_size: Side of the square images after resizing.
+        image_size: Side of the square images after resizing, in pixels.
         download: Fetch the archive if neither folder exists.
+
+    Raises:
+        ValueError: ``image_size`` is not a positive whole number.
     """
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size is the side of the square images in pixels (150 by default), got {image_size!r}.")
     root = data_root(root)
     candidates = [root / name for name in ("dogs-vs-cats", "cats_and_dogs_filtered") if (root / name).is_dir()]
     if not candidates and download:

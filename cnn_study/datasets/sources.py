@@ -47,10 +47,13 @@ def read_idx(path: str | Path) -> torch.Tensor:
         A tensor with the file's shape and type (``uint8`` for images and labels).
 
     Raises:
+        FileNotFoundError: There is no file at ``path``.
         CorruptDataError: Bad magic number, unknown type, or a size that does
             not match the header (a truncated download).
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No IDX file at {path}.")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
@@ -178,7 +181,8 @@ def load_image_folder(
     folder = Path(folder).resolve()
     classes, files = list_image_folder(folder) if folder.is_dir() else ((), [])
     if not files:
-        raise FileNotFoundError(f"No images found in {folder}; expected {folder}/<class name>/<image>.jpg.")
+        found = "holds no images" if folder.is_dir() else "does not exist"
+        raise FileNotFoundError(f"{folder} {found}; expected {folder}/<class name>/<image>.jpg.")
     slot = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
     fingerprint = hashlib.sha256(f"{channels}|{size}".encode())
     for path, label in files:
