@@ -17,6 +17,10 @@ The variants, each the full recipe but for one change:
 * ``identity-init``: one technique added instead: airbench's partial identity initialisation of the 3x3
   convolutions (``identity_init=True``), which the recipe leaves out.
 
+``--widths`` trains every variant at other widths (airbench94's are ``64 256 256``) and ``--device`` picks the
+device, so that a lent GPU can try many budgets' accuracy quickly (the CPU's time is then measured by
+``benchmarks/fast_cifar.py``).
+
 Results folders go to ``<out>/fast_cifar/<variant>[-seed<N>]/`` (read them with ``results.load_results``), and
 one line per run is printed. The published record, ``cnn_study/results/fast_cifar_ablation/ablation_output.txt``,
 is that printed output for seeds 0, 1 and 2, from three sessions: seeds 0 and 1 (but seed 1's
@@ -62,13 +66,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="the budget of every variant (default 3)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="*", help="train only these variants")
+    parser.add_argument("--widths", type=int, nargs=3, help="channels of the three groups (default: the model's)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, ...")
     arguments = parser.parse_args()
     for seed in arguments.seeds:
         for name, recipe in variants().items():
             if arguments.only and name not in arguments.only:
                 continue
+            if arguments.widths:
+                recipe = replace(recipe, model_kwargs={**recipe.model_kwargs, "widths": tuple(arguments.widths)})
             result = experiments.run(
-                replace(recipe, recipe=name), out=arguments.out, epochs=arguments.epochs, seed=seed, quiet=True
+                replace(recipe, recipe=name),
+                out=arguments.out,
+                epochs=arguments.epochs,
+                seed=seed,
+                device=arguments.device,
+                quiet=True,
             )
             print(f"{name} seed {seed}: {result.summary()}", flush=True)
 
