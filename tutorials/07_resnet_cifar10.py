@@ -11,10 +11,12 @@
 # %% [markdown]
 # # 7. ResNet on CIFAR-10
 #
-# Stacking more plain layers should never hurt: a deeper network could copy a shallower one and set the extra
-# layers to the identity. Yet He et al. (2016) found that deeper plain networks train *worse*. Their fix:
-# let each block learn only a **residual**, `output = relu(x + F(x))`. If the identity is best, `F` only has
-# to go to zero, which is easy; gradients also flow straight through the `+ x` shortcuts to early layers.
+# Stacking more plain layers should never raise the training error: a deeper network could copy a shallower one and
+# set the extra layers to the identity. Yet He et al. (2016) found that deeper plain networks train *worse*. Their
+# fix: let each block learn only a **residual**, `output = relu(x + F(x))`. If the identity is best, `F` only has to
+# go to zero, which is easy. (The paper finds that its plain networks' trouble is not vanishing gradients, its Section
+# 4.1; the same authors' *Identity Mappings in Deep Residual Networks*, 2016, adds that gradients flow through the
+# shortcuts to early layers, most directly without the ReLU after the sum that we keep.)
 #
 # For CIFAR-10 the paper uses a 3x3 stem with 16 channels and three stages of `n` basic blocks with 16, 32
 # and 64 channels: `6n + 2` layers. When a stage halves the resolution, the shortcut subsamples `x` and pads
@@ -83,14 +85,14 @@ figure
 # %% [markdown]
 # ## The problem residual learning solves
 #
-# He et al. showed the *degradation problem* with plain networks, the same layers without the `+ x`: on
-# CIFAR-10 their 56-layer plain network had a higher **training** error than the 20-layer one throughout
-# training (their Fig. 6), so the deeper network was harder to optimise, not overfitting; with shortcuts the
-# order reversed. `create_model("resnet56", shortcuts=False)` builds the plain network, with exactly the same
-# parameters. A full-length comparison needs a GPU; `scripts/small_scale_studies.py resnet` trains all four
-# networks by the seed recipe on 1,000 training images for 20 epochs (in batches of 32 at a learning rate of
-# 0.025, so that they take 640 steps), on a CPU, and measures them on 500 test images after every epoch.
-# Small-scale evidence about optimisation, then, not CIFAR-10 accuracies:
+# He et al. showed the *degradation problem* with plain networks, the same layers without the `+ x`: on CIFAR-10 their
+# 56-layer plain network had a higher **training** error than the 20-layer one throughout training (their Fig. 1, and
+# Fig. 6, left, for 20 to 56 layers), so the deeper network was harder to optimise, not overfitting; with shortcuts
+# the order reversed. `create_model("resnet56", shortcuts=False)` builds the plain network, with exactly the same
+# parameters. A full-length comparison is practical only on a GPU; `scripts/small_scale_studies.py resnet` trains all
+# four networks by the seed recipe on 1,000 training images for 20 epochs (in batches of 32 at a learning rate of
+# 0.025, so that they take 640 steps), on a CPU, and measures them on 500 test images after every epoch. Small-scale
+# evidence about optimisation, then, not CIFAR-10 accuracies:
 
 # %%
 SMALL_SCALE = results.PUBLISHED_RESULTS / "small_scale"
@@ -157,15 +159,16 @@ for m in full:
 #   learning rate of 0.2, the `improved` ResNet-20 for 100 epochs in batches of 128 at 0.1, so depth is not
 #   the only difference;
 # * both errors are above the paper's. Our recipes are not the paper's (one-cycle instead of step decay,
-#   [cutout](../glossary.md#cutout) and [label smoothing](../glossary.md#label-smoothing), weight decay 5e-4), and the
+#   [Nesterov](../glossary.md#nesterov-momentum) momentum, [cutout](../glossary.md#cutout) (a 7x7 one in these
+#   two runs, since fixed to 8x8), [label smoothing](../glossary.md#label-smoothing), weight decay 5e-4), and the
 #   data is a JPEG copy of CIFAR-10, whose
 #   compression changes the pixels slightly; we have not measured how much each of these costs.
 #
 # > **Differences from the paper, and why.** The architecture is the paper's (option-A shortcuts, 16-32-64
 # > channels, Table 6's parameter counts). The `seed` recipe trains for 50 epochs with a cosine schedule (the
 # > study's length) instead of 164 epochs with two step decays; the `improved` recipe uses the one-cycle
-# > schedule, cutout and label smoothing, which came after the paper, and no validation split (the paper tuned
-# > on 5,000 held-out training images).
+# > schedule and cutout, which came after the paper, and label smoothing, which it did not use; like the seed
+# > recipe, it has no validation split (the paper chose its 64k-iteration length on a 45k/5k train/val split).
 
 # %% [markdown]
 # ## Inside a trained network
@@ -229,13 +232,13 @@ for name, network in (("trained", trained), ("untrained", untrained)):
             )
 
 # %% [markdown]
-# Trained, the network puts 90% of these test images nearer their own class's centre than any other in
-# t-SNE's map, and 63% in PCA's; untrained, 15% and 16%, barely above the 10% of guessing. In t-SNE's map each class
-# is a cluster and the mistakes (crosses) sit at the clusters' edges, many of them between cat and dog. PCA
-# keeps distances but only 2 of 64 directions, so its classes overlap: automobile with truck, cat with dog,
-# airplane with bird. t-SNE keeps neighbourhoods instead, so its clusters mean something but the distances
-# between them do not (van der Maaten and Hinton, 2008). The numbers are for this sample of 1,000 test images
-# (100 per class) and one t-SNE seed.
+# Trained, the network puts 90% of these test images nearer their own class's centre than any other in t-SNE's map,
+# and 63% in PCA's; untrained, 15% in t-SNE's and 16% in PCA's, barely above the 10% of guessing. In t-SNE's map each
+# class is a cluster and the mistakes (crosses) sit at the clusters' edges, many of them between cat and dog. PCA
+# keeps distances but only 2 of 64 directions, so its classes overlap: automobile with truck, cat with dog, airplane
+# with bird. t-SNE keeps neighbourhoods instead, so its clusters mean something but the distances between them do not
+# (van der Maaten and Hinton, 2008). The numbers are for this sample of 1,000 test images (100 per class) and one
+# t-SNE seed.
 #
 # ## What a channel responds to
 #
