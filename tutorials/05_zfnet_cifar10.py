@@ -13,10 +13,11 @@
 #
 # Zeiler and Fergus (2014) built a way to look inside a trained network and turned it on AlexNet. They saw
 # first-layer filters with "little coverage of the mid frequencies" and, in the second layer's features,
-# aliasing caused by the first layer's stride of 4. Their fix was the first layer: 7x7 filters with
-# stride 2 instead of 11x11 with stride 4, which improved on AlexNet's ImageNet error (their Section 4.1
-# and Table 2). The other layers keep the 2012 AlexNet's widths (96, 256, 384, 384, 256); only a variant in
-# their Section 5.1 widened the middle ones. They also asked which part of an image a trained network
+# aliasing caused by the first layer's stride of 4. Their fix was in the first two layers: 7x7 filters with
+# stride 2 instead of 11x11 with stride 4 in the first, and a stride of 2 in the second; their network, which
+# also connected layers 3-5 densely, improved on AlexNet's ImageNet error (their Sections 4.1 and 5.1, Table 2).
+# All five convolutions keep the 2012 AlexNet's widths (96, 256, 384, 384, 256); only a variant in their
+# Section 5.1 widened layers 3-5 (to 512, 1024 and 512 maps). They also asked which part of an image a trained network
 # relies on, by covering parts of it with a grey square (occlusion sensitivity, their Section 4.2).
 #
 # The study trained a ZFNet-like network (5 convolutions, 3 max-pools, 3 fully connected layers) on an 80/20
@@ -25,7 +26,8 @@
 # > **Differences from the paper, and why.** On 32x32 images neither AlexNet's 11x11/4 nor ZFNet's 7x7/2 first
 # > layer makes sense (they were designed to shrink 224x224 images quickly), so the package's `zfnet_cifar`
 # > starts with 96 filters of 3x3 with stride 1, and its `alexnet_cifar` (tutorial 4) with 64 of 5x5 with
-# > stride 1. ZFNet's change to the first layer therefore has no counterpart here: on CIFAR-10 the two
+# > stride 1. The stride half of ZFNet's change therefore has no counterpart here (only the smaller first
+# > kernel, 3x3 against 5x5, echoes it): on CIFAR-10 the two
 # > networks differ only in their first kernel and their widths (ZFNet's 96-256-384-384-256 against
 # > torchvision's AlexNet widths 64-192-384-256-256). The fully connected layers have 1,024 units instead of
 # > 4,096, as in tutorial 4.
@@ -79,9 +81,10 @@ for name in ("alexnet_cifar", "zfnet_cifar"):
 #
 # > **Quick mode.** The cell below trains the improved recipe on 800 images per class for 4 epochs, with AlexNet's
 # > quick-mode augmentation (crops of 2 pixels and flips, no [cutout](../glossary.md#cutout); tutorial 4), and tests it
-# > on 200 images per class: two to three minutes on a laptop's two cores (ZFNet's wider layers cost 1.6 GFLOP per
-# > training image against AlexNet's 1.0: `benchmarks/train_throughput.py`). A quick run shows the network learning; it
-# > is not a CIFAR-10 result. The full run: `cnn-study run zfnet --recipe improved` (`CNN_STUDY_QUICK=0` here).
+# > on 200 images per class: two to three minutes on two cores that compute bfloat16 natively, about five in float32
+# > (ZFNet's wider layers cost 1.6 GFLOP per training image against AlexNet's 1.0: `benchmarks/train_throughput.py`). A
+# > quick run shows the network learning; it is not a CIFAR-10 result. The full run: `cnn-study run zfnet --recipe
+# > improved` (`CNN_STUDY_QUICK=0` here).
 
 # %%
 result = experiments.run(recipes.get_recipe("zfnet", "improved"), out=OUT, quick=QUICK, quiet=True, overwrite=True)
@@ -102,22 +105,23 @@ for recipe_name in ("seed", "improved"):
     print(f"{recipe_name:>9}: ZFNet minus AlexNet {difference * 100:+.2f} points")
 
 # %% [markdown]
-# With the improved recipe, the same for both, the two networks end a quarter of a point apart, 25 of 10,000
-# test images, ZFNet behind (the seed recipes differ in length, so their row compares less: 100 epochs for
-# AlexNet, as the study reports, and 30 for ZFNet, an *assumption*: the study gives no training settings for
-# ZFNet). On CIFAR-10, without the first-layer change that was the paper's point, ZFNet's other widths buy
-# nothing here, in one run of each: seeds could move either by as much. Under the `seed` recipe
+# With the improved recipe, the same for both, the two networks end a quarter of a point apart, 25 of 10,000 test
+# images, ZFNet behind (the seed recipes differ in length, so their row compares less: 100 epochs for AlexNet, as the
+# study reports, and 30 for ZFNet, an *assumption*: the study gives no training settings for ZFNet). On CIFAR-10,
+# without the stride change that was the paper's point, ZFNet's wider layers and smaller first kernel buy nothing here,
+# in one run of each: a quarter of a point is within the test set's own sampling error (about 0.3 points at 89% on
+# 10,000 images), and we have not run more seeds of these two networks. Under the `seed` recipe
 # ([Adam](../glossary.md#adam-and-adamw) at 1e-3, as in the study's AlexNet experiment, and no augmentation, both
-# *assumed* for this one) our run stays below the study's 80.7%; we do not
-# know the study's exact network and training, and the improved recipe passes its number by eight points.
+# *assumed* for this one) our run stays below the study's 80.7%; we do not know the study's exact network and training,
+# and the improved recipe passes its number by eight points.
 #
-# ## What the paper is about: which part of the image matters?
+# ## Which part of the image matters?
 #
-# Zeiler and Fergus slid a grey square over an image and recorded the probability of the correct class at
-# every position (their Fig. 7): where it drops, the network relied on what the square hid. The method needs
-# only a trained classifier. The package does not ship ZFNet's weights (34 MB); it ships a trained ResNet-20
-# (tutorial 7, about 90% on the CIFAR-10 test set), so the maps below are that network's, on four test images.
-# `visualize.occlusion` fills the square with zeros, which after normalisation is the mean colour.
+# Besides their deconvolutional visualisations, Zeiler and Fergus slid a grey square over an image and recorded the
+# probability of the correct class at every position (their Fig. 7): where it drops, the network relied on what the
+# square hid. The method needs only a trained classifier. The package does not ship ZFNet's weights (34 MB); it ships a
+# trained ResNet-20 (tutorial 7, about 90% on the CIFAR-10 test set), so the maps below are that network's, on four test
+# images. `visualize.occlusion` fills the square with zeros, which after normalisation is the mean colour.
 
 # %%
 trained = models.create_model("resnet20", weights="cifar10").eval()
