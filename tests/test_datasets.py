@@ -7,9 +7,12 @@ import hashlib
 import http.server
 import os
 import re
+import subprocess
+import sys
 import threading
 import zipfile
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -430,3 +433,17 @@ def test_resized_keeps_labels_and_resizes_once() -> None:
     assert data.resized(32) is data
     flat = ImageData(torch.full((2, 1, 8, 8), 77, dtype=torch.uint8), torch.tensor([0, 0]), ("a",), (0.5,), (0.5,))
     assert torch.all(flat.resized(20).images == 77)
+
+
+@pytest.mark.parametrize("name", ["folder.pack", "folder.pack.xz"])
+def test_a_packed_image_folder_unpacks_bit_for_bit(tiny_folder_dataset, tmp_path, name) -> None:
+    script = Path(__file__).parents[1] / "scripts" / "pack_image_folder.py"
+    source, packed, unpacked = tiny_folder_dataset / "dogs-vs-cats", tmp_path / "packs" / name, tmp_path / "unpacked"
+    for action, origin, destination in (("pack", source, packed), ("unpack", packed, unpacked)):
+        subprocess.run([sys.executable, str(script), action, str(origin), str(destination)], check=True)
+    files = sorted(path.relative_to(source) for path in source.rglob("*") if path.is_file())
+    assert len(files) == 18 and (tmp_path / "packs" / "folder.json.gz").is_file()
+    assert sorted(path.relative_to(unpacked) for path in unpacked.rglob("*") if path.is_file()) == files
+    assert all((unpacked / file).read_bytes() == (source / file).read_bytes() for file in files)
+    if name.endswith(".xz"):  # the tiny PNGs share their headers: xz makes the pack smaller than their bytes
+        assert packed.stat().st_size < sum((source / file).stat().st_size for file in files)
