@@ -18,8 +18,9 @@
 # while training),
 # is all this first model needs.
 #
-# The original study's simple CNN reached **97.93%** on the test set. This tutorial trains the same kind
-# of network with the package and looks inside it.
+# The original study's simple CNN reached **97.93%** on the test set. The study does not describe that network;
+# this tutorial trains our assumption of one, the network of PyTorch's official MNIST example, with the package
+# and looks inside it.
 #
 # > **Quick mode.** While the site is built, training runs on a small balanced subset for two epochs
 # > (`QUICK = True`): its accuracy, printed with its test-set size and the chance level, only shows that the
@@ -43,8 +44,9 @@ OUT = Path(tempfile.gettempdir()) / "cnn-study-tutorials"  # scratch: rerunning 
 # %% [markdown]
 # ## The data
 #
-# `datasets.mnist()` returns the training and test parts as in-memory `uint8` tensors. It looks for the
-# files under `$CNN_STUDY_DATA` (or downloads them with `download=True`).
+# `datasets.mnist()` returns the training and test parts in memory (images as `uint8` tensors, labels as
+# integers). It looks for the files under `$CNN_STUDY_DATA`, or in the user cache when that is unset, and
+# downloads them with `download=True`.
 
 # %%
 train, test = datasets.mnist(download=True)
@@ -66,7 +68,7 @@ visualize.image_grid(train.images[:16], train.labels[:16], train.classes, title=
 #   9,216 x 128 + 128 = 1,179,776, the output 128 x 10 + 10 = 1,290.
 #
 # The convolutions, which do the seeing, hold under 2% of the parameters; the layer that reads the
-# flattened 12 x 12 maps holds the rest (the cell below computes the share from the model).
+# flattened 12 x 12 maps holds nearly all the rest (the cell below computes its share from the model).
 
 # %%
 print(models.summary("mnist_cnn"))
@@ -104,8 +106,8 @@ visualize.training_curves(
 # %% [markdown]
 # ## What the trained network does
 #
-# The package ships the weights of the full run. The confusion matrix shows which digits it confuses; the
-# misclassified examples show that many of its mistakes are digits a person would hesitate over too.
+# The package ships the weights of the full `improved` run (`weights="mnist"`). The confusion matrix shows which digits
+# it confuses; the misclassified examples show that many of its mistakes are digits a person would hesitate over too.
 
 # %%
 model = models.create_model("mnist_cnn", weights="mnist").eval()
@@ -120,14 +122,14 @@ visualize.misclassified(model, test_loader, count=16)
 # %% [markdown]
 # ## Inside the network
 #
-# The first layer's 32 filters are 3x3 weights on the raw pixels (below, each drawn from its smallest weight,
-# dark, to its largest, light). The feature maps are the two convolutions' outputs for one test digit, before
-# their ReLU (yellow high, dark blue low). In the first layer each map is the digit seen through one 3x3
-# filter: many light up along one side of a stroke and go dark along the other, the response of an edge
-# detector. Each second-layer map is a weighted sum over all 32 first-layer maps; it still has the 24 x 24
-# layout of the digit, and several respond mainly to one part of it: #13 and #15 are darkest (lowest) along
-# the seven's horizontal bar and much less so along its diagonal stroke. The maps only get coarse after the
-# max-pool (12 x 12), which comes after the second convolution.
+# The first layer's 32 filters are 3x3 weights on the raw pixels (below, each drawn from its smallest weight, dark, to
+# its largest, light). The feature maps are the two convolutions' outputs for one test digit, before their ReLU (yellow
+# high, dark purple low; each map on its own scale). In the first layer each map is the digit seen through one 3x3
+# filter: many light up along one side of a stroke and go dark along the other, the response of an edge detector. Each
+# second-layer map sums 3x3 filters over all 32 first-layer maps after their ReLU (16 of each layer's maps are drawn);
+# it still has the 24 x 24 layout of the digit, and several respond mainly to one part of it: #13 and #15 are darkest
+# (lowest) along the seven's horizontal bar and much less so along its diagonal stroke. The maps only get coarse after
+# the max-pool (12 x 12), which comes after the second convolution.
 
 # %%
 visualize.filters(model, "features.0")

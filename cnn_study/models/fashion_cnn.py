@@ -3,9 +3,9 @@
 The original study reported 80.57% for "a CNN" and describes neither its layers
 nor its training. This network is ours: the outline of a classic small CNN (two
 stages of 3x3 convolutions, each followed by max-pooling, then one hidden fully
-connected layer) with what the decade after AlexNet taught: two convolutions
-per stage (VGG), batch normalisation (Ioffe & Szegedy 2015) and dropout. That
-is enough to pass 93% on the test set.
+connected layer) with what came with and after AlexNet: dropout (which AlexNet
+used), two convolutions per stage (VGG) and batch normalisation (Ioffe & Szegedy
+2015). That is enough to pass 93% on the test set.
 
 References:
     * Xiao, Rasul, Vollgraf. "Fashion-MNIST: a Novel Image Dataset for
