@@ -210,6 +210,23 @@ def test_pretrained_vgg16_without_internet_explains_how_to_work_offline(monkeypa
         create_model("vgg16_transfer", base_weights="imagenet")  # as `cnn-study run` words it
 
 
+def test_the_vgg16_features_base_is_fed_pixels_on_its_own_0_to_255_scale(monkeypatch) -> None:
+    import torchvision.models._api as api
+
+    state = create_model("vgg16").state_dict()  # stands in for the download: only its shapes matter here
+    monkeypatch.setattr(api, "load_state_dict_from_url", lambda *args, **kwargs: state)
+    model = create_model("vgg16_transfer", base_weights="imagenet", num_classes=1)
+    assert model.mean == pytest.approx((0.48235, 0.45882, 0.40784)) and model.std == pytest.approx((1 / 255,) * 3)
+    pixels, labels = torch.full((1, 3, 150, 150), 255, dtype=torch.uint8), torch.zeros(1, dtype=torch.long)
+    white = ImageData(pixels, labels, ("cat", "dog"), mean=(0.5,) * 3, std=(0.5,) * 3)  # the model's own wins
+    fed = BatchLoader.for_model(white, model).transform(white.images)
+    assert fed[0, :, 0, 0].tolist() == pytest.approx([255 - 123.0, 255 - 117.0, 255 - 104.0], abs=0.01)
+    classifier = create_model("vgg16", weights="IMAGENET1K_V1")  # the classifier keeps its own normalisation
+    assert classifier.mean == pytest.approx((0.485, 0.456, 0.406)) and classifier.std == pytest.approx(
+        (0.229, 0.224, 0.225)
+    )
+
+
 @needs_offline
 def test_efficientnet_lite0_recognises_real_cats_and_dogs(data_dir) -> None:
     from cnn_study.datasets import dogs_vs_cats

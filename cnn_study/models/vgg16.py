@@ -8,7 +8,9 @@ same ``forward_features``/``forward_head`` interface as the other models:
 
 * ``weights="IMAGENET1K_V1"``: the ImageNet classifier (71.6% top-1);
 * ``weights="IMAGENET1K_FEATURES"``: the convolutional base only, as used for
-  feature extraction (its classifier weights are NaN);
+  feature extraction (its classifier weights are NaN), ported from the paper's
+  own model, which takes pixels on a 0-255 scale less the mean colour: each
+  weights' normalisation goes with them (``mean``/``std`` of their meta);
 * ``weights="path/to/vgg16.pth"``: any local state-dict file, for offline use.
 
 torchvision downloads and hash-checks the ImageNet weights into
@@ -37,7 +39,7 @@ from ._registry import Weights, register_model
 #: Index of the first layer of VGG16's fifth convolutional block in ``features``.
 BLOCK5_START = 24
 
-#: The normalisation torchvision's ImageNet weights were trained with.
+#: The normalisation of torchvision's ImageNet classifier (``IMAGENET1K_V1``), which an untrained VGG16 keeps.
 IMAGENET_MEAN = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().mean)
 IMAGENET_STD = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().std)
 
@@ -54,11 +56,12 @@ def _download(member: VGG16_Weights, progress: bool) -> dict[str, torch.Tensor]:
 
 
 def _imagenet_weights(member: VGG16_Weights) -> Weights:
+    transforms = member.transforms()  # each set's own normalisation: IMAGENET1K_FEATURES wants 0-255 pixels
     meta = {
         "num_classes": 1000,
         "classes": member.meta["categories"],
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
+        "mean": tuple(transforms.mean),
+        "std": tuple(transforms.std),
         "dataset": "ImageNet-1k",
         "test_accuracy": member.meta["_metrics"]["ImageNet-1K"]["acc@1"],
         "recipe": member.meta["recipe"],
