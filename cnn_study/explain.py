@@ -204,7 +204,8 @@ def integrated_gradients(
         images: Normalised images, ``N x C x H x W``.
         targets: Class per image; defaults to the prediction.
         baseline: The image that stands for "no evidence", broadcastable to ``images``; defaults to zeros,
-            which for normalised images is the dataset's mean colour.
+            which for normalised images is the normalisation's mean colour (the training data's, or for a
+            pretrained base the one its weights were trained with).
         steps: Points on the path.
     """
     with evaluating(model):
@@ -368,8 +369,8 @@ def occlusion_map(
     """Occlusion sensitivity (Zeiler & Fergus 2014, Section 4.2): the probability of ``target`` while a square
     of side ``patch`` covers each part of the image.
 
-    The square is filled with zeros, which for a normalised image is the dataset's mean colour: grey, as in
-    the paper. A low value means the square hid what the model needed for the class. The occluded copies of
+    The square is filled with zeros, which for a normalised image is the normalisation's mean colour: grey,
+    as in the paper. A low value means the square hid what the model needed for the class. The occluded copies of
     the image are classified in batches.
 
     Args:

@@ -77,8 +77,12 @@ class ShearZoomFlip:
 
     The study's transfer experiments used ``shear_range=0.2, zoom_range=0.2,
     horizontal_flip=True``. Here shear is a shear factor in ``[-shear, shear]``
-    and zoom a scale in ``[1 - zoom, 1 + zoom]``; border pixels are repeated
-    (Keras' ``fill_mode="nearest"``).
+    (0.2: up to about 11 degrees) and zoom one scale in ``[1 - zoom, 1 + zoom]``
+    for both axes; border pixels are repeated (Keras' ``fill_mode="nearest"``).
+    Recent Keras versions read ``shear_range`` in degrees (the oldest applied it
+    in radians), so on a recent Keras the study's 0.2 sheared by at most 0.2
+    degrees, almost nothing, and Keras draws the two axes' zooms independently:
+    this augmentation is stronger than the study's was.
 
     Attributes:
         shear: Largest shear factor.
