@@ -654,8 +654,11 @@ def maximise_activation(
     channel: int,
     *,
     input_size: tuple[int, int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     steps: int = 128,
     learning_rate: float = 0.05,
+    noise: float = 0.1,
     jitter: int = 2,
     blur_every: int = 8,
     blur_sigma: float = 0.5,
@@ -671,8 +674,15 @@ def maximise_activation(
         layer: The layer's name (see `layer_names`).
         channel: The channel whose mean activation to maximise.
         input_size: ``(C, H, W)``; defaults to the model's ``input_size``.
+        mean: With ``std``, the model's input normalisation: the image is then optimised in pixels (0 to 1)
+            around the mean colour and normalised for the model at every step, so that ``learning_rate`` and
+            ``noise`` mean the same on every base (VGG16's ImageNet base takes pixels on a 0-255 scale). Without
+            them the image is optimised in the model's input units, which suits inputs normalised to a spread
+            of about one.
+        std: See ``mean``.
         steps: Gradient-ascent steps (Adam).
-        learning_rate: Adam's step size.
+        learning_rate: Adam's step size, in the units the image is optimised in.
+        noise: Standard deviation of the starting noise, in the same units.
         jitter: Largest random shift, in pixels, per step.
         blur_every: Blur the image every this many steps.
         blur_sigma: The blur's standard deviation, in pixels.
@@ -682,9 +692,12 @@ def maximise_activation(
     if input_size is None:
         raise ValueError(f"{type(model).__name__} has no input_size: pass input_size=(C, H, W).")
     target_layer = find_layer(model, layer)
+    if (mean is None) != (std is None):
+        raise ValueError("Pass both mean and std (the model's normalisation), or neither.")
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    image = (0.1 * torch.randn(1, *input_size, generator=generator)).to(device).requires_grad_(True)
+    pixel_mean, pixel_std = (torch.tensor(v, device=device).view(-1, 1, 1) for v in (mean or [0.0], std or [1.0]))
+    image = (pixel_mean + noise * torch.randn(1, *input_size, generator=generator).to(device)).requires_grad_(True)
     optimizer = torch.optim.Adam([image], lr=learning_rate)
     captured: dict[str, torch.Tensor] = {}
     # A copy: an in-place ReLU after the layer would otherwise turn what was captured into its own output,
@@ -692,7 +705,7 @@ def maximise_activation(
     handle = target_layer.register_forward_hook(lambda _m, _i, output: captured.__setitem__("output", output.clone()))
 
     def activation(batch: torch.Tensor) -> torch.Tensor:
-        model(batch)
+        model((batch - pixel_mean) / pixel_std)
         if not 0 <= channel < captured["output"].shape[1]:
             raise ValueError(f"{layer} has {captured['output'].shape[1]} channels; channel {channel} does not exist.")
         return captured["output"][0, channel].mean()
@@ -712,7 +725,7 @@ def maximise_activation(
             final = activation(image).item()
     finally:
         handle.remove()
-    return ActivationMaximum(image.detach()[0].cpu(), start, final)
+    return ActivationMaximum(((image.detach() - pixel_mean) / pixel_std)[0].cpu(), start, final)
 
 
 # ----------------------------------------------------------------------------- learned features

@@ -221,6 +221,29 @@ def test_activation_maximisation_raises_its_channel_tenfold_beyond_any_real_imag
         explain.maximise_activation(shapes_net, "features.4", 0)
 
 
+def test_activation_maximisation_in_pixels_takes_the_same_steps_on_any_normalisation(shapes_net: ShapesNet) -> None:
+    size, layer = (1, SIDE, SIDE), "features.4"
+    in_model_units = explain.maximise_activation(shapes_net, layer, 2, input_size=size, steps=16)
+    # pixels normalised with a spread of 0.5: the same run, each step and the noise halved in pixels
+    in_pixels = explain.maximise_activation(
+        shapes_net, layer, 2, input_size=size, mean=[0.3], std=[0.5], steps=16, learning_rate=0.025, noise=0.05
+    )
+    assert torch.allclose(in_pixels.image, in_model_units.image, atol=1e-4)
+    assert in_pixels.final == pytest.approx(in_model_units.final, rel=1e-4)
+
+    # a model that takes 0-255 pixels (VGG16's ImageNet base): in pixels the image moves visibly, in the
+    # model's units by a fraction of a grey level
+    def pixels_moved(steps: int, **options: object) -> torch.Tensor:
+        result = explain.maximise_activation(shapes_net, layer, 2, input_size=size, steps=steps, **options)
+        return result.image / 255  # back to pixels (the normalisation's mean cancels in a difference)
+
+    in_pixels_on_0_255 = {"mean": [0.3], "std": [1 / 255], "learning_rate": 0.025, "noise": 0.05}
+    assert (pixels_moved(16, **in_pixels_on_0_255) - pixels_moved(0, **in_pixels_on_0_255)).abs().max() > 0.2
+    assert (pixels_moved(16) - pixels_moved(0)).abs().max() < 0.01
+    with pytest.raises(ValueError, match="Pass both mean and std"):
+        explain.maximise_activation(shapes_net, layer, 2, input_size=size, mean=[0.3])
+
+
 def test_activation_maximisation_of_a_registered_model_uses_its_input_size_and_sees_past_an_inplace_relu() -> None:
     model = create_model("lenet5", weights="mnist")  # C3 (features.3) is followed by ReLU(inplace=True)
     result = explain.maximise_activation(model, "features.3", 3, steps=32, learning_rate=0.1)
