@@ -3,18 +3,19 @@
 Zeiler and Fergus (2014) visualised AlexNet's features with deconvolution,
 saw first-layer filters with "little coverage of the mid frequencies" and
 aliasing in the second layer's features caused by the first layer's stride
-of 4, and fixed both by making the first layer smaller and denser: 7x7
-filters with stride 2 instead of 11x11 with stride 4 (their Section 4.1).
-The other layers keep the 2012 AlexNet's widths (96, 256, 384, 384, 256),
+of 4, and fixed both in the first two layers: 7x7 filters with stride 2
+instead of 11x11 with stride 4 in the first, and a stride of 2 in the second
+(their Sections 4.1 and 5.1; their network also connected layers 3-5 densely).
+All five convolutions keep the 2012 AlexNet's widths (96, 256, 384, 384, 256),
 in one column instead of two; only a variant in their Section 5.1 widened
 layers 3-5. ZFNet is therefore AlexNet with another layer table: `ZFNetCIFAR`
 is `cnn_study.models.alexnet_cifar.AlexNetCIFAR` under its own name (which
 summaries and error messages show).
 
 On 32x32 images both adaptations use a small, stride-1 first layer (3x3 here,
-5x5 in `alexnet_cifar`), so ZFNet's change to the first layer has no
-counterpart: the two CIFAR-10 networks differ in their widths and first
-kernel only.
+5x5 in `alexnet_cifar`), so ZFNet's change of stride has no counterpart; only
+the smaller first kernel echoes it: the two CIFAR-10 networks differ in their
+widths and first kernel only.
 
 | layer | ZFNet (ImageNet)           | CIFAR-10 version                |
 |-------|----------------------------|---------------------------------|
