@@ -110,9 +110,14 @@ def compiles_by_default(recipe: Recipe, device: torch.device, quick: bool = Fals
     return device.type == "cuda" and full_run_from_scratch and importlib.util.find_spec("triton") is not None
 
 
+def _is_whole(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def _check_positive(**values: int | None) -> None:
     for name, value in values.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and not _is_whole(value, 1):
             raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
 
 
@@ -185,7 +190,7 @@ def run(
     if epochs:
         recipe = recipe.with_epochs(epochs)
     recipe = replace(recipe, batch_size=batch_size or recipe.batch_size, seed=recipe.seed if seed is None else seed)
-    if isinstance(recipe.seed, bool) or not isinstance(recipe.seed, int) or recipe.seed < 0:
+    if not _is_whole(recipe.seed, 0):
         raise ValueError(f"seed must be a whole number, 0 or more, got {recipe.seed!r}.")
     out_dir = results_folder(recipe, out, quick=quick)
     settings = {
