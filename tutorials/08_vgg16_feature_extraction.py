@@ -45,12 +45,12 @@
 # > flip augmentation, Adam, binary cross-entropy, 10 epochs. The study does not state its head, batch size, learning
 # > rate or validation split; the recipe *assumes* the flatten head of its fine-tuning experiment (9), batches of 32, a
 # > rate of 1e-4 and 20% of the training images held out. Its shear is a factor of up to 0.2 (about 11 degrees), where a
-# > recent Keras reads the study's `shear_range=0.2` as 0.2 degrees, almost no shear; our zoom scales both axes alike,
-# > where Keras draws each axis's zoom on its own (`datasets.ShearZoomFlip`). The improved recipe trains an
-# > average-pooled head with [dropout](../glossary.md#dropout) on cached features (six views) with AdamW for 30 epochs,
-# > on all 10,000 training images, and averages each test image with its mirror image: caching makes the head cheap to
-# > train, and pooling gives it far fewer parameters to fit. The published run used EfficientNet-Lite0 at 224x224
-# > instead of VGG16, for the reason at the top of the page.
+# > recent Keras reads the `shear_range=0.2` we assume (the study states no amounts) as 0.2 degrees, almost no shear;
+# > our zoom scales both axes alike, where Keras draws each axis's zoom on its own (`datasets.ShearZoomFlip`). The
+# > improved recipe trains an average-pooled head with [dropout](../glossary.md#dropout) on cached features (six views)
+# > with AdamW for 30 epochs, on all 10,000 training images, and averages each test image with its mirror image: caching
+# > makes the head cheap to train, and pooling gives it far fewer parameters to fit. The published run used
+# > EfficientNet-Lite0 at 224x224 instead of VGG16, for the reason at the top of the page.
 
 # %%
 # %matplotlib inline

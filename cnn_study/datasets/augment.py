@@ -75,14 +75,16 @@ class CropFlip:
 class ShearZoomFlip:
     """Random shear, zoom and horizontal flip as one affine warp per image (Keras ``ImageDataGenerator``).
 
-    The study's transfer experiments used ``shear_range=0.2, zoom_range=0.2,
-    horizontal_flip=True``. Here shear is a shear factor in ``[-shear, shear]``
-    (0.2: up to about 11 degrees) and zoom one scale in ``[1 - zoom, 1 + zoom]``
-    for both axes; border pixels are repeated (Keras' ``fill_mode="nearest"``).
-    Recent Keras versions read ``shear_range`` in degrees (the oldest applied it
-    in radians), so on a recent Keras the study's 0.2 sheared by at most 0.2
+    The study's transfer experiments used shear, zoom and flip without stating
+    how much; the seed recipes assume Chollet's ``shear_range=0.2,
+    zoom_range=0.2, horizontal_flip=True`` (*Deep Learning with Python*).
+    Here shear is a shear factor in ``[-shear, shear]`` (0.2: up to about 11
+    degrees) and zoom one scale in ``[1 - zoom, 1 + zoom]`` for both axes;
+    border pixels are repeated (Keras' ``fill_mode="nearest"``). Recent Keras
+    versions read ``shear_range`` in degrees (the oldest applied it in radians),
+    so on a recent Keras a ``shear_range`` of 0.2 shears by at most 0.2
     degrees, almost nothing, and Keras draws the two axes' zooms independently:
-    this augmentation is stronger than the study's was.
+    this augmentation is stronger than Keras's with the same numbers.
 
     Attributes:
         shear: Largest shear factor.
