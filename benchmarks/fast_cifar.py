@@ -9,7 +9,7 @@ It prints, from the published full runs (``cnn-study run fast_cifar --seed N``, 
 
 and measures, in this run, training images/s of both networks in the trainer's precision (their ratio is
 what the machine gives; the rest of the difference comes from needing fewer epochs), and of the fast network
-at airbench94's widths, twice ours.
+at two other widths: the narrower (32, 128, 128) of the earlier recipe and airbench94's (64, 256, 256).
 
 Usage::
 
@@ -24,6 +24,7 @@ import statistics
 import torch
 from train_throughput import images_per_second
 
+from cnn_study.recipes import get_recipe
 from cnn_study.results import load_history, runs_over_seeds
 from cnn_study.training import History, select_device, training_precision
 
@@ -79,10 +80,12 @@ def main() -> None:
 
     device = select_device("auto")
     precision = training_precision(device)
+    recipe = get_recipe("fast_cifar")
     networks = {  # label: (model, its keyword arguments, batch size)
-        "fast_cifar": ("fast_cifar", {}, 512),
+        "fast_cifar": (recipe.model, recipe.model_kwargs, recipe.batch_size),
         "resnet20": ("resnet20", {}, 128),
-        "fast_cifar at airbench94's widths": ("fast_cifar", {"widths": (64, 256, 256)}, 512),
+        "fast_cifar at widths 32-128-128": ("fast_cifar", {"widths": (32, 128, 128)}, recipe.batch_size),
+        "fast_cifar at airbench94's widths": ("fast_cifar", {"widths": (64, 256, 256)}, recipe.batch_size),
     }
     speeds = {
         label: images_per_second(name, kwargs, batch, (3, 32, 32), device, True, arguments.steps, precision)
@@ -90,7 +93,7 @@ def main() -> None:
     }
     print(f"\ntraining images/s in this run ({device}, {precision}, torch {torch.__version__}): ", end="")
     print(", ".join(f"{label} {speed:,.0f}" for label, speed in speeds.items()))
-    for label in ("resnet20", "fast_cifar at airbench94's widths"):
+    for label in list(networks)[1:]:
         print(f"fast_cifar / {label}: {speeds['fast_cifar'] / speeds[label]:.2f}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import fields, replace
 from pathlib import Path
@@ -202,6 +203,9 @@ def test_settings_record_every_field_as_json() -> None:
     settings = get_recipe("vgg16_feature_extraction").settings()
     assert settings["cached_views"] == ["Mirror()"] + ["ShearZoomFlip(shear=0.2, zoom=0.2, flip=True)"] * 4
     assert set(settings) == {field.name for field in fields(Recipe)}
+    for recipe in (recipe for recipes in RECIPES.values() for recipe in recipes.values()):
+        # as a run reads them back from its files (a resume compares the two): experiment 10's widths are a tuple
+        assert json.loads(json.dumps(recipe.settings())) == recipe.settings(), recipe.command()
 
 
 def test_the_readme_shows_the_study_numbers_of_the_one_table() -> None:

@@ -402,6 +402,21 @@ def test_published_results_are_real_full_runs() -> None:
     assert all(" of " in line for line in unfinished)
 
 
+def test_the_published_budget_runs_are_experiment_10_with_only_its_network_and_length_changed() -> None:
+    budgets = published_runs("fast_cifar", PUBLISHED_RESULTS / "budgets")  # tutorial 10's width-against-epochs table
+    assert {(metrics["parameters"], metrics["epochs"]) for metrics, _ in budgets} == {(498_104, 18), (1_972_792, 7)}
+    current = _full_run_part(get_recipe("fast_cifar").settings())
+    for metrics, history in budgets:
+        recorded = _full_run_part(metrics["recipe_settings"])
+        kwargs = recorded.pop("model_kwargs")
+        assert metrics["parameters"] == sum(p.numel() for p in create_model("fast_cifar", **kwargs).parameters())
+        for key in ("recipe", "seed", "model_kwargs"):  # the run's label and seed, the network
+            recorded.pop(key, None)
+        assert [stage.pop("epochs") for stage in recorded["stages"]] == [metrics["epochs"]] == [len(history)]
+        assert _recorded_part(current, recorded) == recorded, metrics["recipe"]
+        assert metrics["test_size"] == 10_000 and metrics["train_size"] == 50_000 and not metrics["quick"]
+
+
 def _full_run_part(settings: dict) -> dict:
     """Recipe settings without the quick-mode budget (``quick_*``), which a full run does not read."""
     return {key: value for key, value in settings.items() if not key.startswith("quick_")}
