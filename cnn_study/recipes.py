@@ -355,7 +355,7 @@ class Recipe:
         settings["assumed"] = list(self.assumed)
         if self.quick_augment is not None:
             settings["quick_augment"] = [repr(augmentation) for augmentation in self.quick_augment]
-        return json.loads(json.dumps(settings))  # what a run reads back from its files, so that the two compare
+        return json.loads(json.dumps(settings))  # as metrics.json holds them, so that the two compare equal
 
 
 # --- the seed recipes: the study's notebooks, as far as the study describes them ---

@@ -204,7 +204,7 @@ def test_settings_record_every_field_as_json() -> None:
     assert settings["cached_views"] == ["Mirror()"] + ["ShearZoomFlip(shear=0.2, zoom=0.2, flip=True)"] * 4
     assert set(settings) == {field.name for field in fields(Recipe)}
     for recipe in (recipe for recipes in RECIPES.values() for recipe in recipes.values()):
-        # as a run reads them back from its files (a resume compares the two): experiment 10's widths are a tuple
+        # as metrics.json records them, where the published runs are compared with their recipes: no tuples
         assert json.loads(json.dumps(recipe.settings())) == recipe.settings(), recipe.command()
 
 
