@@ -487,8 +487,9 @@ FINE_TUNING_SEED = Recipe(
 
 #: Experiment 10 is not in the study: CIFAR-10 in minutes on a laptop CPU, with the techniques of airbench
 #: (Jordan 2024). Its optimiser settings are airbench94's, rewritten for a mean loss over batches of 512. Its
-#: network has three quarters of airbench94's widths, trained for 11 epochs: in 15 minutes on 2 CPU cores, the
-#: narrower (32, 128, 128) network for 18 epochs and airbench94's (64, 256, 256) for 7 both ended lower (tutorial 10).
+#: network has three quarters of airbench94's widths, trained for 11 epochs (13.5 minutes on 2 CPU cores); there, the
+#: narrower (32, 128, 128) network for 18 epochs (12-18 minutes) and airbench94's (64, 256, 256) for 7 (12.5 minutes)
+#: both ended lower (tutorial 10).
 FAST_CIFAR = Recipe(
     experiment=10,
     name="fast_cifar",

@@ -8,7 +8,7 @@ fixed number of epochs is a fixed time budget (each run's ``epoch_seconds`` is i
 Its base is experiment 10's recipe on the network of its first version, the model's defaults: widths
 (32, 128, 128), no identity initialisation (`NARROW`). The record below was made on it, and at that width a
 3-epoch run takes about two minutes; the recipe has since moved to widths (48, 192, 192) with identity
-initialisation, for 11 epochs instead of 18, which reached more within the same 15 minutes (tutorial 10).
+initialisation, for 11 epochs instead of 18, which reached more in about as long (tutorial 10).
 
 The variants, each the base but for one change:
 
