@@ -284,7 +284,7 @@ figure
 # batch-norm statistics, no shifted test views, training in bfloat16).
 
 # %% [markdown]
-# ## Width against epochs, in the same 15 minutes
+# ## Width against epochs, in a budget of about 15 minutes
 #
 # On a CPU the time an epoch takes grows with the network's arithmetic, so a time budget is a choice between a wider
 # network for fewer epochs and a narrower one for more. Three points of that trade were trained in full on the same kind
