@@ -348,11 +348,9 @@ class Recipe:
         >>> get_recipe("fast_cifar").settings()["model_kwargs"]
         {'widths': [48, 192, 192], 'identity_init': True}
         """
-        settings = asdict(self)
-        settings["stages"] = [asdict(stage) for stage in self.stages]
+        settings = asdict(self)  # the stages as dicts too
         settings["augment"] = [repr(augmentation) for augmentation in self.augment]
         settings["cached_views"] = [repr(view) for view in self.cached_views]
-        settings["assumed"] = list(self.assumed)
         if self.quick_augment is not None:
             settings["quick_augment"] = [repr(augmentation) for augmentation in self.quick_augment]
         return json.loads(json.dumps(settings))  # as metrics.json holds them, so that the two compare equal
