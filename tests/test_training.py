@@ -817,6 +817,86 @@ def test_lookahead_without_a_pull_is_its_optimizer_and_resumes_from_its_state(tm
     assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), uninterrupted.parameters()))
 
 
+@pytest.mark.parametrize("shape", [(8, 72), (72, 8)], ids=["wide", "tall"])
+def test_orthogonalise_keeps_the_singular_vectors_and_brings_a_tenfold_spread_of_singular_values_near_one(
+    shape,
+) -> None:
+    torch.manual_seed(0)
+    u, _, vt = torch.linalg.svd(torch.randn(shape), full_matrices=False)
+    matrix = u @ torch.diag(torch.logspace(0, 1, min(shape))) @ vt  # singular values from 1 to 10
+    result = training.orthogonalise(matrix)
+    assert result.shape == matrix.shape and result.dtype == matrix.dtype
+    core = u.T @ result @ vt.T  # diagonal if the singular vectors are kept; the diagonal holds the new values
+    values = core.diagonal()
+    assert values.min() > 0.5 and values.max() < 1.5 and values.max() / values.min() < 2
+    assert (core - torch.diag(values)).abs().max() < 0.05
+
+
+def test_muon_rescales_each_filter_bank_and_steps_along_its_orthogonalised_momentum() -> None:
+    torch.manual_seed(0)
+    weight = nn.Parameter(torch.randn(6, 2, 3, 3) * 3)
+    optimizer = training.Muon([weight], lr=0.01, momentum=0.5, nesterov=False)
+    gradients = [torch.randn(6, 2, 3, 3), torch.randn(6, 2, 3, 3)]
+    for gradient in gradients:
+        before = weight.detach().clone()
+        weight.grad = gradient
+        optimizer.step()
+    buffer = gradients[1] + 0.5 * gradients[0]  # the momentum after two steps (no Nesterov)
+    rescaled = before * 6**0.5 / before.norm()
+    expected = rescaled - 0.01 * training.orthogonalise(buffer.view(6, -1)).view_as(weight)
+    assert torch.allclose(weight.detach(), expected, atol=1e-6)
+    assert weight.norm().item() == pytest.approx(6**0.5, rel=0.05)  # each step turns the bank, about no longer
+
+
+def test_a_muon_stage_trains_the_filters_by_muon_and_the_rest_by_sgd_and_resumes_exactly(tmp_path) -> None:
+    torch.manual_seed(0)
+    images, labels = torch.randn(48, 1, 6, 6), torch.arange(48) % 3
+    images[labels == 1, :, :3] += 1  # classes a convolution can tell apart
+    images[labels == 2, :, 3:] += 1
+    stage = training.Stage(epochs=3, optimizer="muon", lr=0.1, muon_lr=0.05, muon_momentum=0.6, bias_lr_scale=4)
+
+    def model_and_batches() -> tuple[nn.Module, TensorBatches]:
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+        return model, TensorBatches(images, labels, 16, shuffle=True, seed=0)
+
+    model, batches = model_and_batches()
+    history = training.fit_stage(model, batches, stage, device="cpu", quiet=True, precision="float32")
+    sgd, muon = training.stage_optimizer(stage, list(model.parameters())).optimizers
+    assert type(sgd) is torch.optim.SGD and type(muon) is training.Muon
+    assert [p.shape for group in muon.param_groups for p in group["params"]] == [(4, 1, 3, 3)]
+    assert [group["lr"] for group in sgd.param_groups] == [0.1, 0.4]  # the head; biases and shifts at 4 times
+    assert model[0].weight.norm().item() == pytest.approx(2, rel=0.1)  # Muon's filters: rescaled to sqrt(4 rows)
+    assert history.epochs[-1].train_accuracy > 0.7  # of 3 classes
+
+    def muon_run(epochs: int, checkpoint) -> nn.Module:  # under Lookahead, whose state is saved too
+        model, batches = model_and_batches()
+        optimizer = training.Lookahead(training.stage_optimizer(stage, list(model.parameters())), total_steps=9)
+        training.fit(
+            model,
+            batches,
+            epochs=epochs,
+            optimizer=optimizer,
+            device="cpu",
+            quiet=True,
+            checkpoint=checkpoint,
+            resume=True,
+            precision="float32",
+        )
+        return model
+
+    muon_run(2, tmp_path / "muon.pt")  # interrupted after 2 of 3 epochs
+    resumed, uninterrupted = muon_run(3, tmp_path / "muon.pt"), muon_run(3, None)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), uninterrupted.state_dict().values()))
+
+
+def test_a_stage_names_muon_with_its_settings_or_not_at_all() -> None:
+    with pytest.raises(ValueError, match=r"^optimizer='muon' needs muon_lr and muon_momentum"):
+        training.Stage(epochs=1, optimizer="muon", lr=0.1, muon_lr=0.1)
+    with pytest.raises(ValueError, match=r"^muon_lr and muon_momentum are settings of optimizer='muon', not 'sgd'\."):
+        training.Stage(epochs=1, optimizer="sgd", lr=0.1, muon_momentum=0.6)
+
+
 def test_fit_stage_continues_the_history_it_is_given() -> None:
     model = nn.Linear(2, 2)
     batches = TensorBatches(torch.randn(8, 2), torch.arange(8) % 2, 4)
