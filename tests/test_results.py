@@ -402,9 +402,10 @@ def test_published_results_are_real_full_runs() -> None:
     assert all(" of " in line for line in unfinished)
 
 
-def test_the_published_budget_runs_are_experiment_10_with_only_its_network_and_length_changed() -> None:
+def test_the_published_budget_runs_are_experiment_10_by_sgd_with_only_its_network_and_length_changed() -> None:
     budgets = published_runs("fast_cifar", PUBLISHED_RESULTS / "budgets")  # tutorial 10's width-against-epochs table
-    assert {(metrics["parameters"], metrics["epochs"]) for metrics, _ in budgets} == {(498_104, 18), (1_972_792, 7)}
+    runs = {(metrics["parameters"], metrics["epochs"]) for metrics, _ in budgets}
+    assert runs == {(498_104, 18), (1_113_336, 11), (1_972_792, 7)}
     current = _full_run_part(get_recipe("fast_cifar").settings())
     for metrics, history in budgets:
         recorded = _full_run_part(metrics["recipe_settings"])
@@ -413,6 +414,7 @@ def test_the_published_budget_runs_are_experiment_10_with_only_its_network_and_l
         for key in ("recipe", "seed"):  # the run's label and seed
             recorded.pop(key, None)
         assert [stage.pop("epochs") for stage in recorded["stages"]] == [metrics["epochs"]] == [len(history)]
+        assert [stage.pop("optimizer") for stage in recorded["stages"]] == ["sgd"]  # the recipe's filters: Muon
         assert _recorded_part(current, recorded) == recorded, metrics["recipe"]
         assert metrics["test_size"] == 10_000 and metrics["train_size"] == 50_000 and not metrics["quick"]
 

@@ -24,14 +24,16 @@
 #
 # > **Differences from airbench94, and why.** Its network at three quarters of the width: the three conv groups have 48,
 # > 192 and 192 channels instead of 64, 256 and 256 (`widths=(64, 256, 256)` builds airbench94's), a bit over half the
-# > parameters and the arithmetic. It trains for 11 epochs instead of 9.9, in batches of 512 instead of 1,024, with the
-# > loss averaged over the batch instead of summed (learning rate and [weight decay](../glossary.md#weight-decay)
-# > rescaled so that a step is as large as airbench94's: with half the batch, each image weighs twice as much in it).
-# > The width and the number of epochs are the budget's: on 2 CPU cores this pair ended higher on average (89.47%, three
-# > seeds, 13.5 minutes each) than half its widths without identity initialisation for 18 epochs (88.78%, five seeds)
-# > and, by three test images against our worst seed, than one run of airbench94's widths for 7 epochs (89.30%), as
-# > measured below. Kept from airbench94: the whitened first layer, convolutions that start partly as the identity, the
-# > [batch-norm](../glossary.md#batch-normalisation) settings, the 1/9 logit scale, SGD with
+# > parameters and the arithmetic. Its convolution filters train by Muon, as in airbench94's successor airbench94_muon
+# > (below), and the other parameters by airbench94's SGD. It trains for 10 epochs instead of 9.9 (airbench94_muon: 8),
+# > in batches of 512 instead of 1,024 (airbench94_muon: 2,000), with the loss averaged over the batch instead of summed
+# > (the SGD's learning rate and [weight decay](../glossary.md#weight-decay) rescaled so that a step is as large as
+# > airbench94's: with half the batch, each image weighs twice as much in it). The width, the optimizer and the number
+# > of epochs are the budget's: on 2 CPU cores this recipe ended higher on average (90.14%, three seeds, 11.6 to 12.8
+# > minutes each) than the same network trained by SGD alone for 11 epochs (89.47%, three seeds), two thirds of its
+# > widths without identity initialisation for 18 epochs (88.78%, five seeds) and one run of airbench94's widths for 7
+# > epochs (89.30%), as measured below. Kept from airbench94: the whitened first layer, convolutions that start partly
+# > as the identity, the [batch-norm](../glossary.md#batch-normalisation) settings, the 1/9 logit scale, SGD with
 # > [Nesterov](../glossary.md#nesterov-momentum) momentum 0.85, 64 times the learning rate for the batch-norm shifts,
 # > [label smoothing](../glossary.md#label-smoothing) 0.2, [lookahead](../glossary.md#lookahead) with its rising pull,
 # > 2-pixel translations and [alternating flips](../glossary.md#alternating-flip). Changed or left out, for simplicity:
@@ -39,7 +41,8 @@
 # > translations pad with the mean colour (airbench94 reflects the border); the [whitening](../glossary.md#whitening)
 # > layer's bias trains throughout, at the batch-norm shifts' rate (airbench94 trains it for 3 epochs at the weights'
 # > rate); lookahead averages the weights but not the batch-norm statistics; and the [test-time
-# > augmentation](../glossary.md#test-time-augmentation) is the mirror image alone (airbench94 adds shifted views).
+# > augmentation](../glossary.md#test-time-augmentation) is the mirror image alone (airbench94 adds shifted views). Kept
+# > from airbench94 where airbench94_muon drops it: lookahead.
 
 # %%
 # %matplotlib inline
@@ -169,7 +172,7 @@ print(type(norm).__name__, f"momentum {norm.momentum}, eps {norm.eps}, scale tra
 # forward, 1 step back") keeps a second, slow copy of the weights: every 5 steps the slow weights move
 # towards the fast ones, and the fast ones restart from there. airbench lets the slow weights hold back more
 # and more as training goes on (the *pull*, `training.Lookahead.pull`): early on nothing is held back; at the
-# end the slow weights average about the last 20 steps, which smooths out the noise of the last SGD steps,
+# end the slow weights average about the last 20 steps, which smooths out the noise of the last steps,
 # much as an exponential moving average of the weights does.
 
 # %%
@@ -195,6 +198,54 @@ right.set(xlabel="epoch", ylabel="pull", title="How much lookahead holds back")
 figure
 
 # %% [markdown]
+# ## Muon: orthogonalised steps for the filters
+#
+# The SGD above trains the batch-norm shifts, the whitening layer's bias and the linear head. The convolution filters
+# train by [Muon](../glossary.md#muon) instead (Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural
+# networks", a blog post), as in airbench94_muon, airbench94's successor in the airbench repository (whose README times
+# it at 2.59 s to 94.01% on an A100; its table of the paper's older records gives airbench94 3.83 s). The 192 filters of
+# 192 x 3 x 3 weights of a convolution form one 192 x 1,728 matrix. Muon keeps SGD's momentum of its gradients, but does
+# not step along it: it steps along the nearest (semi-)orthogonal matrix, which has the same singular vectors (the
+# directions) with every singular value (the size along each) set to 1. A gradient is dominated by a few directions; the
+# orthogonalised step moves the filters as far along the rare ones as along the common ones. Bernstein and Newhouse
+# (2024, "Old Optimizer, New Norm", arXiv:2409.20325) derive this step as steepest descent under the spectral norm.
+# `training.orthogonalise` computes it without a singular value decomposition, by three rounds of a polynomial in the
+# matrix (a Newton-Schulz iteration), which lift the singular values to between about 0.5 and 1.5 rather than to exactly
+# 1 (the weakest directions stay lower). As airbench94_muon does, `training.Muon` also rescales each filter bank to a
+# fixed norm before its step: batch norm undoes any scale of a convolution's output, so this changes nothing the network
+# computes, and a step of the learning rate turns the filters by about as much all through training. Its settings are in
+# the recipe's stage: `muon_lr` 0.1 and Nesterov momentum `muon_momentum` 0.6 (airbench94_muon's momentum; its step size
+# of 0.24 is for batches of 2,000; 0.1 is our choice for batches of 512).
+#
+# One gradient of the recipe's network as it starts, on a batch of 500 training images, and Muon's step from it:
+
+# %%
+conv = model.features[3][4]  # group 2's second convolution: 192 filters of 192 x 3 x 3
+batch, labels = next(iter(datasets.BatchLoader.for_model(train.sample(50, seed=1), model, batch_size=500)))
+loss, _ = training.loss_and_predictions(model(batch), labels, stage.label_smoothing)
+loss.backward()
+gradient = conv.weight.grad.flatten(1)  # 192 x 1,728
+figure = Figure(figsize=(7, 3.5), layout="constrained")
+axes = figure.subplots()
+for name, matrix in (("gradient", gradient), ("Muon's step (orthogonalised)", training.orthogonalise(gradient))):
+    sizes = torch.linalg.svdvals(matrix)
+    axes.plot(sizes / sizes.max(), label=name)
+    share = sizes[:10].square().sum() / sizes.square().sum()
+    print(f"{name}: its 10 largest of {len(sizes)} directions hold {share:.0%} of its squared size;", end=" ")
+    print(f"its smallest direction is {sizes[-1] / sizes[0]:.1%} of its largest")
+axes.set(yscale="log", xlabel="direction (singular vector), largest first", ylabel="size / largest size")
+axes.set_title("One convolution's gradient and Muon's step: sizes along their 192 directions")
+axes.legend()
+figure
+
+# %% [markdown]
+# The gradient is dominated by a few directions: its 10 largest of 192 hold 62% of its squared size, and its smallest
+# is 2.8% of its largest. Muon's step spreads its size almost evenly (an even spread would put 5% in any 10
+# directions); only its weakest directions stay short of the largest (42% for the smallest), where three rounds of the
+# iteration do not lift them all the way. The full runs below measure what this buys: the same network, trained by SGD
+# alone, needed one epoch more to end lower in every seed.
+
+# %% [markdown]
 # ## Alternating flips and test-time mirroring
 #
 # Mirroring half the training images at random doubles the data, but at random an image can be shown the
@@ -217,9 +268,9 @@ for epoch in range(1, 5):
 # ## Train it
 #
 # In quick mode (the default; `CNN_STUDY_QUICK=0` runs the full recipe) this trains on 20,000 of the 50,000
-# training images for 4 epochs and tests on 5,000 test images: 126 s for the whole command on 2 CPU cores,
-# where it reached 78.1% (a quick-mode number: it shows that the network learns in a lesson's minutes, not
-# what the recipe reaches). The full recipe takes about 13.5 minutes there (see the Results page).
+# training images for 4 epochs and tests on 5,000 test images: 135 s for the whole command on 2 CPU cores,
+# where it reached 82.1% (a quick-mode number: it shows that the network learns in a lesson's minutes, not
+# what the recipe reaches). The full recipe takes 11.6 to 12.8 minutes there (see the Results page).
 
 # %%
 result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=True)
@@ -270,29 +321,31 @@ axes.legend()
 figure
 
 # %% [markdown]
-# Experiment 10's test curve swings wildly until its last epochs (every seed drops below 45% at least once, one of them
-# to 24%): while the learning rate is high (it peaks after 2.2 epochs and is still above half its peak in the sixth),
-# and with running batch-norm statistics that follow the last batches (a likely cause, not a measured one), a
-# single-view test at an epoch's end says little, and the curve settles as the rate falls. Every seed first passes 85%
-# in its tenth epoch, after 12 minutes of training; ResNet-20 passed it after 78 minutes, and ended at 89.82% after 93,
-# tested with one view per image. Tested the same way, the three seeds' last epochs average 88.66% (measured in the
-# bfloat16 they trained in; 89.47% with the mirror-averaged test; ResNet-20's was measured in float32). Fast training
-# here buys a run seven times shorter for about one point of accuracy, both tested with one view per image. Against
-# airbench94's 94%, possible reasons for the gap, none measured apart here: the JPEG copy of CIFAR-10 used here (which
-# costs a few points against the original images: see the Results page), three quarters of airbench94's width, and the
-# departures listed at the top of this page (the schedule, the padding, the whitening bias, lookahead without the
-# batch-norm statistics, no shifted test views, training in bfloat16).
+# Experiment 10's test curve swings wildly until its last epochs (every seed drops below 60% at least once after its
+# first epoch, one of them to 41.5%): while the learning rate is high (it peaks after 2 epochs and is still above half
+# its peak in the sixth), and with running batch-norm statistics that follow the last batches (a likely cause, not a
+# measured one), a single-view test at an epoch's end says little, and the curve settles as the rate falls. Every seed
+# first passes 85% in its eighth or ninth epoch, after 9 to 11 minutes of training; ResNet-20 passed it after 78
+# minutes, and ended at 89.82% after 93, tested with one view per image. Tested the same way, the three seeds' last
+# epochs average 89.21% (measured in the bfloat16 they trained in; 90.14% with the mirror-averaged test; ResNet-20's
+# was measured in float32). Fast training here buys a run seven to eight times shorter for about 0.6 points of
+# accuracy, both tested with one view per image. Against airbench94's 94%, possible reasons for the gap, none measured
+# apart here: the JPEG copy of CIFAR-10 used here (which costs a few points against the original images: see the
+# Results page), three quarters of airbench94's width, and the departures listed at the top of this page (the schedule,
+# the padding, the whitening bias, lookahead without the batch-norm statistics, no shifted test views, training in
+# bfloat16).
 
 # %% [markdown]
 # ## Width against epochs, in a budget of about 15 minutes
 #
 # On a CPU the time an epoch takes grows with the network's arithmetic, so a time budget is a choice between a wider
-# network for fewer epochs and a narrower one for more. Three points of that trade were trained in full on the same kind
-# of 2-core CPU, each the recipe with the widths, epochs and identity initialisation of its row, narrowest first: the
-# recipe's first version (the narrower network for 18 epochs, five seeds of `cnn-study run fast_cifar` when it was the
-# recipe), the recipe as it is now, and airbench94's widths for 7 epochs (one seed, through `experiments.run` with those
-# settings changed; an eighth epoch would have fit in about 14 minutes, and was not tried). The other two rows' files
-# are kept under `docs/results/budgets/`.
+# network for fewer epochs and a narrower one for more. Four versions of the recipe were trained in full on the same
+# kind of 2-core CPU, each the recipe with the widths, identity initialisation, optimizer of the filters and epochs of
+# its row, narrowest first: the recipe's first version (the narrower network for 18 epochs, five seeds of `cnn-study run
+# fast_cifar` when it was the recipe), its second (the recipe's network trained by SGD alone for 11 epochs, three seeds,
+# likewise), the recipe as it is now, and airbench94's widths by SGD for 7 epochs (one seed, through `experiments.run`
+# with those settings changed; an eighth epoch would have fit in about 14 minutes, and was not tried). The other rows'
+# files are kept under `docs/results/budgets/`.
 
 # %%
 BUDGETS = results.PUBLISHED_RESULTS / "budgets"
@@ -307,35 +360,60 @@ def network(metrics: dict) -> str:
     return f"{widths}{' + identity init' if kwargs.get('identity_init') else ''}"
 
 
-trade: dict[tuple[str, int], list[dict]] = {}  # (network, epochs): the metrics of each seed's run
-budget_runs = [metrics for metrics, _ in results.published_runs("fast_cifar", BUDGETS)]  # the other two rows
-# narrowest network first
-for metrics in sorted([*budget_runs, *(metrics for metrics, _ in seeds)], key=lambda metrics: metrics["parameters"]):
-    trade.setdefault((network(metrics), metrics["epochs"]), []).append(metrics)
+def filters_optimizer(metrics: dict) -> str:
+    """What trained a run's convolution filters: ``"Muon"`` or ``"SGD"``."""
+    return "Muon" if metrics["recipe_settings"]["stages"][0]["optimizer"] == "muon" else "SGD"
+
+
+trade: dict[tuple[str, str, int], list[dict]] = {}  # (network, optimizer, epochs): the metrics of each seed's run
+budget_runs = [metrics for metrics, _ in results.published_runs("fast_cifar", BUDGETS)]  # every row but the recipe's
+# narrowest network first; of one network, SGD first
+for metrics in sorted(
+    [*budget_runs, *(metrics for metrics, _ in seeds)],
+    key=lambda metrics: (metrics["parameters"], filters_optimizer(metrics) == "Muon"),
+):
+    trade.setdefault((network(metrics), filters_optimizer(metrics), metrics["epochs"]), []).append(metrics)
 rows = [
-    "| network (channels) | epochs | seeds | test accuracy | minutes per run | seconds per epoch |",
-    "|---|---:|---:|---:|---:|---:|",
+    "| network (channels) | filters trained by | epochs | seeds | test accuracy | minutes per run "
+    "| seconds per epoch |",
+    "|---|---|---:|---:|---:|---:|---:|",
 ]
-for (widths, epochs), runs_of_row in trade.items():
+for (widths, optimizer_name, epochs), runs_of_row in trade.items():
     accuracies = [metrics["test_accuracy"] for metrics in runs_of_row]
     spread = f" +- {statistics.stdev(accuracies):.2%}" if len(accuracies) > 1 else ""
     minutes = [metrics["wall_seconds"] / 60 for metrics in runs_of_row]
     per_epoch = statistics.mean(metrics["epoch_seconds"] / metrics["epochs"] for metrics in runs_of_row)
     rows.append(
-        f"| {widths} | {epochs} | {len(runs_of_row)} | {statistics.mean(accuracies):.2%}{spread} "
+        f"| {widths} | {optimizer_name} | {epochs} | {len(runs_of_row)} | {statistics.mean(accuracies):.2%}{spread} "
         f"| {min(minutes):.1f}{f' to {max(minutes):.1f}' if len(minutes) > 1 else ''} | {per_epoch:.0f} |"
     )
 display(Markdown("\n".join(rows)))
 narrow = [metrics for metrics in budget_runs if metrics["epochs"] == NARROW_EPOCHS]
+by_sgd = {  # the recipe's network trained by SGD alone, by seed
+    metrics["seed"]: metrics
+    for metrics in budget_runs
+    if metrics["parameters"] == seeds[0][0]["parameters"] and filters_optimizer(metrics) == "SGD"
+}
+for metrics, _ in seeds:
+    sgd = by_sgd[metrics["seed"]]
+    print(
+        f"seed {metrics['seed']}: Muon for {metrics['epochs']} epochs {metrics['test_accuracy']:.2%}, "
+        f"SGD alone for {sgd['epochs']} {sgd['test_accuracy']:.2%}: "
+        f"{100 * (metrics['test_accuracy'] - sgd['test_accuracy']):+.2f} points"
+    )
 
 # %% [markdown]
-# The recipe's network is the most accurate of the three in its budget, and the seeds of the first two rows do not
-# overlap: the narrower network's best seed (88.99%) is below the recipe's worst (89.33%). One seed of airbench94's
-# widths says less: its 89.30% is three test images below the recipe's worst seed. The times say as much about the
+# The recipe is the most accurate row in its budget, and each change of the recipe so far raised every seed: the
+# narrower network's best seed (88.99%) is below the worst seed of the recipe's network trained by SGD (89.33%), and
+# that row's best (89.58%) is below the recipe's worst (89.99%). Seed by seed, Muon for 10 epochs ended 0.63 to 0.72
+# points above SGD alone for 11. One seed of airbench94's widths says less: its 89.30% is three test images below the
+# SGD row's worst seed, and Muon was not tried on it, nor on the narrower network. The times say as much about the
 # machine as about the network: the narrower network's five seeds ran in three sessions, from 39 s per epoch (seeds 3
-# and 4, alone on the cores) to 58 s (seed 0, which shared them with other work for some epochs). At 39 s per epoch, 15
-# minutes fit about 22 of its epochs: a longer schedule for the narrower network was not tried. None of the three
-# reaches the 90.0% set as this experiment's target (Results page).
+# and 4, alone on the cores) to 58 s (seed 0, which shared them with other work for some epochs); of the recipe's
+# seeds, seed 0's first two epochs shared the cores with other work (80 and 89 s, against 70 to 74 s for its others),
+# and seed 2's epochs took 65 to 70 s where seed 1's took 71 to 77. At 39 s per epoch, 15 minutes fit about 22 of the
+# narrower network's epochs: a longer schedule for it was not tried. The recipe meets the accuracy set as this
+# experiment's target, a mean of at least 90.0% over three seeds with none below 89.5% (Results page).
 
 # %% [markdown]
 # ## What each technique is worth
@@ -343,8 +421,9 @@ narrow = [metrics for metrics in budget_runs if metrics["epochs"] == NARROW_EPOC
 # `scripts/fast_cifar_ablation.py` trains the recipe with one technique removed at a time, and with one added
 # (airbench94's identity initialisation), for the same short budget of 3 epochs (about two minutes each here), on all
 # 50,000 training images, tested on all 10,000 test images. It was recorded on the recipe's first network, the
-# narrower one of the table above (32, 128 and 128 channels, without identity initialisation), and its base is
-# still that network, so that its record can be reproduced. A technique's worth is
+# narrower one of the table above (32, 128 and 128 channels, without identity initialisation) trained by SGD alone,
+# and its base is still that, so that its record can be reproduced; what Muon is worth is measured at full length in
+# the table above instead. A technique's worth is
 # the drop in test accuracy when it is removed; a drop smaller than the spread between seeds is no evidence either
 # way. It ran for seeds 0, 1 and 2 over three sessions (seeds 0 and 1 in the first, whose results folders were lost
 # after the runs; seed 2, and seed 1's `no-test-mirror` run, in the second; `identity-init`, and `full` seed 0 once
