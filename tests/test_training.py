@@ -775,6 +775,21 @@ def test_lookahead_pulls_the_weights_back_towards_the_slow_ones_more_and_more() 
     assert optimizer.pull() == pytest.approx(0.8) and optimizer.slow_weights[0].item() == pytest.approx(5.5)
 
 
+def _fit_resuming(model: nn.Module, batches, optimizer, epochs: int, checkpoint) -> None:
+    """`fit` quietly on the CPU in float32 for ``epochs``, resuming from ``checkpoint`` where it exists."""
+    training.fit(
+        model,
+        batches,
+        epochs=epochs,
+        optimizer=optimizer,
+        device="cpu",
+        quiet=True,
+        checkpoint=checkpoint,
+        resume=True,
+        precision="float32",
+    )
+
+
 def test_lookahead_without_a_pull_is_its_optimizer_and_resumes_from_its_state(tmp_path) -> None:
     torch.manual_seed(0)
     features, labels = torch.randn(24, 4), torch.arange(24) % 3
@@ -799,17 +814,7 @@ def test_lookahead_without_a_pull_is_its_optimizer_and_resumes_from_its_state(tm
         torch.manual_seed(1)
         model = nn.Linear(4, 3)
         optimizer = training.Lookahead(torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), total_steps=9)
-        training.fit(
-            model,
-            TensorBatches(features, labels, 8, shuffle=True, seed=0),
-            epochs=epochs,
-            optimizer=optimizer,
-            device="cpu",
-            quiet=True,
-            checkpoint=checkpoint,
-            resume=True,
-            precision="float32",
-        )
+        _fit_resuming(model, TensorBatches(features, labels, 8, shuffle=True, seed=0), optimizer, epochs, checkpoint)
         return model
 
     lookahead_run(2, tmp_path / "resumed.pt")  # interrupted after 2 of 3 epochs, mid-way between two pulls
@@ -872,17 +877,7 @@ def test_a_muon_stage_trains_the_filters_by_muon_and_the_rest_by_sgd_and_resumes
     def muon_run(epochs: int, checkpoint) -> nn.Module:  # under Lookahead, whose state is saved too
         model, batches = model_and_batches()
         optimizer = training.Lookahead(training.stage_optimizer(stage, list(model.parameters())), total_steps=9)
-        training.fit(
-            model,
-            batches,
-            epochs=epochs,
-            optimizer=optimizer,
-            device="cpu",
-            quiet=True,
-            checkpoint=checkpoint,
-            resume=True,
-            precision="float32",
-        )
+        _fit_resuming(model, batches, optimizer, epochs, checkpoint)
         return model
 
     muon_run(2, tmp_path / "muon.pt")  # interrupted after 2 of 3 epochs
