@@ -831,7 +831,10 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        loss = closure() if closure is not None else None
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():  # the closure recomputes the loss and its gradients
+                loss = closure()
         for group in self.param_groups:
             for weight in group["params"]:
                 if weight.grad is None:

@@ -200,22 +200,23 @@ figure
 # %% [markdown]
 # ## Muon: orthogonalised steps for the filters
 #
-# The SGD above trains the batch-norm shifts, the whitening layer's bias and the linear head. The convolution filters
-# train by [Muon](../glossary.md#muon) instead (Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural
-# networks", a blog post), as in airbench94_muon, airbench94's successor in the airbench repository (whose README times
-# it at 2.59 s to 94.01% on an A100; its table of the paper's older records gives airbench94 3.83 s). The 192 filters of
-# 192 x 3 x 3 weights of a convolution form one 192 x 1,728 matrix. Muon keeps SGD's momentum of its gradients, but does
-# not step along it: it steps along the nearest (semi-)orthogonal matrix, which has the same singular vectors (the
-# directions) with every singular value (the size along each) set to 1. A gradient is dominated by a few directions; the
-# orthogonalised step moves the filters as far along the rare ones as along the common ones. Bernstein and Newhouse
-# (2024, "Old Optimizer, New Norm", arXiv:2409.20325) derive this step as steepest descent under the spectral norm.
-# `training.orthogonalise` computes it without a singular value decomposition, by three rounds of a polynomial in the
-# matrix (a Newton-Schulz iteration), which lift the singular values to between about 0.5 and 1.5 rather than to exactly
-# 1 (the weakest directions stay lower). As airbench94_muon does, `training.Muon` also rescales each filter bank to a
-# fixed norm before its step: batch norm undoes any scale of a convolution's output, so this changes nothing the network
-# computes, and a step of the learning rate turns the filters by about as much all through training. Its settings are in
-# the recipe's stage: `muon_lr` 0.1 and Nesterov momentum `muon_momentum` 0.6 (airbench94_muon's momentum; its step size
-# of 0.24 is for batches of 2,000; 0.1 is our choice for batches of 512).
+# The recipe's SGD, with the schedule and lookahead above, trains the batch-norm shifts, the whitening layer's bias and
+# the linear head. The convolution filters train by [Muon](../glossary.md#muon) instead (Jordan et al., 2024, "Muon: An
+# optimizer for hidden layers in neural networks", a blog post), as in airbench94_muon, airbench94's successor in the
+# airbench repository (whose README times it at 2.59 s to 94.01% on an A100; its table of the paper's older records
+# gives airbench94 3.83 s). The 192 filters of 192 x 3 x 3 weights of a convolution form one 192 x 1,728 matrix. Muon
+# keeps SGD's momentum of its gradients, but does not step along it: it steps along the nearest (semi-)orthogonal
+# matrix, which has the same singular vectors (the directions) with every singular value (the size along each) set to 1.
+# A gradient is dominated by a few directions; the orthogonalised step moves the filters as far along the rare ones as
+# along the common ones. Bernstein and Newhouse (2024, "Old Optimizer, New Norm", arXiv:2409.20325) derive this step as
+# steepest descent under the spectral norm. `training.orthogonalise` computes it without a singular value decomposition,
+# by three rounds of a polynomial in the matrix (a Newton-Schulz iteration), which lift the singular values to between
+# about 0.5 and 1.5 rather than to exactly 1 (the weakest directions stay lower). As airbench94_muon does,
+# `training.Muon` also rescales each filter bank to a fixed norm before its step: batch norm undoes any scale of a
+# convolution's output, so this changes nothing the network computes, and a step of the learning rate turns the filters
+# by about as much all through training. Its settings are in the recipe's stage: `muon_lr` 0.1 and Nesterov momentum
+# `muon_momentum` 0.6 (airbench94_muon's momentum; its step size of 0.24 is for batches of 2,000; 0.1 is our choice for
+# batches of 512).
 #
 # One gradient of the recipe's network as it starts, on a batch of 500 training images, and Muon's step from it:
 
