@@ -27,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import re
 import sys
@@ -285,6 +286,7 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     return contextlib.nullcontext()
 
 
+@functools.cache  # read once: the optimizer asks at every step, and /proc/cpuinfo grows with the cores
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX-BF16; read from ``/proc/cpuinfo``)."""
     try:
@@ -754,6 +756,7 @@ class Lookahead(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state_dict["optimizer"])
+        self.param_groups = self.optimizer.param_groups  # loading made new group dicts: share them again
         for slow, saved in zip(self.slow_weights, state_dict["slow_weights"], strict=True):
             slow.copy_(saved)
         self.fast_steps = state_dict["fast_steps"]
@@ -769,7 +772,8 @@ def orthogonalise(matrix: torch.Tensor, steps: int = 3) -> torch.Tensor:
     (Jordan et al. 2024) make ``p`` steep at 0, so that small singular values grow fast, at the price of
     ending anywhere between about 0.5 and 1.5 rather than at exactly 1, which their runs found costs
     nothing; the weakest directions (below about a hundredth of the matrix's norm) stay lower. The products run in
-    bfloat16 on CUDA and on CPUs that compute it natively (`cpu_has_native_bfloat16`), in float32 elsewhere.
+    bfloat16 on CUDA and on CPUs that compute it natively (`cpu_has_native_bfloat16`), whatever precision the model
+    trains in (Muon's step needs its directions, not their digits), and in float32 elsewhere.
 
     Args:
         matrix: A 2-D tensor.
@@ -842,7 +846,7 @@ class Muon(torch.optim.Optimizer):
                 buffer = self.state[weight].setdefault("momentum_buffer", torch.zeros_like(weight))
                 buffer.mul_(group["momentum"]).add_(weight.grad)
                 direction = weight.grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
-                weight.mul_(len(weight) ** 0.5 / weight.norm())
+                weight.mul_(len(weight) ** 0.5 / weight.norm().clamp_min(1e-12))  # a bank of zeros stays zeros
                 update = orthogonalise(direction.reshape(len(weight), -1), group["steps"])
                 weight.add_(update.view_as(weight), alpha=-group["lr"])
         return loss
@@ -882,6 +886,8 @@ class CombinedOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for optimizer, state in zip(self.optimizers, state_dict["optimizers"], strict=True):
             optimizer.load_state_dict(state)
+        # loading made new group dicts: share them again, so that a scheduler drives what the optimizers read
+        self.param_groups = [group for optimizer in self.optimizers for group in optimizer.param_groups]
 
 
 def make_optimizer(
@@ -941,7 +947,12 @@ def make_scheduler(
             )
         peaks = [group["lr"] for group in optimizer.param_groups]
         warmup = max(0.25, 2 / total_steps)  # at least two warm-up steps, even in quick runs
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup)
+        # torch cycles the momentum too (0.95 down to 0.85 and back) where the optimizer has one in its defaults;
+        # a CombinedOptimizer has none, and each of its optimizers keeps its own
+        cycle_momentum = any(key in optimizer.defaults for key in ("momentum", "betas"))
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup, cycle_momentum=cycle_momentum
+        )
     if schedule == "triangle":
         warmup_steps = 0.2 * total_steps
 
@@ -1004,7 +1015,8 @@ def stage_optimizer(stage: Stage, trainable: list[nn.Parameter]) -> torch.optim.
     It is ``stage.optimizer`` (`make_optimizer`), with the one-dimensional parameters in a group of their own
     when ``stage.bias_lr_scale`` is not 1. ``"muon"`` is `Muon` for the convolution filters (4-D weights) and SGD
     for the rest (biases, batch-norm shifts, the linear head), as in airbench94_muon (Jordan et al. 2024),
-    combined into one `CombinedOptimizer`.
+    combined into one `CombinedOptimizer`; without trainable 4-D weights (a stage that trains a head alone) it is
+    that SGD alone.
 
     Examples:
         >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8, 2))

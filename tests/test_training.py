@@ -328,7 +328,11 @@ class FakeFile:
 def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch, cpuinfo, native) -> None:
     monkeypatch.setattr(FakeFile, "contents", {} if cpuinfo is None else {"/proc/cpuinfo": cpuinfo})
     monkeypatch.setattr(training, "Path", FakeFile)
-    assert training.cpu_has_native_bfloat16() is native
+    training.cpu_has_native_bfloat16.cache_clear()  # read once per process: read these flags
+    try:
+        assert training.cpu_has_native_bfloat16() is native
+    finally:
+        training.cpu_has_native_bfloat16.cache_clear()  # the real flags for the tests after this one
 
 
 @pytest.mark.parametrize(
@@ -775,13 +779,15 @@ def test_lookahead_pulls_the_weights_back_towards_the_slow_ones_more_and_more() 
     assert optimizer.pull() == pytest.approx(0.8) and optimizer.slow_weights[0].item() == pytest.approx(5.5)
 
 
-def _fit_resuming(model: nn.Module, batches, optimizer, epochs: int, checkpoint) -> None:
-    """`fit` quietly on the CPU in float32 for ``epochs``, resuming from ``checkpoint`` where it exists."""
+def _fit_resuming(model: nn.Module, batches, optimizer, epochs: int, checkpoint, total_steps: int = 9) -> None:
+    """`fit` quietly on the CPU in float32 for ``epochs`` under a triangle schedule of ``total_steps``, resuming from
+    ``checkpoint`` where it exists."""
     training.fit(
         model,
         batches,
         epochs=epochs,
         optimizer=optimizer,
+        scheduler=training.make_scheduler("triangle", optimizer, total_steps),
         device="cpu",
         quiet=True,
         checkpoint=checkpoint,
@@ -883,6 +889,21 @@ def test_a_muon_stage_trains_the_filters_by_muon_and_the_rest_by_sgd_and_resumes
     muon_run(2, tmp_path / "muon.pt")  # interrupted after 2 of 3 epochs
     resumed, uninterrupted = muon_run(3, tmp_path / "muon.pt"), muon_run(3, None)
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), uninterrupted.state_dict().values()))
+    # the one-cycle schedule drives a combined optimizer's rates and leaves each optimizer's momentum alone
+    onecycle_stage = training.Stage(
+        epochs=2, optimizer="muon", lr=0.1, muon_lr=0.05, muon_momentum=0.6, schedule="onecycle"
+    )
+    model, batches = model_and_batches()
+    training.fit_stage(model, batches, onecycle_stage, device="cpu", quiet=True, precision="float32")
+    assert model[0].weight.norm().item() == pytest.approx(2, rel=0.1)
+
+
+def test_muon_keeps_a_filter_bank_of_zeros_at_zero() -> None:
+    weight = nn.Parameter(torch.zeros(4, 2, 3, 3))
+    optimizer = training.Muon([weight], lr=0.1, momentum=0.6)
+    weight.grad = torch.zeros_like(weight)
+    optimizer.step()
+    assert torch.equal(weight.detach(), torch.zeros_like(weight))
 
 
 def test_a_stage_names_muon_with_its_settings_or_not_at_all() -> None:
