@@ -772,8 +772,8 @@ def orthogonalise(matrix: torch.Tensor, steps: int = 3) -> torch.Tensor:
     (Jordan et al. 2024) make ``p`` steep at 0, so that small singular values grow fast, at the price of
     ending anywhere between about 0.5 and 1.5 rather than at exactly 1, which their runs found costs
     nothing; the weakest directions (below about a hundredth of the matrix's norm) stay lower. The products run in
-    bfloat16 on CUDA and on CPUs that compute it natively (`cpu_has_native_bfloat16`), whatever precision the model
-    trains in (Muon's step needs its directions, not their digits), and in float32 elsewhere.
+    the precision `training_precision` picks for the device (bfloat16 on CUDA and on CPUs that compute it natively,
+    float32 elsewhere), whatever precision the model trains in: Muon's step needs its directions, not their digits.
 
     Args:
         matrix: A 2-D tensor.
@@ -785,8 +785,7 @@ def orthogonalise(matrix: torch.Tensor, steps: int = 3) -> torch.Tensor:
         >>> bool(singular_values.min() > 0.5 and singular_values.max() < 1.5)
         True
     """
-    native = matrix.device.type == "cuda" or (matrix.device.type == "cpu" and cpu_has_native_bfloat16())
-    x = matrix.to(torch.bfloat16 if native else torch.float32)
+    x = matrix.to(getattr(torch, training_precision(matrix.device)))
     x = x / (x.norm() + 1e-7)  # the Frobenius norm bounds the largest singular value: all of them now <= 1
     wide = x.T if x.shape[0] > x.shape[1] else x  # x @ x.T is then the smaller of the two Gram matrices
     for _ in range(steps):
