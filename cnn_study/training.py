@@ -727,7 +727,7 @@ class Lookahead(torch.optim.Optimizer):
         self.steps = steps
         self.final_pull = final_pull
         self.fast_steps = 0
-        self.slow_weights = [parameter.detach().clone() for parameter in self._parameters()]
+        self.slow_weights: list[torch.Tensor] | None = None  # taken at the first step, where the model then is
 
     def _parameters(self) -> list[torch.Tensor]:
         return [parameter for group in self.param_groups for parameter in group["params"]]
@@ -738,6 +738,8 @@ class Lookahead(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
+        if self.slow_weights is None:  # the starting weights, on the device and in the layout they train in
+            self.slow_weights = [parameter.detach().clone() for parameter in self._parameters()]
         loss = self.optimizer.step(closure)
         self.fast_steps += 1
         if self.fast_steps % self.steps == 0 or self.fast_steps == self.total_steps:
@@ -757,8 +759,10 @@ class Lookahead(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self.param_groups = self.optimizer.param_groups  # loading made new group dicts: share them again
-        for slow, saved in zip(self.slow_weights, state_dict["slow_weights"], strict=True):
-            slow.copy_(saved)
+        saved = state_dict["slow_weights"]
+        if saved is not None:
+            parameters = self._parameters()  # where the model is now, in its layout
+            self.slow_weights = [torch.empty_like(p).copy_(w) for p, w in zip(parameters, saved, strict=True)]
         self.fast_steps = state_dict["fast_steps"]
 
 
@@ -805,7 +809,8 @@ class Muon(torch.optim.Optimizer):
     in airbench94_muon, each bank is first rescaled to a norm of ``sqrt(out)``: for a convolution followed by batch
     norm, which undoes any scale of its input, this changes nothing in the function and keeps the learning rate's
     meaning fixed (a step of ``lr`` turns the filters by about as much all through training), in place of weight
-    decay. Use it only for such convolutions (`stage_optimizer` gives Muon the 4-D weights and SGD the rest).
+    decay. Use it only for such convolutions (`stage_optimizer` gives Muon the filters of the convolutions without a
+    bias and SGD the rest).
 
     Args:
         params: The filter banks (4-D weights; any tensor with a first dimension works).
@@ -842,10 +847,13 @@ class Muon(torch.optim.Optimizer):
             for weight in group["params"]:
                 if weight.grad is None:
                     continue
-                buffer = self.state[weight].setdefault("momentum_buffer", torch.zeros_like(weight))
-                buffer.mul_(group["momentum"]).add_(weight.grad)
+                state = self.state[weight]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(weight)
+                buffer = state["momentum_buffer"].mul_(group["momentum"]).add_(weight.grad)
                 direction = weight.grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
-                weight.mul_(len(weight) ** 0.5 / weight.norm().clamp_min(1e-12))  # a bank of zeros stays zeros
+                norm = weight.norm().clamp_min(torch.finfo(weight.dtype).tiny)  # a bank of zeros stays zeros
+                weight.mul_(len(weight) ** 0.5 / norm)
                 update = orthogonalise(direction.reshape(len(weight), -1), group["steps"])
                 weight.add_(update.view_as(weight), alpha=-group["lr"])
         return loss
@@ -873,8 +881,12 @@ class CombinedOptimizer(torch.optim.Optimizer):
         self.optimizers = optimizers
         super().__init__([group for optimizer in optimizers for group in optimizer.param_groups], {})
 
+    @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        loss = closure() if closure is not None else None
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():  # the closure recomputes the loss and its gradients
+                loss = closure()
         for optimizer in self.optimizers:
             optimizer.step()
         return loss
@@ -979,8 +991,9 @@ class Stage:
         bias_lr_scale: Learning-rate factor for the one-dimensional parameters (biases and batch-norm
             shifts), whose weight decay is divided by it, so that it shrinks them by as much per step as it
             shrinks the weights (airbench trains batch-norm shifts 64 times as fast as the weights).
-        muon_lr: With ``optimizer="muon"``, the step size of the convolution filters (the 4-D weights), which
-            `Muon` trains; every other parameter trains by SGD with the settings above. ``None`` otherwise.
+        muon_lr: With ``optimizer="muon"``, the step size of the filters of the convolutions without a bias,
+            which `Muon` trains (rescaled at each step, with no weight decay); every other parameter trains by
+            SGD with the settings above (see `stage_optimizer`). ``None`` otherwise.
         muon_momentum: With ``optimizer="muon"``, Muon's (Nesterov) momentum. ``None`` otherwise.
 
     Raises:
@@ -1008,24 +1021,33 @@ class Stage:
             raise ValueError(f"muon_lr and muon_momentum are settings of optimizer='muon', not {self.optimizer!r}.")
 
 
-def stage_optimizer(stage: Stage, trainable: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer of ``stage`` over the ``trainable`` parameters.
+def stage_optimizer(stage: Stage, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of ``stage`` over the trainable parameters of ``model`` (those that require gradients).
 
     It is ``stage.optimizer`` (`make_optimizer`), with the one-dimensional parameters in a group of their own
-    when ``stage.bias_lr_scale`` is not 1. ``"muon"`` is `Muon` for the convolution filters (4-D weights) and SGD
-    for the rest (biases, batch-norm shifts, the linear head), as in airbench94_muon (Jordan et al. 2024),
-    combined into one `CombinedOptimizer`; without trainable 4-D weights (a stage that trains a head alone) it is
-    that SGD alone.
+    when ``stage.bias_lr_scale`` is not 1. ``"muon"`` is `Muon` for the filters of the convolutions without a
+    bias and SGD for the rest (biases, batch-norm shifts, the linear head, a convolution with a bias), as in
+    airbench94_muon (Jordan et al. 2024), combined into one `CombinedOptimizer`. A convolution followed by batch
+    norm needs no bias (the batch norm's shift is one), and only there is Muon's rescaling of the filters
+    harmless; in this package's networks the convolutions without a bias are exactly those. Without any such
+    trainable filters (a stage that trains a head alone) it is that SGD alone.
 
     Examples:
-        >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8), torch.nn.Flatten(), torch.nn.Linear(8, 2)
+        ... )
         >>> stage = Stage(epochs=1, optimizer="muon", lr=0.5, muon_lr=0.1, muon_momentum=0.6, bias_lr_scale=64)
-        >>> optimizer = stage_optimizer(stage, list(model.parameters()))
+        >>> optimizer = stage_optimizer(stage, model)
         >>> [(type(part).__name__, [group["lr"] for group in part.param_groups]) for part in optimizer.optimizers]
         [('SGD', [0.5, 32.0]), ('Muon', [0.1])]
     """
-    filters = [parameter for parameter in trainable if parameter.ndim == 4] if stage.optimizer == "muon" else []
-    rest = [parameter for parameter in trainable if parameter.ndim != 4] if filters else trainable
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    filters = []
+    if stage.optimizer == "muon":
+        convolutions = [module for module in model.modules() if isinstance(module, nn.Conv2d) and module.bias is None]
+        filters = [conv.weight for conv in convolutions if conv.weight.requires_grad]
+    muon_trained = {id(weight) for weight in filters}
+    rest = [parameter for parameter in trainable if id(parameter) not in muon_trained]
     groups = [{"params": rest}]
     if stage.bias_lr_scale != 1:
         groups = [
@@ -1080,7 +1102,7 @@ def fit_stage(
         >>> len(fit_stage(model, data, Stage(epochs=3, optimizer="sgd", lr=0.1), device="cpu", quiet=True))
         3
     """
-    optimizer = stage_optimizer(stage, [parameter for parameter in model.parameters() if parameter.requires_grad])
+    optimizer = stage_optimizer(stage, model)
     total_steps = stage.epochs * len(train_loader)
     if stage.lookahead:
         optimizer = Lookahead(optimizer, total_steps)

@@ -868,21 +868,23 @@ def test_a_muon_stage_trains_the_filters_by_muon_and_the_rest_by_sgd_and_resumes
 
     def model_and_batches() -> tuple[nn.Module, TensorBatches]:
         torch.manual_seed(1)
-        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+        model = nn.Sequential(
+            nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)
+        )
         return model, TensorBatches(images, labels, 16, shuffle=True, seed=0)
 
     model, batches = model_and_batches()
     history = training.fit_stage(model, batches, stage, device="cpu", quiet=True, precision="float32")
-    sgd, muon = training.stage_optimizer(stage, list(model.parameters())).optimizers
+    sgd, muon = training.stage_optimizer(stage, model).optimizers
     assert type(sgd) is torch.optim.SGD and type(muon) is training.Muon
     assert [p.shape for group in muon.param_groups for p in group["params"]] == [(4, 1, 3, 3)]
-    assert [group["lr"] for group in sgd.param_groups] == [0.1, 0.4]  # the head; biases and shifts at 4 times
+    assert [group["lr"] for group in sgd.param_groups] == [0.1, 0.4]  # the head; its bias and shifts at 4 times
     assert model[0].weight.norm().item() == pytest.approx(2, rel=0.1)  # Muon's filters: rescaled to sqrt(4 rows)
     assert history.epochs[-1].train_accuracy > 0.7  # of 3 classes
 
     def muon_run(epochs: int, checkpoint) -> nn.Module:  # under Lookahead, whose state is saved too
         model, batches = model_and_batches()
-        optimizer = training.Lookahead(training.stage_optimizer(stage, list(model.parameters())), total_steps=9)
+        optimizer = training.Lookahead(training.stage_optimizer(stage, model), total_steps=9)
         _fit_resuming(model, batches, optimizer, epochs, checkpoint)
         return model
 
@@ -898,12 +900,55 @@ def test_a_muon_stage_trains_the_filters_by_muon_and_the_rest_by_sgd_and_resumes
     assert model[0].weight.norm().item() == pytest.approx(2, rel=0.1)
 
 
-def test_muon_keeps_a_filter_bank_of_zeros_at_zero() -> None:
-    weight = nn.Parameter(torch.zeros(4, 2, 3, 3))
+def test_a_muon_stage_leaves_a_convolution_with_a_bias_and_a_frozen_one_to_sgd_and_to_nobody() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 2),  # with a bias and no batch norm after it, as a first layer without whitening
+        nn.Conv2d(4, 8, 3, bias=False),
+        nn.BatchNorm2d(8),
+        nn.Conv2d(8, 8, 3, bias=False),
+        nn.BatchNorm2d(8),
+    )
+    model[3].weight.requires_grad_(False)
+    stage = training.Stage(epochs=1, optimizer="muon", lr=0.1, muon_lr=0.05, muon_momentum=0.6)
+    sgd, muon = training.stage_optimizer(stage, model).optimizers
+    assert [p is model[1].weight for group in muon.param_groups for p in group["params"]] == [True]
+    sgd_trained = [p for group in sgd.param_groups for p in group["params"]]
+    assert [p.shape for p in sgd_trained] == [(4, 3, 2, 2), (4,), (8,), (8,), (8,), (8,)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_muon_keeps_a_filter_bank_of_zeros_at_zero(dtype) -> None:
+    weight = nn.Parameter(torch.zeros(4, 2, 3, 3, dtype=dtype))
     optimizer = training.Muon([weight], lr=0.1, momentum=0.6)
     weight.grad = torch.zeros_like(weight)
     optimizer.step()
     assert torch.equal(weight.detach(), torch.zeros_like(weight))
+
+
+def test_lookahead_over_a_combined_optimizer_steps_with_a_closure() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(18, 2))
+    stage = training.Stage(epochs=1, optimizer="muon", lr=0.1, muon_lr=0.05, muon_momentum=0.6)
+    optimizer = training.Lookahead(training.stage_optimizer(stage, model), total_steps=4)
+    images, labels = torch.randn(4, 1, 5, 5), torch.tensor([0, 1, 0, 1])
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        return loss
+
+    before = model[3].weight.detach().clone()
+    assert optimizer.step(closure) > 0 and not torch.equal(model[3].weight, before)
+
+
+def test_lookahead_keeps_its_slow_weights_where_the_model_trains_after_it_was_built() -> None:
+    model = nn.Linear(3, 2)
+    optimizer = training.Lookahead(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=2, steps=1)
+    model.double()  # as fit moves the model to its device after fit_stage built the optimizer
+    model(torch.randn(4, 3, dtype=torch.float64)).sum().backward()
+    optimizer.step()
+    assert [slow.dtype for slow in optimizer.slow_weights] == [torch.float64, torch.float64]
 
 
 def test_a_stage_names_muon_with_its_settings_or_not_at_all() -> None:
