@@ -1,7 +1,7 @@
 """A network built to train fast on CIFAR-10, experiment 10 (not in the study).
 
 The design follows Keller Jordan's airbench (2024), which descends from David Page's
-"How to train your ResNet" (2018) and tysam-code's hlb-CIFAR10: a short, wide VGG-style network
+"How to train your ResNet" (2018-2019) and tysam-code's hlb-CIFAR10: a short, wide VGG-style network
 that reaches 94% CIFAR-10 accuracy in a few seconds on one GPU. Each part is here for speed:
 
 * **A whitened first layer.** A frozen 2x2 convolution whose 24 filters are the whitening
@@ -33,7 +33,7 @@ best of the widths tried within its 15-minute budget on 2 CPU cores (tutorial 10
 
 References:
     * Jordan. "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498, 2024 (airbench).
-    * Page. "How to train your ResNet", myrtle.ai blog, 2018.
+    * Page. "How to train your ResNet", myrtle.ai blog series, 2018-2019.
     * Zagoruyko, Komodakis. "DiracNets: Training Very Deep Neural Networks Without Skip-Connections",
       arXiv:1706.00388, 2017 (identity-initialised convolutions).
     * Coates, Ng. "Learning Feature Representations with K-means", 2012 (patch whitening, Section 3.1).
