@@ -937,9 +937,10 @@ def make_scheduler(
     """Build a per-batch learning-rate schedule: ``constant``, ``cosine``, ``onecycle`` or ``triangle``.
 
     ``onecycle`` is torch's `OneCycleLR`: a cosine warm-up over the first quarter from a 25th of the peak,
-    then a cosine decay to almost 0. ``triangle`` is airbench's short schedule (Jordan 2024): a linear
-    warm-up from a fifth of the peak over the first fifth of the steps, then a linear decay to 0. Each
-    parameter group's learning rate is its own peak.
+    then a cosine decay to almost 0, with the momentum cycled the other way, from 0.95 down to 0.85 and back
+    (the momentum of SGD and Adam's first beta; an optimizer without momentum, RMSprop's default, keeps none).
+    ``triangle`` is airbench's short schedule (Jordan 2024): a linear warm-up from a fifth of the peak over the
+    first fifth of the steps, then a linear decay to 0. Each parameter group's learning rate is its own peak.
 
     Args:
         schedule: Schedule name.
@@ -958,9 +959,10 @@ def make_scheduler(
             )
         peaks = [group["lr"] for group in optimizer.param_groups]
         warmup = max(0.25, 2 / total_steps)  # at least two warm-up steps, even in quick runs
-        # torch cycles the momentum too (0.95 down to 0.85 and back) where the optimizer has one in its defaults;
-        # a CombinedOptimizer has none, and each of its optimizers keeps its own
-        cycle_momentum = any(key in optimizer.defaults for key in ("momentum", "betas"))
+        # torch cycles the momentum too (0.95 down to 0.85 and back) of an optimizer that has one: SGD with momentum,
+        # Adam's first beta; not RMSprop's or SGD's momentum of 0, nor a CombinedOptimizer's, whose parts keep theirs
+        defaults = optimizer.defaults
+        cycle_momentum = "betas" in defaults or defaults.get("momentum", 0) > 0
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup, cycle_momentum=cycle_momentum
         )
@@ -982,7 +984,8 @@ class Stage:
         epochs: Epochs of this stage.
         optimizer: Optimizer name (see `make_optimizer`).
         lr: Learning rate (the peak, for the ``onecycle`` schedule).
-        momentum: Momentum for SGD (Nesterov when ``nesterov``).
+        momentum: Momentum for SGD (Nesterov when ``nesterov``). The one-cycle schedule replaces it with its own
+            cycle from 0.95 down to 0.85 and back (see `make_scheduler`), except in a ``"muon"`` stage.
         nesterov: Use Nesterov momentum with SGD.
         weight_decay: L2 penalty (decoupled for AdamW).
         schedule: Per-batch learning-rate schedule (see `make_scheduler`).

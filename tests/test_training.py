@@ -760,6 +760,21 @@ def test_fit_stage_takes_the_steps_its_stage_names_on_the_trainable_parameters_o
     assert history.column("learning_rate") == pytest.approx(rates, abs=1e-9) and history.column("epoch") == [1, 2]
 
 
+def test_the_one_cycle_schedule_cycles_a_momentum_and_gives_none_to_an_optimizer_without_one() -> None:
+    def momenta(optimizer: torch.optim.Optimizer) -> list[float]:
+        scheduler = training.make_scheduler("onecycle", optimizer, 8)
+        seen = []
+        for _ in range(8):
+            seen.append(optimizer.param_groups[0]["momentum"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    cycled = momenta(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9))
+    assert cycled[0] == pytest.approx(0.95) and min(cycled) == pytest.approx(0.85)
+    assert momenta(torch.optim.RMSprop([nn.Parameter(torch.zeros(1))], lr=0.1)) == [0] * 8
+
+
 def test_the_triangle_schedule_warms_up_from_a_fifth_over_a_fifth_then_falls_to_zero() -> None:
     rates = _learning_rates("triangle", 100)
     assert rates[0] == pytest.approx(0.02) and rates[10] == pytest.approx(0.06) and rates[20] == pytest.approx(0.1)
