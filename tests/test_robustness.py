@@ -35,6 +35,7 @@ from cnn_study.datasets import (
     TrainTest,
     cifar10,
     dogs_vs_cats,
+    download_dogs_vs_cats,
     load_image_folder,
     mnist,
     read_idx,
@@ -385,6 +386,28 @@ def test_a_cifar10_image_folder_with_missing_classes_or_resized_images_is_refuse
     for part in ("train", "test"):
         make_image_folder(tmp_path / "cifar10" / part, {name: 1 for name in classes}, size=32)
     assert cifar10(tmp_path).train.images.shape == (10, 3, 32, 32)
+    for part in ("train", "test"):
+        make_image_folder(tmp_path / "cifar10" / part, {"aardvark": 1}, size=32)
+    with pytest.raises(CorruptDataError, match=r"class folders that are not CIFAR-10's: aardvark\. Move them out"):
+        cifar10(tmp_path)
+
+
+@pytest.mark.parametrize("classes", [("dogs", "kittens"), ("cats",), ("cats", "dogs", "foxes")])
+def test_a_dogs_vs_cats_folder_without_exactly_cats_and_dogs_is_refused(tmp_path, make_image_folder, classes) -> None:
+    for part in ("train", "validation"):
+        make_image_folder(tmp_path / "dogs-vs-cats" / part, dict.fromkeys(classes, 1))
+    with pytest.raises(
+        CorruptDataError, match=rf"needs two class folders, cats/ and dogs/.*found: {', '.join(classes)}\."
+    ):
+        dogs_vs_cats(tmp_path, image_size=12)
+
+
+def test_a_dogs_vs_cats_archive_of_the_user_is_named_and_kept_where_a_download_is_removed(tmp_path) -> None:
+    archive = tmp_path / "cats_and_dogs_filtered.zip"
+    archive.write_bytes(b"PK not the archive")
+    with pytest.raises(CorruptDataError, match=r"is 18 bytes, not 68,606,236: it is not a complete copy.*Delete it"):
+        download_dogs_vs_cats(tmp_path)
+    assert archive.read_bytes() == b"PK not the archive"
 
 
 def _lenet_file(folder: Path) -> Path:

@@ -186,13 +186,19 @@ def _folder_pair(
 
 
 def _check_cifar10_folder(pair: TrainTest, folder: Path) -> None:
-    """Refuse an image-folder export of CIFAR-10 that lacks some of its classes or whose images are not 32x32."""
+    """Refuse an image-folder export of CIFAR-10 whose class folders are not its ten or whose images are not 32x32."""
     missing = [name for name in CIFAR10_CLASSES if name not in pair.train.classes]
     if missing:
         raise CorruptDataError(
             f"{folder} is not all of CIFAR-10: its train/ and test/ hold {len(pair.train.classes)} of its 10 class "
             f"folders; missing: {', '.join(missing)}. Export every class, or pass {option('download')} for the "
             "original."
+        )
+    extra = [name for name in pair.train.classes if name not in CIFAR10_CLASSES]
+    if extra:
+        raise CorruptDataError(
+            f"{folder} holds class folders that are not CIFAR-10's: {', '.join(extra)}. Move them out of its train/ "
+            "and test/ folders."
         )
     for part in pair:
         height, width = part.images.shape[-2:]
@@ -282,21 +288,31 @@ def download_dogs_vs_cats(root: Path, url: str = DOGS_VS_CATS_URL) -> Path:
         CorruptDataError: The archive has the wrong size or fails its CRC check.
     """
     archive = root / "cats_and_dogs_filtered.zip"
-    if not archive.is_file():
+    downloaded = not archive.is_file()  # an archive that was already there is the user's: never deleted here
+    if downloaded:
         with downloading("Dogs vs Cats", _offline_advice(root / "dogs-vs-cats"), root):
             download_url(url, str(root), filename=archive.name)
-    if url == DOGS_VS_CATS_URL and archive.stat().st_size != DOGS_VS_CATS_BYTES:
-        archive.unlink()
-        raise CorruptDataError(f"{url} gave {archive.stat().st_size} bytes, not {DOGS_VS_CATS_BYTES}; try again.")
+
+    def refuse(problem: str) -> CorruptDataError:
+        if downloaded:
+            archive.unlink()
+            return CorruptDataError(f"The download from {url} {problem}; run the command again to retry.")
+        return CorruptDataError(
+            f"{archive} {problem}: it is not a complete copy of {url}. Delete it (or move it away) and pass "
+            f"{option('download')} again."
+        )
+
+    size = archive.stat().st_size
+    if url == DOGS_VS_CATS_URL and size != DOGS_VS_CATS_BYTES:
+        raise refuse(f"is {size:,} bytes, not {DOGS_VS_CATS_BYTES:,}")
     try:
         with zipfile.ZipFile(archive) as zipped:
             bad_member = zipped.testzip()
             if bad_member is not None:
-                raise CorruptDataError(f"{archive} member {bad_member} fails its CRC check.")
+                raise refuse(f"has a member, {bad_member}, that fails its CRC check")
             zipped.extractall(root)
     except zipfile.BadZipFile as error:
-        archive.unlink()
-        raise CorruptDataError(f"{archive} is not a valid zip archive ({error}); download it again.") from error
+        raise refuse(f"is not a valid zip archive ({error})") from error
     return root / "cats_and_dogs_filtered"
 
 
@@ -330,6 +346,12 @@ def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, downl
     train, validation = _folder_pair(
         "Dogs vs Cats", candidates[0], ("train", "validation"), image_size, IMAGENET_MEAN, IMAGENET_STD
     )
+    if tuple(name.lower() for name in train.classes) not in (("cats", "dogs"), ("cat", "dog")):
+        found = ", ".join(train.classes)
+        raise CorruptDataError(
+            f"{candidates[0]}: Dogs vs Cats needs two class folders, cats/ and dogs/, in train/ and validation/; "
+            f"found: {found}. Rename or move them (label 0 is cat, 1 is dog)."
+        )
     classes = ("cat", "dog")  # the folder names are plural
     return TrainTest(
         ImageData(train.images, train.labels, classes, train.mean, train.std, train.name),
