@@ -60,7 +60,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
                 error.errno,
                 f"Cannot write {path}: the disk of {path.parent} is full. Free some space, or write elsewhere.",
             ) from error
-        if isinstance(error, RuntimeError) and "write" in str(error).lower():  # torch.save's zip writer
+        if isinstance(error, RuntimeError) and any(  # torch.save's zip writer, which hides the OSError
+            sign in str(error) for sign in ("write", "inline_container")
+        ):
             raise OSError(
                 errno.EIO,
                 f"Cannot write {path} ({_first_line(error)}): check the free space and permissions of "

@@ -62,7 +62,7 @@ def test_a_killed_writer_leaves_no_temporary_behind_for_long(tmp_path) -> None:
     assert alive.exists() and other_file.exists()  # a live writer's, and another file's (cleaned on its write)
 
 
-@pytest.mark.parametrize("failure", ["full disk", "zip writer"])
+@pytest.mark.parametrize("failure", ["full disk", "zip writer", "zip writer position"])
 def test_a_write_that_fails_leaves_the_old_file_and_names_the_folder_and_the_fix(
     tmp_path, failure, monkeypatch
 ) -> None:
@@ -74,7 +74,9 @@ def test_a_write_that_fails_leaves_the_old_file_and_names_the_folder_and_the_fix
         file.write(b"part of a checkpoint")
         if failure == "full disk":
             raise OSError(errno.ENOSPC, "No space left on device")
-        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+        if failure == "zip writer":
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 12928 vs 12880")  # a full tmpfs
 
     monkeypatch.setattr("cnn_study.files.torch.save", fail)
     with pytest.raises(OSError) as raised:
