@@ -279,7 +279,12 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
                 f"Nothing to resume in {out_dir}: it holds no {checkpoint.name}. "
                 f"Start the run without {option('resume')}."
             )
-        recorded = load_checkpoint_meta(checkpoint)
+        try:
+            recorded = load_checkpoint_meta(checkpoint)
+        except ValueError as error:
+            raise ValueError(
+                f"{error} It cannot be resumed: start the run again with {option('overwrite')}."
+            ) from error
         started_with = recorded.get("world_size", 1)
         if started_with != distributed.world_size():
             launch = f"torchrun --nproc-per-node {started_with} -m cnn_study" if started_with > 1 else "cnn-study"

@@ -170,7 +170,10 @@ def safe_torch_load(path: str | Path, what: str, mmap: bool = False) -> Any:
             ) from error
         raise ValueError(f"{path} is not a readable {what} (damaged, or not a PyTorch file).") from error
     except Exception as error:  # torch raises several unrelated types for a corrupt file
-        raise ValueError(f"{path} is not a readable {what} ({_first_sentence(error)}).") from error
+        detail = _first_sentence(error)
+        if isinstance(error, LookupError) or "torch.save" in detail:  # a bare key, or advice on saving: no help
+            detail = "damaged, or not a PyTorch file"
+        raise ValueError(f"{path} is not a readable {what} ({detail}).") from error
 
 
 def _first_line(error: BaseException) -> str:

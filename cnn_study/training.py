@@ -589,9 +589,15 @@ def _restore(
 ) -> History:
     state = load_checkpoint(path)
     load_model_state(model, state["model"], path)
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, ValueError, TypeError) as error:  # torch's own messages name neither the file nor a way out
+        raise ValueError(
+            f"{path} holds no optimizer or schedule state that this training can continue from "
+            f"({type(error).__name__}: {error}): start it again instead of resuming."
+        ) from error
     by_rank = state["rng"].get("torch_by_rank") or [state["rng"]["torch"]]
     if len(by_rank) != distributed.world_size():
         raise ValueError(

@@ -285,6 +285,22 @@ def test_safe_torch_load_names_a_damaged_file_and_a_pickle_that_is_not_a_pytorch
     assert str(error.value) == f"{path} is not a readable checkpoint (Invalid magic number; corrupt file?)."
 
 
+@pytest.mark.parametrize(
+    "error",
+    [KeyError(174812789), RuntimeError("mmap can only be used with files saved with torch.save(...), please ...")],
+    ids=["bare key", "advice on saving"],
+)
+def test_safe_torch_load_calls_a_file_damaged_where_torchs_message_would_not_help(tmp_path, monkeypatch, error) -> None:
+    def fail(*args, **kwargs):
+        raise error
+
+    (tmp_path / "x.pt").write_bytes(b"x")
+    monkeypatch.setattr("cnn_study.files.torch.load", fail)
+    with pytest.raises(ValueError) as raised:
+        io.safe_torch_load(tmp_path / "x.pt", "checkpoint")
+    assert str(raised.value) == f"{tmp_path / 'x.pt'} is not a readable checkpoint (damaged, or not a PyTorch file)."
+
+
 def test_read_json_names_invalid_json_and_every_missing_key_in_order(tmp_path) -> None:
     path = tmp_path / "metrics.json"
     path.write_text("{not json")

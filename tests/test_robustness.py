@@ -665,6 +665,19 @@ def test_a_damaged_checkpoint_is_named_in_one_sentence_without_torch_advice(tmp_
         assert "weights_only" not in message and "likely" not in message and "internal miniz error" not in message
 
 
+def test_a_checkpoint_that_cannot_be_resumed_says_to_start_again(tmp_path) -> None:
+    out_dir = tiny_run(tmp_path).out_dir
+    (out_dir / "metrics.json").unlink()  # an unfinished run, as a killed one leaves it
+    checkpoint = out_dir / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    checkpoint.write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"not a readable checkpoint .* start the run again with overwrite=True\.$"):
+        tiny_run(tmp_path, resume=True)
+    torch.save(state | {"optimizer": {}}, checkpoint)  # readable, but no optimizer state to go on from
+    with pytest.raises(ValueError, match=r"holds no optimizer or schedule state .*start it again"):
+        tiny_run(tmp_path, resume=True)
+
+
 @pytest.mark.parametrize(
     ("stem", "content", "problem"),
     [
