@@ -62,6 +62,8 @@ def test_a_damaged_weights_file_fails_its_hash_check(tmp_path, monkeypatch) -> N
     monkeypatch.setattr("cnn_study.models._registry.WEIGHTS_DIR", tmp_path)
     with pytest.raises(ValueError, match="lenet5-mnist.pt is damaged: .* SHA-256 .* --force-reinstall"):
         create_model("lenet5", weights="mnist")
+    with pytest.raises(ValueError, match=r"lenet5-mnist.pt is damaged: .* SHA-256 .* export it again"):
+        create_model("lenet5", weights=damaged)  # the same file by its path: checked just the same
 
 
 def test_a_weights_file_without_its_sha256_is_refused(tmp_path, monkeypatch) -> None:

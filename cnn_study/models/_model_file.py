@@ -45,22 +45,36 @@ def load_trained_model_file(path: str | Path, *, shipped: bool = False) -> dict[
     Args:
         path: The file.
         shipped: Weights shipped with the package: their metadata must record the SHA-256 of their parameters
-            (`cnn_study.files.state_dict_sha256`), and the parameters must match it.
+            (`cnn_study.files.state_dict_sha256`). Any file whose metadata records one (every exported file)
+            must match it.
 
     Raises:
         ValueError: The file has no state dict and metadata, its metadata lacks one of `MODEL_META_KEYS` or holds
-            a value of the wrong kind, or (``shipped``) its parameters do not match their recorded SHA-256.
+            a value of the wrong kind, or its parameters do not match their recorded SHA-256 (or, ``shipped``,
+            it records none).
     """
     content = _read(path)
-    if shipped:
-        recorded = content["meta"].get("sha256")
-        if recorded is None or state_dict_sha256(content["state_dict"]) != recorded:
-            problem = "records no SHA-256 of" if recorded is None else "has a SHA-256 that does not match"
-            raise ValueError(
-                f"{path} is damaged: its metadata {problem} its parameters. "
-                "Reinstall the package: pip install --force-reinstall cnn-study."
-            )
+    check_parameters(content, path, shipped=shipped)
     return content
+
+
+def check_parameters(content: dict[str, Any], path: str | Path, *, shipped: bool = False) -> None:
+    """Check the parameters of a trained-model file's ``content`` against the SHA-256 its metadata records.
+
+    Raises:
+        ValueError: They do not match it, or (``shipped``) the metadata records none.
+    """
+    recorded = content["meta"].get("sha256")
+    if (recorded is None and shipped) or (
+        recorded is not None and state_dict_sha256(content["state_dict"]) != recorded
+    ):
+        problem = "records no SHA-256 of" if recorded is None else "has a SHA-256 that does not match"
+        fix = (
+            "Reinstall the package: pip install --force-reinstall cnn-study."
+            if shipped
+            else "Copy or export it again (cnn-study export-weights)."
+        )
+        raise ValueError(f"{path} is damaged: its metadata {problem} its parameters. {fix}")
 
 
 def holds_head_only(meta: dict[str, Any]) -> bool:

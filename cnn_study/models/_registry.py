@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..files import load_state, safe_torch_load
-from ._model_file import builder_kwargs, holds_head_only, load_trained_model_file, read_model_meta
+from ._model_file import builder_kwargs, check_parameters, holds_head_only, load_trained_model_file, read_model_meta
 
 #: Where shipped trained weights live, as ``<model>-<name>.pt`` (see `available_weights`).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -209,6 +209,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         ValueError: The file is not a readable PyTorch checkpoint.
     """
     content = safe_torch_load(path, "PyTorch weights file")
+    if (
+        isinstance(content, dict)
+        and isinstance(content.get("meta"), dict)
+        and isinstance(content.get("state_dict"), dict)
+    ):
+        check_parameters(content, path)  # a trained-model file: its parameters as recorded
     for key in ("state_dict", "model"):
         if isinstance(content, dict) and isinstance(content.get(key), dict):
             return content[key]
