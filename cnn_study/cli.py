@@ -16,9 +16,11 @@ import argparse
 import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -297,12 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
     0 ok; 1 an expected failure, explained in one line ``cnn-study: error: ...``; 2 bad usage;
-    130 interrupted (Ctrl-C). ``--debug`` shows the traceback of an expected failure too.
+    130 interrupted (Ctrl-C, the SIGTERM of ``kill``, or SIGHUP). ``--debug`` shows the traceback of an
+    expected failure too.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        with command_line_messages():
+        with command_line_messages(), _stop_signals_as_interrupts():
             args.handler(args)
     except KeyboardInterrupt:
         print(f"\ncnn-study: interrupted. {_how_to_continue(args, argv)}", file=sys.stderr)
@@ -315,6 +318,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cnn-study: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals_as_interrupts() -> Iterator[None]:
+    """Treat ``kill`` (SIGTERM) and a closed terminal (SIGHUP) as Ctrl-C while a command runs.
+
+    Their default action ends the process at once, before a run that ``--overwrite`` is replacing can give the
+    old run back; as an interrupt they end it the way Ctrl-C does, cleanly and with the way to continue.
+    """
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signal_number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {stop: signal.signal(stop, interrupt) for stop in stops}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def _how_to_continue(args: argparse.Namespace, argv: list[str]) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -528,6 +529,23 @@ def test_an_unexpected_error_keeps_its_traceback(monkeypatch) -> None:
     monkeypatch.setattr("cnn_study.cli.summary", bug)
     with pytest.raises(ZeroDivisionError):
         main(["summary", "lenet5"])
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="no SIGTERM on this platform")
+def test_kill_stops_a_run_as_ctrl_c_does_and_gives_back_the_run_it_was_replacing(tiny_mnist, tmp_path, monkeypatch):
+    assert cli_run(tiny_mnist, tmp_path) == 0
+    folder = tmp_path / "mnist_cnn" / "seed"
+    kept = _run_files(folder)
+
+    def killed_in_the_first_epoch(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill <pid>` does; the handler interrupts at once
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr("cnn_study.experiments.fit_stage", killed_in_the_first_epoch)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 130
+    assert _run_files(folder) == kept and sorted(path.name for path in folder.iterdir()) == sorted(kept)
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # the command's handler is gone with it
 
 
 def test_ctrl_c_says_how_to_resume_and_exits_130(tiny_mnist, tmp_path, monkeypatch, capsys) -> None:
