@@ -51,6 +51,7 @@ from .training import (
     Evaluation,
     History,
     Precision,
+    autocast,
     device_name,
     evaluate,
     fit_head_on_features,
@@ -202,13 +203,15 @@ def run(
     }
     device = select_device(device)
     with distributed.process_group(device) as device, _main_rank_holds(folder_lock(out_dir)):
+        precision = precision or training_precision(device)
+        autocast(device, precision)  # refuses an unknown precision before any data is loaded
+        settings["precision"] = precision  # a resumed run trains on in the precision it started in
         distributed.on_main_rank(
             partial(_prepare_results_folder, out_dir, settings, resume=resume, overwrite=overwrite)
         )
         with _keeping_the_replaced_run(out_dir):
             if compile_model is None:
                 compile_model = compiles_by_default(recipe, device, quick)
-            precision = precision or training_precision(device)
             seed_everything(recipe.seed)
             # the main rank first: it downloads and caches, and it alone reports a missing dataset or weights file
             model = distributed.main_rank_first(recipe.create_model)
@@ -292,7 +295,9 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
                 f"The run in {out_dir} was trained by {started_with} process(es) and this call has "
                 f"{distributed.world_size()}; resume it as it was started: {launch} run ... {option('resume')}."
             )
-        differences = _settings_differences(recorded.get("settings", {}), settings)
+        started = recorded.get("settings", {})
+        # a checkpoint written before a setting was recorded is not compared on it
+        differences = _settings_differences(started, {k: v for k, v in settings.items() if k in started})
         if differences:
             raise ValueError(
                 f"Cannot resume the run in {out_dir} with other settings than it was started with: "

@@ -279,8 +279,25 @@ def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path) -> None:
     ):
         tiny_run(tmp_path, epochs=3, batch_size=8, resume=True)
     assert (first.out_dir / "checkpoint.pt").read_bytes() == checkpoint  # nothing trained, nothing mixed
+    started, other = (
+        first.metrics["precision"],
+        {"bfloat16": "float32", "float32": "bfloat16"}[first.metrics["precision"]],
+    )
+    with pytest.raises(ValueError, match=rf"precision '{started}' in the checkpoint, '{other}' now"):
+        tiny_run(tmp_path, epochs=2, resume=True, precision=other)
     resumed = tiny_run(tmp_path, epochs=2, resume=True)
     assert resumed.metrics["test_accuracy"] == first.metrics["test_accuracy"]
+
+
+def test_a_checkpoint_from_before_precision_was_recorded_resumes_and_an_unknown_precision_fails_first(tmp_path):
+    first = tiny_run(tmp_path, epochs=2)
+    (first.out_dir / "metrics.json").unlink()
+    state = torch.load(first.out_dir / "checkpoint.pt", weights_only=True)
+    del state["meta"]["settings"]["precision"]
+    torch.save(state, first.out_dir / "checkpoint.pt")
+    assert tiny_run(tmp_path, epochs=2, resume=True).metrics["test_accuracy"] == first.metrics["test_accuracy"]
+    with pytest.raises(ValueError, match=r"^Unknown precision 'fp16'; use bfloat16 or float32\.$"):
+        tiny_run(tmp_path / "other", data=tmp_path / "no-data-here", precision="fp16")
 
 
 def test_metrics_are_written_last_and_results_list_only_complete_runs(tmp_path, monkeypatch, capsys) -> None:
