@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -196,18 +198,29 @@ def test_transfer_model_trains_only_what_it_is_told_to() -> None:
         model.set_trainable("everything")
 
 
-def test_pretrained_vgg16_without_internet_explains_how_to_work_offline(monkeypatch) -> None:
+def test_pretrained_vgg16_without_internet_explains_how_to_work_offline(monkeypatch, tmp_path) -> None:
     import torchvision.models._api as api
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no copy of the weights from an earlier download
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     create_model("vgg16_transfer")  # a random base unless asked: nothing to download
     with pytest.raises(DownloadError, match=r"(?s)Could not download the VGG16 IMAGENET1K_FEATURES.*offline"):
         create_model("vgg16_transfer", base_weights="imagenet")
-    with command_line_messages(), pytest.raises(DownloadError, match="--backbone efficientnet_lite0; it needs pip"):
+    with command_line_messages(), pytest.raises(DownloadError, match="--backbone efficientnet_lite0 for an exp"):
         create_model("vgg16_transfer", base_weights="imagenet")  # as `cnn-study run` words it
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"PK\x03\x04 truncated"], ids=["garbage", "truncated zip"])
+def test_a_damaged_copy_of_the_vgg16_weights_is_named_with_the_way_out(monkeypatch, tmp_path, content) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "vgg16_features-amdegroot-88682ab5.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(cached))}, torchvision's copy .* is damaged .* Delete it"):
+        create_model("vgg16_transfer", base_weights="imagenet")
 
 
 def test_the_vgg16_features_base_is_fed_pixels_on_its_own_0_to_255_scale(monkeypatch) -> None:

