@@ -565,6 +565,14 @@ def test_kill_stops_a_run_as_ctrl_c_does_and_gives_back_the_run_it_was_replacing
     assert signal.getsignal(signal.SIGTERM) is handler_before  # the command's handler is gone with it
 
 
+def test_evaluate_given_a_run_folder_or_its_checkpoint_points_to_the_model_file(tmp_path, capsys) -> None:
+    folder = tiny_run(tmp_path).out_dir
+    assert main(["evaluate", str(folder)]) == 1
+    assert one_line_error(capsys).endswith(f"{folder} is a folder, not a trained model file: pass its model.pt.")
+    assert main(["evaluate", str(folder / "checkpoint.pt")]) == 1
+    assert "is a training checkpoint, not a trained model file" in one_line_error(capsys)
+
+
 def test_ctrl_c_says_how_to_resume_and_exits_130(tiny_mnist, tmp_path, monkeypatch, capsys) -> None:
     assert cli_run(tiny_mnist, tmp_path) == 0  # leaves a checkpoint to resume from
 

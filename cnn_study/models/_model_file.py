@@ -105,7 +105,15 @@ def read_model_meta(path: str | Path) -> dict[str, Any]:
 
 
 def _read(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    if Path(path).is_dir():  # a run's results folder, most likely
+        inside = "its model.pt" if (Path(path) / "model.pt").is_file() else "a model.pt (a finished run's)"
+        raise FileNotFoundError(f"{path} is a folder, not a trained model file: pass {inside}.")
     content = safe_torch_load(path, "trained model file", mmap=mmap)
+    if isinstance(content, dict) and {"model", "optimizer", "history"} <= content.keys():
+        raise ValueError(
+            f"{path} is a training checkpoint, not a trained model file: a finished run writes model.pt next to "
+            "it. Finish the run (cnn-study run ... --resume) and pass its model.pt."
+        )
     if not isinstance(content, dict) or not {"state_dict", "meta"} <= content.keys():
         raise ValueError(f"{path} is not a trained model file (model.pt from cnn-study run, or shipped weights).")
     _check_meta(content["meta"], path)
