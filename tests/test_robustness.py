@@ -351,9 +351,20 @@ def test_hidden_folders_and_macos_files_are_not_classes_or_images(tiny_folder_da
     assert classes == ("cats", "dogs") and len(images) == 12 and labels.max() == 1
 
 
+def test_tiff_images_are_read_like_the_others(tmp_path, make_image_folder) -> None:
+    make_image_folder(tmp_path / "folder", {"a": 2, "b": 1})
+    for png in (tmp_path / "folder" / "a").glob("*.png"):
+        Image.open(png).save(png.with_suffix(".tif"))
+        png.unlink()
+    images, labels, classes = load_image_folder(tmp_path / "folder", size=12)
+    assert classes == ("a", "b") and labels.tolist() == [0, 0, 1] and images.shape == (3, 3, 12, 12)
+
+
 def test_an_empty_class_folder_is_refused_by_name(tiny_folder_dataset) -> None:
     (tiny_folder_dataset / "dogs-vs-cats" / "train" / "zebra").mkdir()
-    with pytest.raises(CorruptDataError, match=r"class folder .*zebra holds no images"):
+    with pytest.raises(
+        CorruptDataError, match=r"class folder .*zebra holds no images \(files named \*\.bmp, \*\.gif, .*\*\.webp\)"
+    ):
         dogs_vs_cats(tiny_folder_dataset, image_size=12)
 
 

@@ -24,7 +24,7 @@ from .._messages import option
 from ..files import atomic_torch_save, safe_torch_load
 from ._paths import cache_dir
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): 0x08 is unsigned byte.
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -147,8 +147,8 @@ def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[str, in
         names = sorted(entry.name for entry in images)
         if not names:
             raise CorruptDataError(
-                f"The class folder {class_folder} holds no images, so it would be a class with no examples. "
-                "Remove the folder or put its images in it."
+                f"The class folder {class_folder} holds no images (files named *{', *'.join(sorted(IMAGE_SUFFIXES))}), "
+                "so it would be a class with no examples. Remove the folder or put its images in it."
             )
         files += [(os.path.join(class_folder, n), label) for n in names]
     return classes, files
