@@ -191,8 +191,8 @@ def run(
     if epochs:
         recipe = recipe.with_epochs(epochs)
     recipe = replace(recipe, batch_size=batch_size or recipe.batch_size, seed=recipe.seed if seed is None else seed)
-    if not _is_whole(recipe.seed, 0):
-        raise ValueError(f"seed must be a whole number, 0 or more, got {recipe.seed!r}.")
+    if not _is_whole(recipe.seed, 0) or recipe.seed >= 2**32:  # numpy's seeds end there
+        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1, got {recipe.seed!r}.")
     out_dir = results_folder(recipe, out, quick=quick)
     settings = {
         "experiment": recipe.name,

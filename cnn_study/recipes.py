@@ -666,6 +666,11 @@ def get_recipe(experiment: str | int, recipe: str = "improved") -> Recipe:
     if key not in RECIPES:
         close = difflib.get_close_matches(str(experiment).replace("-", "_").lower(), RECIPES, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        owners = [name for name, named in RECIPES.items() if experiment in named]
+        if owners:  # a recipe's name given as the experiment's
+            hint = (
+                f" {experiment!r} is a recipe of {owners[0]!r}: ask for {owners[0]!r} with the recipe {experiment!r}."
+            )
         raise ValueError(f"Unknown experiment {experiment!r}.{hint} Choose one of: {', '.join(RECIPES)} (or 1-10).")
     if recipe not in RECIPES[key]:
         raise ValueError(f"Experiment {key} has no recipe {recipe!r}; it has {', '.join(RECIPES[key])}.")

@@ -263,6 +263,7 @@ def test_a_mistyped_experiment_gets_up_to_three_suggestions_and_the_full_list() 
             " Did you mean 'vgg16_fine_tuning', 'vgg16_feature_extraction'?",
         ),  # suggestions forgive case and dashes
         ("vgg", ""),
+        ("resnet56", " 'resnet56' is a recipe of 'resnet': ask for 'resnet' with the recipe 'resnet56'."),
     ):
         with pytest.raises(ValueError) as error:
             get_recipe(typed)

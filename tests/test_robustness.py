@@ -513,9 +513,9 @@ def test_epochs_and_batch_size_must_be_positive(argument, value, tmp_path, capsy
     assert exit_info.value.code == 2 and "expected a positive whole number" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("seed", ["abc", -1, 1.5])
-def test_a_seed_must_be_a_whole_number_from_zero(seed, tmp_path) -> None:
-    with pytest.raises(ValueError, match=rf"seed must be a whole number, 0 or more, got {seed!r}"):
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5, 2**32])
+def test_a_seed_must_be_a_whole_number_from_zero_to_numpys_limit(seed, tmp_path) -> None:
+    with pytest.raises(ValueError, match=rf"seed must be a whole number from 0 to 2\*\*32 - 1, got {seed!r}"):
         tiny_run(tmp_path, seed=seed)
 
 
