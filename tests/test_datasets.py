@@ -128,8 +128,17 @@ def test_folds_hold_out_every_image_once_stratified_and_reproducibly() -> None:
         assert sum(per_fold) == total and max(per_fold) - min(per_fold) <= 1, (name, per_fold)
     assert held_out == [indices(held) for _, held in data.folds(5, seed=1)]
     assert held_out != [indices(held) for _, held in data.folds(5, seed=2)]
+    assert all(len(held) == 1 for _, held in data.subset(torch.arange(4)).folds(4))
+    with pytest.raises(ValueError, match=r"^5 folds of 4 images would leave some folds empty: use at most 4\.$"):
+        data.subset(torch.arange(4)).folds(5)
     with pytest.raises(ValueError, match="at least 2 folds"):
         data.folds(1)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, True, 2.5])
+def test_a_loader_refuses_a_batch_size_that_is_not_a_whole_number_from_one(batch_size) -> None:
+    with pytest.raises(ValueError, match=rf"^batch_size is the number of images per batch, .* got {batch_size!r}\.$"):
+        BatchLoader(_toy(), batch_size)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -138,6 +138,10 @@ class ImageData:
         """
         if count < 2:
             raise ValueError(f"Cross-validation needs at least 2 folds, got {count}.")
+        if count > len(self):
+            raise ValueError(
+                f"{count} folds of {len(self)} images would leave some folds empty: use at most {len(self)}."
+            )
         generator = torch.Generator().manual_seed(seed)
         fold_of = torch.empty_like(self.labels)
         for label in range(len(self.classes)):

@@ -9,6 +9,7 @@ batch and normalises and augments the whole batch with tensor operations.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -117,6 +118,10 @@ class BatchLoader:
         channels_last: bool = False,
         alternating_flip: bool = False,
     ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(
+                f"batch_size is the number of images per batch, a whole number from 1, got {batch_size!r}."
+            )
         self.data = data
         self.batch_size = batch_size
         self.shuffle = shuffle
