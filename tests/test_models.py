@@ -141,6 +141,8 @@ def test_num_classes_that_disagree_with_the_weights_raise_before_any_download() 
 def test_unknown_weights_name_lists_the_available_ones() -> None:
     with pytest.raises(ValueError, match="IMAGENET1K_V1"):
         create_model("vgg16", weights="imagenet")
+    with pytest.raises(ValueError, match=r"^weights names the weights to load, got True: one of mnist for lenet5"):
+        create_model("lenet5", weights=True)
 
 
 def test_vgg16_loads_a_local_state_dict_file_to_identical_outputs(tmp_path) -> None:

@@ -259,8 +259,13 @@ def create_model(
         )
     if weights is None:
         return info.builder(num_classes=num_classes or info.num_classes, **kwargs)
-
     named = available_weights(name)
+    if not isinstance(weights, (str, Path)):  # weights=True, as other libraries spell "pretrained"
+        raise ValueError(
+            f"weights names the weights to load, got {weights!r}: one of {', '.join(named) or 'none'} for {name}, "
+            "or the path of a .pt/.pth file."
+        )
+
     chosen = named.get(str(weights))
     if chosen is not None:
         weights_classes = chosen.meta["num_classes"]
