@@ -166,7 +166,19 @@ def command_results(args: argparse.Namespace) -> None:
         for reason in skipped:
             print(f"  {reason}", file=sys.stderr)
     if not results:
+        if any(args.dir.glob("*/metrics.json")):
+            raise ValueError(
+                f"{args.dir} is one experiment's folder; --dir takes the results folder above it: {args.dir.parent}."
+            )
+        unfinished = sorted({path.parent for path in args.dir.glob("*/*/checkpoint*.pt")})
+        if unfinished:
+            raise FileNotFoundError(
+                f"No finished run under {args.dir}, and {len(unfinished)} unfinished one(s) ({unfinished[0]}"
+                f"{', ...' if len(unfinished) > 1 else ''}): continue one with cnn-study run ... --resume."
+            )
         raise FileNotFoundError(f"No metrics.json of a finished run under {args.dir}; run an experiment first.")
+    if args.dir == PUBLISHED_RESULTS:
+        print("The published runs, shipped with cnn-study (your own: cnn-study results --dir runs/).", file=sys.stderr)
     print(format_results(results))
 
 

@@ -129,6 +129,25 @@ def test_results_without_runs_exits_1(tmp_path, capsys) -> None:
         f"cnn-study: error: {run_folder} is one run's folder; --dir takes the results folder above its "
         f"experiment's folder: {tmp_path}."
     )
+    assert main(["results", "--dir", str(run_folder.parent)]) == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"{run_folder.parent} is one experiment's folder; --dir takes the results folder above it: {tmp_path}."
+        )
+    )
+    unfinished = tmp_path / "runs" / "mnist_cnn" / "seed"
+    unfinished.mkdir(parents=True)
+    (unfinished / "checkpoint.pt").write_bytes(b"")
+    assert main(["results", "--dir", str(tmp_path / "runs")]) == 1
+    assert f"and 1 unfinished one(s) ({unfinished}): continue one with" in capsys.readouterr().err
+
+
+def test_results_says_that_the_table_without_dir_is_the_published_one(capsys) -> None:
+    assert main(["results"]) == 0
+    out, err = capsys.readouterr()
+    assert "The published runs, shipped with cnn-study" in err and "lenet5" in out
 
 
 def test_console_script_and_module_entry_point() -> None:
