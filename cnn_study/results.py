@@ -518,6 +518,11 @@ def export_weights(
             f"The weights name {name!r} is not a plain name: use letters, digits, '_' and '.' "
             "(usually the dataset, e.g. mnist)."
         )
+    if not (run_dir / "metrics.json").is_file() and any(run_dir.glob("checkpoint*.pt")):
+        raise FileNotFoundError(
+            f"{run_dir} holds an unfinished run (a checkpoint, no metrics.json): finish it first "
+            "(cnn-study run ... --resume), then export its weights."
+        )
     metrics = read_json(run_dir / "metrics.json", "metrics file", METRICS_KEYS)
     if metrics["quick"]:
         raise ValueError(f"{run_dir} is a --quick run; export weights from a full run.")

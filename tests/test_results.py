@@ -597,6 +597,10 @@ def test_export_names_a_bad_weights_name_and_an_incomplete_run_and_takes_capital
         f"{tmp_path / 'run' / 'metrics.json'} is not a complete metrics file: it lacks name, recipe, quick, model, "
         "test_accuracy, epochs, device."
     )
+    (tmp_path / "run" / "metrics.json").unlink()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")  # stopped before its end
+    with pytest.raises(FileNotFoundError, match=r"run holds an unfinished run \(a checkpoint, no metrics.json\)"):
+        results.export_weights(tmp_path / "run", "mnist", tmp_path)
 
 
 def test_float16_export_halves_floating_tensors_only(tmp_path) -> None:
