@@ -357,6 +357,8 @@ def test_a_plain_resnet_is_the_same_network_without_the_shortcuts() -> None:
         inner = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
         assert torch.allclose(plain.get_submodule(path)(x), torch.relu(inner))
         assert torch.allclose(block(x), torch.relu(inner + shortcut))
+    with pytest.raises(ValueError, match=r"^shortcuts is True \(the residual network\) or False .*, got 'False'\.$"):
+        create_model("resnet20", shortcuts="False")
 
 
 def test_fast_cifar_parameters_are_its_layers_and_only_the_whitening_weights_and_norm_scales_are_frozen() -> None:

@@ -93,6 +93,8 @@ class CifarResNet(ImageClassifier):
     stage_channels = (16, 32, 64)
 
     def __init__(self, blocks_per_stage: int, num_classes: int = 10, shortcuts: bool = True) -> None:
+        if not isinstance(shortcuts, bool):  # "False", a string, would build the residual network
+            raise ValueError(f"shortcuts is True (the residual network) or False (the plain one), got {shortcuts!r}.")
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False),
