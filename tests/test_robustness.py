@@ -351,6 +351,15 @@ def test_hidden_folders_and_macos_files_are_not_classes_or_images(tiny_folder_da
     assert classes == ("cats", "dogs") and len(images) == 12 and labels.max() == 1
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [("channels", 2, r"channels is 3 \(RGB\) or 1"), ("size", 0, r"size is the side in pixels"), ("size", 1.5, "size")],
+)
+def test_an_image_folder_refuses_a_channel_count_or_size_it_cannot_make(tmp_path, option, value, problem) -> None:
+    with pytest.raises(ValueError, match=rf"^{problem}.*, got {value!r}\.$"):
+        load_image_folder(tmp_path, **{option: value})
+
+
 def test_tiff_images_are_read_like_the_others(tmp_path, make_image_folder) -> None:
     make_image_folder(tmp_path / "folder", {"a": 2, "b": 1})
     for png in (tmp_path / "folder" / "a").glob("*.png"):

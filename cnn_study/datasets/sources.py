@@ -175,9 +175,14 @@ def load_image_folder(
         ``(images, labels, classes)``: ``uint8`` N x C x H x W, ``int64`` N, class names.
 
     Raises:
+        ValueError: ``channels`` is not 1 or 3, or ``size`` is not ``None`` or a whole number from 1.
         FileNotFoundError: ``folder`` has no class sub-folders with images.
         CorruptDataError: An image cannot be decoded, or sizes differ and ``size`` is ``None``.
     """
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise ValueError(f"channels is 3 (RGB) or 1 (greyscale), got {channels!r}.")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"size is the side in pixels the images are resized to (or None), got {size!r}.")
     folder = Path(folder).resolve()
     classes, files = list_image_folder(folder) if folder.is_dir() else ((), [])
     if not files:
