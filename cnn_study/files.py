@@ -229,15 +229,21 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
     except FolderInUseError:
         raise
     except OSError as error:
+        _remove_empty_folders(created)
         reason = error.strerror or type(error).__name__
         raise type(error)(f"Cannot write results into {lock.parent} ({reason}); choose another folder.") from error
     try:
         yield lock
     finally:
         lock.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # a run that failed before writing anything leaves no empty folders
-            for path in created:
-                path.rmdir()
+        _remove_empty_folders(created)  # a run that failed before writing anything leaves no empty folders
+
+
+def _remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders``, deepest first, as long as they are empty."""
+    with contextlib.suppress(OSError):
+        for path in folders:
+            path.rmdir()
 
 
 def _create_lock(lock: Path) -> bool:

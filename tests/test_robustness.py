@@ -546,6 +546,7 @@ def test_an_unwritable_results_folder_fails_before_any_data_is_loaded(tmp_path, 
     monkeypatch.setattr(io, "_create_lock", full_disk)
     assert main(["run", "lenet5", "--data", str(missing_data), "--out", str(tmp_path / "runs")]) == 1
     assert "(No space left on device); choose another folder" in one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()  # the folders made for the lock are gone with it
 
 
 def test_debug_shows_the_traceback_of_an_expected_error(tmp_path, monkeypatch, capsys) -> None:
