@@ -311,16 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
     0 ok; 1 an expected failure, explained in one line ``cnn-study: error: ...``; 2 bad usage;
-    130 interrupted (Ctrl-C, the SIGTERM of ``kill``, or SIGHUP). ``--debug`` shows the traceback of an
-    expected failure too.
+    130 interrupted (Ctrl-C; the SIGTERM of ``kill`` and SIGHUP end the process by their signal after the same
+    clean-up). ``--debug`` shows the traceback of an expected failure too.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         with command_line_messages(), _stop_signals_as_interrupts():
             args.handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         print(f"\ncnn-study: interrupted. {_how_to_continue(args, argv)}", file=sys.stderr)
+        if isinstance(interruption, StoppedBySignal):  # cleaned up: now let the signal do what it does by default
+            signal.raise_signal(interruption.signal_number)
         return 130
     except distributed.StoppedWithMainRank:
         return 1  # a rank of a torchrun launch, whose main rank has printed why
@@ -332,20 +334,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """A command stopped by SIGTERM or SIGHUP, raised where it runs so that it ends as Ctrl-C would."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
 @contextlib.contextmanager
 def _stop_signals_as_interrupts() -> Iterator[None]:
     """Treat ``kill`` (SIGTERM) and a closed terminal (SIGHUP) as Ctrl-C while a command runs.
 
     Their default action ends the process at once, before a run that ``--overwrite`` is replacing can give the
-    old run back; as an interrupt they end it the way Ctrl-C does, cleanly and with the way to continue.
+    old run back. As a `StoppedBySignal` they unwind it the way Ctrl-C does, cleanly; `main` then sends the
+    signal again, to its default action. Only signals left at their default are taken: one that is ignored
+    (``nohup``) stays ignored, and one a caller handles stays the caller's.
     """
-    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    stops = [stop for stop in stops if signal.getsignal(stop) is signal.SIG_DFL]
 
     def interrupt(signal_number: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise StoppedBySignal(signal_number)
 
     previous = {stop: signal.signal(stop, interrupt) for stop in stops}
     try:

@@ -569,7 +569,10 @@ def test_an_unexpected_error_keeps_its_traceback(monkeypatch) -> None:
         main(["summary", "lenet5"])
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="no SIGTERM on this platform")
+@pytest.mark.skipif(
+    not hasattr(signal, "SIGTERM") or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL,
+    reason="no SIGTERM on this platform, or the test runner handles it",
+)
 def test_kill_stops_a_run_as_ctrl_c_does_and_gives_back_the_run_it_was_replacing(tiny_mnist, tmp_path, monkeypatch):
     assert cli_run(tiny_mnist, tmp_path) == 0
     folder = tmp_path / "mnist_cnn" / "seed"
@@ -580,10 +583,30 @@ def test_kill_stops_a_run_as_ctrl_c_does_and_gives_back_the_run_it_was_replacing
         raise AssertionError("SIGTERM did not stop the run")
 
     monkeypatch.setattr("cnn_study.experiments.fit_stage", killed_in_the_first_epoch)
-    handler_before = signal.getsignal(signal.SIGTERM)
+    sent_again = []  # sent again to its default action, it would end this test's process: recorded instead
+    monkeypatch.setattr("cnn_study.cli.signal.raise_signal", sent_again.append)
     assert cli_run(tiny_mnist, tmp_path, "--overwrite") == 130
     assert _run_files(folder) == kept and sorted(path.name for path in folder.iterdir()) == sorted(kept)
-    assert signal.getsignal(signal.SIGTERM) is handler_before  # the command's handler is gone with it
+    assert sent_again == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_command_leaves_an_ignored_or_handled_stop_signal_as_it_found_it(tiny_mnist, tmp_path, monkeypatch) -> None:
+    seen = []
+
+    def ran_with(*args, **kwargs):
+        seen.append((signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)))
+        raise ValueError("stop here")
+
+    monkeypatch.setattr("cnn_study.experiments.fit_stage", ran_with)
+    callers = signal.signal(signal.SIGTERM, lambda *args: None)  # as a notebook kernel's own handler
+    previous_hangup = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        assert cli_run(tiny_mnist, tmp_path) == 1
+        assert seen == [(signal.SIG_IGN, signal.getsignal(signal.SIGTERM))]
+    finally:
+        signal.signal(signal.SIGTERM, callers)
+        signal.signal(signal.SIGHUP, previous_hangup)
 
 
 def test_evaluate_given_a_run_folder_or_its_checkpoint_points_to_the_model_file(tmp_path, capsys) -> None:
