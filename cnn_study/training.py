@@ -858,8 +858,8 @@ class Muon(torch.optim.Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(weight)
                 buffer = state["momentum_buffer"].mul_(group["momentum"]).add_(weight.grad)
                 direction = weight.grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
-                norm = weight.norm().clamp_min(torch.finfo(weight.dtype).tiny)  # a bank of zeros stays zeros
-                weight.mul_(len(weight) ** 0.5 / norm)
+                norm = weight.norm()
+                weight.mul_(torch.where(norm > 0, len(weight) ** 0.5 / norm, 0))  # a bank of zeros stays zeros
                 update = orthogonalise(direction.reshape(len(weight), -1), group["steps"])
                 weight.add_(update.view_as(weight), alpha=-group["lr"])
         return loss

@@ -932,8 +932,9 @@ def test_a_muon_stage_leaves_a_convolution_with_a_bias_and_a_frozen_one_to_sgd_a
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_muon_keeps_a_filter_bank_of_zeros_at_zero(dtype) -> None:
-    weight = nn.Parameter(torch.zeros(4, 2, 3, 3, dtype=dtype))
+@pytest.mark.parametrize("filters", [4, 64])
+def test_muon_keeps_a_filter_bank_of_zeros_at_zero(dtype, filters) -> None:
+    weight = nn.Parameter(torch.zeros(filters, 2, 3, 3, dtype=dtype))
     optimizer = training.Muon([weight], lr=0.1, momentum=0.6)
     weight.grad = torch.zeros_like(weight)
     optimizer.step()
