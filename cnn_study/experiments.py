@@ -203,6 +203,8 @@ def run(
     }
     device = select_device(device)
     with distributed.process_group(device) as device, _main_rank_holds(folder_lock(out_dir)):
+        if precision is None and resume:  # on another machine too, a run resumes in the precision it started in
+            precision = _recorded_precision(out_dir / CHECKPOINTS[0])
         precision = precision or training_precision(device)
         autocast(device, precision)  # refuses an unknown precision before any data is loaded
         settings["precision"] = precision  # a resumed run trains on in the precision it started in
@@ -296,8 +298,9 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
                 f"{distributed.world_size()}; resume it as it was started: {launch} run ... {option('resume')}."
             )
         started = recorded.get("settings", {})
-        # a checkpoint written before a setting was recorded is not compared on it
-        differences = _settings_differences(started, {k: v for k, v in settings.items() if k in started})
+        # a checkpoint written before the precision was recorded is not compared on it
+        compared = {key: value for key, value in settings.items() if key in started or key not in _RECORDED_SINCE}
+        differences = _settings_differences(started, compared)
         if differences:
             raise ValueError(
                 f"Cannot resume the run in {out_dir} with other settings than it was started with: "
@@ -319,6 +322,19 @@ def _prepare_results_folder(out_dir: Path, settings: dict[str, Any], *, resume: 
         (out_dir / REPLACED).mkdir()
         for path in held:
             path.replace(out_dir / REPLACED / path.name)
+
+
+def _recorded_precision(checkpoint: Path) -> Precision | None:
+    """The precision the run of ``checkpoint`` started in; ``None`` if not recorded or not readable (resuming it
+    then says what is wrong)."""
+    try:
+        return load_checkpoint_meta(checkpoint).get("settings", {}).get("precision")
+    except (OSError, ValueError):
+        return None
+
+
+#: Settings a checkpoint records that older checkpoints lack: they resume without that comparison.
+_RECORDED_SINCE = ("precision",)
 
 
 def _settings_differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

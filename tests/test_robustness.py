@@ -45,7 +45,7 @@ from cnn_study.experiments import run
 from cnn_study.models import create_model
 from cnn_study.recipes import get_recipe
 from cnn_study.results import results_folder, scan_results
-from cnn_study.training import TensorBatches, evaluate, load_checkpoint_meta
+from cnn_study.training import TensorBatches, evaluate, load_checkpoint_meta, training_precision
 
 from .conftest import idx_bytes
 
@@ -297,7 +297,16 @@ def test_a_checkpoint_from_before_precision_was_recorded_resumes_and_an_unknown_
     torch.save(state, first.out_dir / "checkpoint.pt")
     assert tiny_run(tmp_path, epochs=2, resume=True).metrics["test_accuracy"] == first.metrics["test_accuracy"]
     with pytest.raises(ValueError, match=r"^Unknown precision 'fp16'; use bfloat16 or float32\.$"):
-        tiny_run(tmp_path / "other", data=tmp_path / "no-data-here", precision="fp16")
+        tiny_run(tmp_path / "other", data=None, data_root=tmp_path / "no-data-here", precision="fp16")
+
+
+def test_a_run_resumed_without_a_precision_trains_on_in_the_one_it_started_in(tmp_path) -> None:
+    default = training_precision(torch.device("cpu"))
+    other = {"bfloat16": "float32", "float32": "bfloat16"}[default]  # as if started on another machine
+    first = tiny_run(tmp_path, epochs=2, precision=other)
+    (first.out_dir / "metrics.json").unlink()
+    resumed = tiny_run(tmp_path, epochs=2, resume=True)
+    assert resumed.metrics["precision"] == other and resumed.metrics["test_accuracy"] == first.metrics["test_accuracy"]
 
 
 def test_metrics_are_written_last_and_results_list_only_complete_runs(tmp_path, monkeypatch, capsys) -> None:
