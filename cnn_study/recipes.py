@@ -667,7 +667,7 @@ def get_recipe(experiment: str | int, recipe: str = "improved") -> Recipe:
         close = difflib.get_close_matches(str(experiment).replace("-", "_").lower(), RECIPES, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         owners = [name for name, named in RECIPES.items() if experiment in named]
-        if owners:  # a recipe's name given as the experiment's
+        if len(owners) == 1:  # the name of one experiment's own recipe, given as the experiment's
             hint = (
                 f" {experiment!r} is a recipe of {owners[0]!r}: ask for {owners[0]!r} with the recipe {experiment!r}."
             )

@@ -128,9 +128,12 @@ def test_folds_hold_out_every_image_once_stratified_and_reproducibly() -> None:
         assert sum(per_fold) == total and max(per_fold) - min(per_fold) <= 1, (name, per_fold)
     assert held_out == [indices(held) for _, held in data.folds(5, seed=1)]
     assert held_out != [indices(held) for _, held in data.folds(5, seed=2)]
-    assert all(len(held) == 1 for _, held in data.subset(torch.arange(4)).folds(4))
-    with pytest.raises(ValueError, match=r"^5 folds of 4 images would leave some folds empty: use at most 4\.$"):
+    assert all(len(held) == 1 for _, held in data.subset(torch.arange(4)).folds(4))  # one class: dealt out evenly
+    with pytest.raises(ValueError, match=r"^5 folds of these 4 images would leave 1 of them empty: use fewer folds"):
         data.subset(torch.arange(4)).folds(5)
+    one_per_class = data.subset(torch.tensor([0, 700, 950]))  # each class's one image goes to the first fold
+    with pytest.raises(ValueError, match=r"^2 folds of these 3 images would leave 1 of them empty"):
+        one_per_class.folds(2)
     with pytest.raises(ValueError, match="at least 2 folds"):
         data.folds(1)
 

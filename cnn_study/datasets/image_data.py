@@ -138,15 +138,17 @@ class ImageData:
         """
         if count < 2:
             raise ValueError(f"Cross-validation needs at least 2 folds, got {count}.")
-        if count > len(self):
-            raise ValueError(
-                f"{count} folds of {len(self)} images would leave some folds empty: use at most {len(self)}."
-            )
         generator = torch.Generator().manual_seed(seed)
         fold_of = torch.empty_like(self.labels)
         for label in range(len(self.classes)):
             members = torch.nonzero(self.labels == label).flatten()
             fold_of[members[torch.randperm(len(members), generator=generator)]] = torch.arange(len(members)) % count
+        held_out = torch.bincount(fold_of, minlength=count)
+        if (held_out == 0).any():
+            raise ValueError(
+                f"{count} folds of these {len(self)} images would leave {int((held_out == 0).sum())} of them empty: "
+                f"use fewer folds (each class's images are dealt out from the first fold)."
+            )
         return [
             (
                 self.subset(torch.nonzero(fold_of != fold).flatten(), f"{self.name} (fold {fold + 1} training part)"),
