@@ -44,6 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
+from ._messages import option
 from .files import atomic_torch_save, load_model_state, safe_torch_load
 
 
@@ -593,10 +594,10 @@ def _restore(
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
-    except (KeyError, ValueError, TypeError) as error:  # torch's own messages name neither the file nor a way out
+    except (KeyError, ValueError) as error:  # torch's own messages name neither the file nor a way out
         raise ValueError(
             f"{path} holds no optimizer or schedule state that this training can continue from "
-            f"({type(error).__name__}: {error}): start it again instead of resuming."
+            f"({type(error).__name__}: {error}): start the run again ({option('overwrite')})."
         ) from error
     by_rank = state["rng"].get("torch_by_rank") or [state["rng"]["torch"]]
     if len(by_rank) != distributed.world_size():

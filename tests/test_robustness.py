@@ -449,12 +449,21 @@ def test_a_dogs_vs_cats_folder_without_exactly_cats_and_dogs_is_refused(tmp_path
         dogs_vs_cats(tmp_path, image_size=12)
 
 
-def test_a_dogs_vs_cats_archive_of_the_user_is_named_and_kept_where_a_download_is_removed(tmp_path) -> None:
+def test_a_dogs_vs_cats_archive_of_the_user_is_named_and_kept_where_a_download_is_removed(tmp_path, monkeypatch):
     archive = tmp_path / "cats_and_dogs_filtered.zip"
     archive.write_bytes(b"PK not the archive")
     with pytest.raises(CorruptDataError, match=r"is 18 bytes, not 68,606,236: it is not a complete copy.*Delete it"):
         download_dogs_vs_cats(tmp_path)
     assert archive.read_bytes() == b"PK not the archive"
+
+    def cut_off(url, root, filename):  # as torchvision leaves a download that the network drops
+        (Path(root) / filename).write_bytes(b"PK the first bytes")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr("cnn_study.datasets.catalog.download_url", cut_off)
+    with pytest.raises(OSError, match="Could not download Dogs vs Cats"):
+        download_dogs_vs_cats(tmp_path / "fresh")
+    assert not (tmp_path / "fresh" / "cats_and_dogs_filtered.zip").exists()
 
 
 def _lenet_file(folder: Path) -> Path:
@@ -770,7 +779,9 @@ def test_a_checkpoint_that_cannot_be_resumed_says_to_start_again(tmp_path) -> No
     with pytest.raises(ValueError, match=r"not a readable checkpoint .* start the run again with overwrite=True\.$"):
         tiny_run(tmp_path, resume=True)
     torch.save(state | {"optimizer": {}}, checkpoint)  # readable, but no optimizer state to go on from
-    with pytest.raises(ValueError, match=r"holds no optimizer or schedule state .*start it again"):
+    with pytest.raises(
+        ValueError, match=r"holds no optimizer or schedule state .*: start the run again \(overwrite=True\)\.$"
+    ):
         tiny_run(tmp_path, resume=True)
 
 

@@ -290,8 +290,12 @@ def download_dogs_vs_cats(root: Path, url: str = DOGS_VS_CATS_URL) -> Path:
     archive = root / "cats_and_dogs_filtered.zip"
     downloaded = not archive.is_file()  # an archive that was already there is the user's: never deleted here
     if downloaded:
-        with downloading("Dogs vs Cats", _offline_advice(root / "dogs-vs-cats"), root):
-            download_url(url, str(root), filename=archive.name)
+        try:
+            with downloading("Dogs vs Cats", _offline_advice(root / "dogs-vs-cats"), root):
+                download_url(url, str(root), filename=archive.name)
+        except BaseException:  # torchvision writes straight into the archive: a part of it is not the user's
+            archive.unlink(missing_ok=True)
+            raise
 
     def refuse(problem: str) -> CorruptDataError:
         if downloaded:

@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import functools
 import inspect
+import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -206,7 +207,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: The file is not a readable PyTorch checkpoint.
+        ValueError: The file is not a readable PyTorch checkpoint, or it is a trained-model file
+            (``{"state_dict", "meta"}``) whose parameters do not match the SHA-256 its metadata records.
     """
     content = safe_torch_load(path, "PyTorch weights file")
     if (
@@ -260,7 +262,7 @@ def create_model(
     if weights is None:
         return info.builder(num_classes=num_classes or info.num_classes, **kwargs)
     named = available_weights(name)
-    if not isinstance(weights, (str, Path)):  # weights=True, as other libraries spell "pretrained"
+    if not isinstance(weights, (str, os.PathLike)):  # weights=True, as other libraries spell "pretrained"
         raise ValueError(
             f"weights names the weights to load, got {weights!r}: one of {', '.join(named) or 'none'} for {name}, "
             "or the path of a .pt/.pth file."

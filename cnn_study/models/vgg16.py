@@ -25,6 +25,8 @@ References:
 from __future__ import annotations
 
 import functools
+import pickle
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -51,7 +53,7 @@ def _download(member: VGG16_Weights, progress: bool) -> dict[str, torch.Tensor]:
     if cached.is_file():  # torchvision reads it instead of downloading
         try:
             return member.get_state_dict(progress=progress)
-        except Exception as error:  # torch raises several unrelated types for a damaged file
+        except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
             raise ValueError(
                 f"{cached}, torchvision's copy of the VGG16 {member.name} weights, is damaged "
                 f"({type(error).__name__}). Delete it: the next run downloads it again."
