@@ -378,7 +378,10 @@ def _how_to_continue(args: argparse.Namespace, argv: list[str]) -> str:
     if not (folder / "checkpoint.pt").is_file():
         return "No epoch had finished, so nothing was saved."
     again = [word for word in argv if word not in ("--overwrite", "--resume")]
-    return f"The finished epochs are saved in {folder}; continue with: cnn-study {shlex.join(again)} --resume"
+    launcher = "cnn-study"
+    if distributed.launched():  # resumed as it was started, by as many processes (the group may have ended)
+        launcher = f"torchrun --nproc-per-node {os.environ['WORLD_SIZE']} -m cnn_study"
+    return f"The finished epochs are saved in {folder}; continue with: {launcher} {shlex.join(again)} --resume"
 
 
 if __name__ == "__main__":

@@ -653,6 +653,9 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tiny_mnist, tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("cnn-study: interrupted. The finished epochs are saved in") and "mnist_cnn/seed" in err
     assert err.endswith("--resume") and "--overwrite" not in err and err.count("--resume") == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as a rank of `torchrun --nproc-per-node 2` finds it
+    assert cli_run(tiny_mnist, tmp_path, "--resume") == 130
+    assert "continue with: torchrun --nproc-per-node 2 -m cnn_study run mnist_cnn" in capsys.readouterr().err
     assert cli_run(tiny_mnist, tmp_path / "elsewhere") == 130
     assert "No epoch had finished" in capsys.readouterr().err
 
