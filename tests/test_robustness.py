@@ -806,6 +806,15 @@ def test_an_idx_file_of_the_wrong_shape_or_labels_is_named_in_one_line(tiny_mnis
     assert f"{tiny_mnist / 'MNIST' / 'raw' / stem} " in err and problem in err and err.endswith("(--download).")
 
 
+def test_mnist_test_files_that_are_copies_of_the_training_files_are_refused(tiny_mnist, capsys) -> None:
+    raw = tiny_mnist / "MNIST" / "raw"
+    for kind in ("images-idx3", "labels-idx1"):
+        (raw / f"t10k-{kind}-ubyte").write_bytes((raw / f"train-{kind}-ubyte").read_bytes())
+    shipped = Path(cnn_study.models.__file__).parent / "weights" / "lenet5-mnist.pt"
+    assert main(["evaluate", str(shipped), "--data", str(tiny_mnist)]) == 1
+    assert f"The t10k files in {raw} hold the same images as the train files" in one_line_error(capsys)
+
+
 class NotPlainData:
     """A class that a ``weights_only`` load refuses to rebuild."""
 

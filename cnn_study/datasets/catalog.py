@@ -125,6 +125,11 @@ def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[to
                 f"{labels_path} holds the label {int(labels.max())}; {name} has classes 0 to 9. {fix}"
             )
     train_images, train_labels, test_images, test_labels = arrays
+    if train_images.shape == test_images.shape and torch.equal(train_images, test_images):
+        raise CorruptDataError(
+            f"The t10k files in {raw} hold the same images as the train files: a copy of the training set would "
+            f"test a network on what it learned. {fix}"
+        )
     return train_images.unsqueeze(1), train_labels.long(), test_images.unsqueeze(1), test_labels.long()
 
 
