@@ -602,7 +602,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     "resnet": {
         "seed": RESNET_SEED,
         "improved": replace(RESNET_SEED, **_CIFAR_MODERN, stages=(RecipeStage(epochs=100, lr=0.1, **_CIFAR_SGD),)),
-        # 160 epochs: about the paper's training length (64k iterations of 128 images, ~164 epochs of 50k);
+        # 160 epochs: about the paper's training length in epochs (64k iterations of 128 images, ~164 of 50k);
         # quick mode: 4 epochs of 1,200 images, 20 one-cycle steps at batch 256
         "resnet56": replace(
             RESNET_SEED,

@@ -14,8 +14,10 @@
 # Stacking more plain layers should never raise the training error: a deeper network could copy a shallower one and
 # set the extra layers to the identity. Yet He et al. (2016) found that deeper plain networks train *worse*. Their
 # fix: let each block learn only a **residual**, `output = relu(x + F(x))`. If the identity is best, `F` only has to
-# go to zero, which is easy. (The paper finds that its plain networks' trouble is not vanishing gradients, its Section
-# 4.1; the same authors' *Identity Mappings in Deep Residual Networks*, 2016, adds that gradients flow through the
+# go to zero, which the authors argue is easier than fitting the identity with a stack of nonlinear layers. (For its
+# ImageNet plain networks the paper argues that the trouble is unlikely to be vanishing gradients, since with batch
+# normalisation it measured healthy gradient norms, and conjectures slow convergence instead, its Section 4.1; the
+# same authors' *Identity Mappings in Deep Residual Networks*, 2016, adds that gradients flow through the
 # shortcuts to early layers, most directly without the ReLU after the sum that we keep.)
 #
 # For CIFAR-10 the paper uses a 3x3 stem with 16 channels and three stages of `n` basic blocks with 16, 32
@@ -25,7 +27,8 @@
 # The paper trained these networks with SGD (momentum 0.9, [weight decay](../glossary.md#weight-decay) 1e-4, batches of
 # 128) for 64,000
 # iterations, about 164 epochs, dividing the learning rate of 0.1 by 10 at 32,000 and 48,000 iterations,
-# with 4-pixel padding, random 32x32 crops and flips (its Section 4.2). The study trained one with SGD
+# with 4-pixel padding, random 32x32 crops and flips, on inputs with the per-pixel mean subtracted (its Section
+# 4.2; ResNet-110 first warmed up at 0.01 for about 400 iterations). The study trained one with SGD
 # (learning rate 0.1, momentum 0.9, weight decay 1e-4), a learning-rate schedule, 50 epochs and batches of
 # 128; that is the `seed` recipe here. The study does not say how deep its ResNet was, which schedule it
 # used, nor how it augmented the images: the recipe *assumes* ResNet-20, a cosine schedule and the paper's
@@ -87,12 +90,13 @@ figure
 #
 # He et al. showed the *degradation problem* with plain networks, the same layers without the `+ x`: on CIFAR-10 their
 # 56-layer plain network had a higher **training** error than the 20-layer one throughout training (their Fig. 1, and
-# Fig. 6, left, for 20 to 56 layers), so the deeper network was harder to optimise, not overfitting; with shortcuts
-# the order reversed. `create_model("resnet56", shortcuts=False)` builds the plain network, with exactly the same
-# parameters. A full-length comparison is practical only on a GPU; `scripts/small_scale_studies.py resnet` trains all
-# four networks by the seed recipe on 1,000 training images for 20 epochs (in batches of 32 at a learning rate of
-# 0.025, so that they take 640 steps), on a CPU, and measures them on 500 test images after every epoch. Small-scale
-# evidence about optimisation, then, not CIFAR-10 accuracies:
+# Fig. 6, left, for 20 to 56 layers), so the deeper network was harder to optimise, not overfitting; with shortcuts the
+# order reversed. `create_model("resnet56", shortcuts=False)` builds the plain network, with exactly the same
+# parameters. A full-length comparison of the four networks takes most of a day on a 2-core CPU (the `resnet56` run
+# below alone took 6.6 hours of epochs); `scripts/small_scale_studies.py resnet` trains all four networks by the seed
+# recipe on 1,000 training images for 20 epochs (in batches of 32 at a learning rate of 0.025, so that they take 640
+# steps), on a CPU, and measures them on 500 test images after every epoch. Small-scale evidence about optimisation,
+# then, not CIFAR-10 accuracies:
 
 # %%
 SMALL_SCALE = results.PUBLISHED_RESULTS / "small_scale"
@@ -158,11 +162,13 @@ for m in full:
 # * the comparison is confounded: the `resnet56` recipe trains for 160 epochs in batches of 256 at a peak
 #   learning rate of 0.2, the `improved` ResNet-20 for 100 epochs in batches of 128 at 0.1, so depth is not
 #   the only difference;
-# * both errors are above the paper's. Our recipes are not the paper's (one-cycle instead of step decay,
-#   [Nesterov](../glossary.md#nesterov-momentum) momentum, [cutout](../glossary.md#cutout) (a 7x7 one in these
-#   two runs, since fixed to 8x8), [label smoothing](../glossary.md#label-smoothing), weight decay 5e-4), and the
-#   data is a JPEG copy of CIFAR-10, whose
-#   compression changes the pixels slightly; we have not measured how much each of these costs.
+# * both errors are above the paper's. Our recipes are not the paper's (one-cycle instead of step decay, with the
+#   momentum cycled between 0.85 and 0.95 instead of a fixed 0.9; [Nesterov](../glossary.md#nesterov-momentum)
+#   momentum; 8x8 [cutout](../glossary.md#cutout), a 7x7 one in these two runs, where DeVries and Taylor used 16x16
+#   on CIFAR-10; [label smoothing](../glossary.md#label-smoothing); weight decay 5e-4; 100 epochs for ResNet-20
+#   instead of about 164; inputs normalised per channel instead of the per-pixel mean subtracted), and the data is
+#   a JPEG copy of CIFAR-10, whose compression changes the pixels slightly; we have not measured how much each of
+#   these costs.
 #
 # > **Differences from the paper, and why.** The architecture is the paper's (option-A shortcuts, 16-32-64
 # > channels, Table 6's parameter counts). The `seed` recipe trains for 50 epochs with a cosine schedule (the
@@ -232,18 +238,19 @@ for name, network in (("trained", trained), ("untrained", untrained)):
             )
 
 # %% [markdown]
-# Trained, the network puts 90% of these test images nearer their own class's centre than any other in t-SNE's map,
-# and 63% in PCA's; untrained, 15% in t-SNE's and 16% in PCA's, barely above the 10% of guessing. In t-SNE's map each
-# class is a cluster and the mistakes (crosses) sit at the clusters' edges, many of them between cat and dog. PCA
-# keeps distances but only 2 of 64 directions, so its classes overlap: automobile with truck, cat with dog, airplane
-# with bird. t-SNE keeps neighbourhoods instead, so its clusters mean something but the distances between them do not
-# (van der Maaten and Hinton, 2008). The numbers are for this sample of 1,000 test images (100 per class) and one
-# t-SNE seed.
+# Trained, the network puts 90% of these test images nearer their own class's centre than any other in t-SNE's map, and
+# 63% in PCA's; untrained, 15% in t-SNE's and 16% in PCA's, barely above the 10% of guessing. In t-SNE's map each class
+# is a cluster and the mistakes (crosses) sit at the clusters' edges, many of them between cat and dog. PCA projects
+# onto the 2 of 64 directions with the largest variance: distances in its map are the original ones with the other 62
+# directions dropped, so classes that differ along those overlap: automobile with truck, cat with dog, airplane with
+# bird. t-SNE keeps neighbourhoods instead: its clusters mean something, but the sizes of the clusters and the gaps
+# between them may not (Wattenberg, Viégas and Johnson, *How to Use t-SNE Effectively*, Distill, 2016). The numbers are
+# for this sample of 1,000 test images (100 per class) and one t-SNE seed.
 #
 # ## What a channel responds to
 #
 # Activation maximisation (Erhan et al., 2009) asks the opposite question: which input excites one channel
-# most? Gradient ascent changes the pixels of a faint noise image to raise the channel's mean activation;
+# most? Gradient ascent (by Adam) changes the pixels of a faint noise image to raise the channel's mean activation;
 # blurring the image every few steps (Yosinski et al., 2015) and shifting it by a pixel or two at every step
 # (jitter; Olah et al., *Feature Visualization*, 2017) keep the result from being high-frequency noise.
 # Each title gives the channel's mean activation on the starting noise and on the result.
