@@ -144,6 +144,10 @@ def read_json(path: str | Path, what: str, required: tuple[str, ...] = ()) -> di
     return content
 
 
+#: What every training checkpoint holds (`cnn_study.training.save_checkpoint`), and a trained-model file does not.
+CHECKPOINT_KEYS = frozenset({"model", "optimizer", "history"})
+
+
 def safe_torch_load(path: str | Path, what: str, mmap: bool = False) -> Any:
     """``torch.load`` onto the CPU with ``weights_only=True`` (no code runs from the file).
 

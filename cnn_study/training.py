@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from . import distributed
 from ._messages import option
-from .files import atomic_torch_save, load_model_state, safe_torch_load
+from .files import CHECKPOINT_KEYS, atomic_torch_save, load_model_state, safe_torch_load
 
 
 class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
@@ -428,7 +428,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ValueError: The file is not a cnn-study checkpoint.
     """
     state = safe_torch_load(path, "checkpoint")
-    if not isinstance(state, dict) or not {"model", "optimizer", "history"} <= state.keys():
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
         raise ValueError(f"{path} is not a cnn-study training checkpoint (no model/optimizer/history).")
     return state
 

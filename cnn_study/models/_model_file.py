@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..files import atomic_torch_save, safe_torch_load, state_dict_sha256
+from ..files import CHECKPOINT_KEYS, atomic_torch_save, safe_torch_load, state_dict_sha256
 
 #: What the metadata of a trained-model file must hold to rebuild and evaluate the model.
 MODEL_META_KEYS = ("model", "num_classes", "classes", "mean", "std", "dataset")
@@ -109,7 +109,7 @@ def _read(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         inside = "its model.pt" if (Path(path) / "model.pt").is_file() else "a model.pt (a finished run's)"
         raise FileNotFoundError(f"{path} is a folder, not a trained model file: pass {inside}.")
     content = safe_torch_load(path, "trained model file", mmap=mmap)
-    if isinstance(content, dict) and {"model", "optimizer", "history"} <= content.keys():
+    if isinstance(content, dict) and CHECKPOINT_KEYS <= content.keys():
         raise ValueError(
             f"{path} is a training checkpoint, not a trained model file: a finished run writes model.pt next to "
             "it. Finish the run (cnn-study run ... --resume) and pass its model.pt."
