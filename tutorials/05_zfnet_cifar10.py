@@ -13,12 +13,13 @@
 #
 # Zeiler and Fergus (2014) built a way to look inside a trained network and turned it on AlexNet. They saw
 # first-layer filters with "little coverage of the mid frequencies" and, in the second layer's features,
-# aliasing caused by the first layer's stride of 4. Their fix was in the first two layers: 7x7 filters with
-# stride 2 instead of 11x11 with stride 4 in the first, and a stride of 2 in the second; their network, which
-# also connected layers 3-5 densely, improved on AlexNet's ImageNet error (their Sections 4.1 and 5.1, Table 2).
-# All five convolutions keep the 2012 AlexNet's widths (96, 256, 384, 384, 256); only a variant in their
-# Section 5.1 widened layers 3-5 (to 512, 1024 and 512 maps). They also asked which part of an image a trained network
-# relies on, by covering parts of it with a grey square (occlusion sensitivity, their Section 4.2).
+# aliasing caused by the first layer's stride of 4. Their fix was in the first layer: 7x7 filters with stride 2
+# instead of 11x11 with stride 4 (their Section 4.1). Their network (their Fig. 3) also gives the second layer a
+# stride of 2, which keeps the later maps at AlexNet's sizes, and connects layers 3-5 densely where AlexNet had
+# split them across two GPUs (their Section 3); it improved on AlexNet's ImageNet error (their Table 2). All five
+# convolutions keep the 2012 AlexNet's widths (96, 256, 384, 384, 256); variants in their Section 5.1 widened
+# layers 3-5 (to 512, 1024 and 512 maps). They also asked which part of an image a trained network relies on, by
+# covering parts of it with a grey square (occlusion sensitivity, their Section 4.2).
 #
 # The study trained a ZFNet-like network (5 convolutions, 3 max-pools, 3 fully connected layers) on an 80/20
 # split of the CIFAR-10 training set and reported **80.7%** on the test set.
@@ -32,7 +33,7 @@
 # > torchvision's AlexNet widths 64-192-384-256-256). The fully connected layers have 1,024 units instead of
 # > 4,096, as in tutorial 4.
 #
-# Before training, the study looked at the class balance of its split.
+# The study also plotted the class balance of its split, as a bar chart and a pie chart.
 
 # %%
 # %matplotlib inline
@@ -61,8 +62,9 @@ visualize.class_distribution(
 visualize.class_distribution({"train (80%)": train_part, "validation (20%)": validation}, kind="pie")
 
 # %% [markdown]
-# Every class has exactly 4,000 training and 1,000 validation images: CIFAR-10 is balanced, so plain
-# accuracy is a fair measure.
+# Every class has exactly 4,000 training and 1,000 validation images: CIFAR-10 has 5,000 training images of each
+# class, and `split` holds out 20% of every class (a stratified split: our choice; the study does not say how it
+# split). The test set has 1,000 images of each class too, so plain accuracy is a fair measure.
 #
 # ## The model, next to AlexNet's
 
@@ -108,12 +110,14 @@ for recipe_name in ("seed", "improved"):
 # With the improved recipe, the same for both, the two networks end a quarter of a point apart, 25 of 10,000 test
 # images, ZFNet behind (the seed recipes differ in length, so their row compares less: 100 epochs for AlexNet, as the
 # study reports, and 30 for ZFNet, an *assumption*: the study gives no training settings for ZFNet). On CIFAR-10,
-# without the stride change that was the paper's point, ZFNet's wider layers and smaller first kernel buy nothing here,
-# in one run of each: a quarter of a point is within the test set's own sampling error (about 0.3 points at 89% on
-# 10,000 images), and we have not run more seeds of these two networks. Under the `seed` recipe
+# without the stride change that was the paper's architectural fix, ZFNet's wider layers and smaller first kernel buy
+# nothing here, in one run of each: a quarter of a point is smaller than one standard error of a single test accuracy
+# (about 0.3 points at 89% on 10,000 images), let alone of a difference between two, and we have not run more seeds of
+# these two networks. Under the `seed` recipe
 # ([Adam](../glossary.md#adam-and-adamw) at 1e-3, as in the study's AlexNet experiment, and no augmentation, both
 # *assumed* for this one) our run stays below the study's 80.7%; we do not know the study's exact network and training,
-# and the improved recipe passes its number by eight points.
+# and the improved recipe (batch normalisation, augmentation, SGD, and all 50,000 training images instead of 40,000)
+# passes its number by eight points.
 #
 # ## Which part of the image matters?
 #
@@ -138,12 +142,12 @@ for name in ("cat", "ship", "truck", "dog"):
 # %% [markdown]
 # Read each map against its image. For the ship, covering the hull at the waterline drops the probability
 # of "ship" from 0.74 to about 0.3, while covering the trees above raises it: the network relies on the
-# boat, and the background was evidence against it. For the truck, covering the windows of the cab drops it
-# to near zero. For the cat, the probability is low to begin with (0.43: an uncertain image behind bars)
-# and falls further when the square covers the upper middle of the picture. The dog is recognised at 0.96
-# wherever the square is: its evidence is spread over the whole animal, and no 8x8 square hides enough of
-# it. These are four images, picked one per class by a seeded sample; they show what the method reveals,
-# not how the network behaves in general.
+# boat, and the background was evidence against it. For the truck, which the network gives only 0.44
+# unoccluded, covering the windows of the cab drops it to near zero. The cat starts as low (0.43: an uncertain
+# image behind bars) and falls further when the square covers the upper middle of the picture. The dog is
+# recognised at 0.96 wherever the square is: its evidence is spread over the whole animal, and no 8x8 square
+# hides enough of it. These are four images, picked one per class by a seeded sample; they show what the method
+# reveals, not how the network behaves in general.
 
 # %% [markdown]
 # ## Exercises

@@ -3,12 +3,12 @@
 Zeiler and Fergus (2014) visualised AlexNet's features with deconvolution,
 saw first-layer filters with "little coverage of the mid frequencies" and
 aliasing in the second layer's features caused by the first layer's stride
-of 4, and fixed both in the first two layers: 7x7 filters with stride 2
-instead of 11x11 with stride 4 in the first, and a stride of 2 in the second
-(their Sections 4.1 and 5.1; their network also connected layers 3-5 densely).
+of 4, and fixed both in the first layer: 7x7 filters with stride 2 instead of
+11x11 with stride 4 (their Section 4.1). Their network (Fig. 3) also gives the
+second layer a stride of 2 and connects layers 3-5 densely (their Section 3).
 All five convolutions keep the 2012 AlexNet's widths (96, 256, 384, 384, 256),
-in one column instead of two; only a variant in their Section 5.1 widened
-layers 3-5. ZFNet is therefore AlexNet with another layer table: `ZFNetCIFAR`
+in one column instead of two; variants in their Section 5.1 widened layers
+3-5. ZFNet is therefore AlexNet with another layer table: `ZFNetCIFAR`
 is `cnn_study.models.alexnet_cifar.AlexNetCIFAR` under its own name (which
 summaries and error messages show).
 
