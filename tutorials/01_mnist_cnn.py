@@ -91,7 +91,9 @@ result = experiments.run(recipe, out=OUT, quick=QUICK, quiet=True, overwrite=Tru
 print(result.summary())
 
 # %% [markdown]
-# The full runs, made with `cnn-study run mnist_cnn --recipe seed|improved`:
+# The full runs, made with `cnn-study run mnist_cnn --recipe seed|improved`. The `seed` recipe is our assumption
+# too (Adam at 1e-3, 5 epochs, batches of 128, no augmentation): the study gives none of its settings, and it is
+# not the PyTorch example's training either (Adadelta, 14 epochs).
 
 # %%
 display(
@@ -122,14 +124,14 @@ visualize.misclassified(model, test_loader, count=16)
 # %% [markdown]
 # ## Inside the network
 #
-# The first layer's 32 filters are 3x3 weights on the raw pixels (below, each drawn from its smallest weight, dark, to
-# its largest, light). The feature maps are the two convolutions' outputs for one test digit, before their ReLU (yellow
-# high, dark purple low; each map on its own scale). In the first layer each map is the digit seen through one 3x3
-# filter: many light up along one side of a stroke and go dark along the other, the response of an edge detector. Each
-# second-layer map sums 3x3 filters over all 32 first-layer maps after their ReLU (16 of each layer's maps are drawn);
-# it still has the 24 x 24 layout of the digit, and several respond mainly to one part of it: #13 and #15 are darkest
-# (lowest) along the seven's horizontal bar and much less so along its diagonal stroke. The maps only get coarse after
-# the max-pool (12 x 12), which comes after the second convolution.
+# The first layer's 32 filters are 3x3 weights on the normalised pixels (below, each drawn from its smallest weight,
+# dark, to its largest, light). The feature maps are the two convolutions' outputs for one test digit, before their
+# ReLU (yellow high, dark purple low; each map on its own scale). In the first layer each map is the digit seen
+# through one 3x3 filter: many light up along one side of a stroke and go dark along the other, the response of an
+# edge detector. Each second-layer map sums 3x3 filters over all 32 first-layer maps after their ReLU (16 of each
+# layer's maps are drawn); it still has the 24 x 24 layout of the digit, and several respond mainly to one part of
+# it: #13 and #15 are darkest (lowest) along the seven's horizontal bar and much less so along its diagonal stroke.
+# The maps only get coarse after the max-pool (12 x 12), which comes after the second convolution.
 
 # %%
 visualize.filters(model, "features.0")

@@ -13,9 +13,9 @@
 #
 # LeNet-5 (LeCun, Bottou, Bengio and Haffner, 1998) is the network of the paper whose cheque reader, built on
 # convolutional character recognisers, read several million bank cheques a day. Its pattern, convolution → subsampling →
-# convolution → subsampling → fully connected, is the template that AlexNet, VGG and most CNNs of the next decade
-# followed. The package's `lenet5` keeps the paper's layers and their names, and, like the study, modernises what is
-# inside them:
+# convolution → subsampling → fully connected, is the template that AlexNet (2012), VGG (2014) and most CNNs of the
+# 2010s followed. The package's `lenet5` keeps the paper's layers and their names, and, like the study, modernises
+# what is inside them:
 #
 # | layer | LeCun et al. (1998) | `lenet5` here | output here |
 # |---|---|---|---|
@@ -39,9 +39,9 @@
 # > instead of RBF units trained with the paper's squared-error criterion or its MAP-like discriminative
 # > variant (Section II.C), and the optimiser is Adam instead of stochastic diagonal Levenberg-Marquardt. The
 # > paper's network has 60,000 trainable parameters, ours 61,706: 900 more for the dense C3 and 850 for the
-# > trainable output layer, 44 fewer without the subsampling coefficients (the summary below counts them layer by
-# > layer; Exercise 1 redoes the count for a wider C3). It reached 0.95% test error (99.05%) without and 0.8%
-# > with distorted training images (LeCun et al. 1998, Section III.B; compared in its Fig. 9).
+# > trainable output layer, 44 fewer without the subsampling layers' coefficients and biases (the summary below
+# > counts them layer by layer; Exercise 1 redoes the count for a wider C3). It reached 0.95% test error (99.05%)
+# > without and 0.8% with distorted training images (LeCun et al. 1998, Section III.B; compared in its Fig. 9).
 #
 # As in the study we train with Adam for 10 epochs, batches of 128, and hold out 20% of the training set for
 # validation (the `seed` recipe). The study reported **99.03%**.
@@ -123,10 +123,12 @@ display(Markdown(results.format_seed_spreads([("lenet5", "improved"), ("mnist_cn
 # %% [markdown]
 # Under the seed recipes (one run each) the simple CNN is ahead by about two tenths of a point, with 19 times
 # the parameters. Under the improved recipes LeNet-5 is ahead by about a tenth over five seeds each, some two
-# seed-to-seed standard deviations, with ranges that barely overlap: a small lead that repeats, nine of 10,000
-# test images. It is a lead of one recipe pair, not of one architecture: the recipes differ between the two
-# networks (improved: 20 epochs at a peak rate of 5e-3 against 6 at 3e-3; seed: 10 epochs on 48,000 images
-# against 5 on all 60,000), so the two are about equally good on MNIST.
+# seed-to-seed standard deviations, with ranges that barely overlap: a small lead that repeats across seeds on
+# this test set, nine of 10,000 test images (one test image is 0.01 points; the test set's own sampling error at
+# 99.4% is about 0.08 points). It is a lead of one recipe pair, not of one architecture: the recipes differ between
+# the two networks (improved: 20 epochs at a peak rate of 5e-3 against 6 at 3e-3; seed: 10 epochs on 48,000 images
+# against 5 on all 60,000), so these runs cannot rank the two networks; on MNIST they are within a few tenths of a
+# point of each other.
 
 # %%
 lenet = models.create_model("lenet5", weights="mnist").eval()
@@ -138,7 +140,9 @@ visualize.confusion_matrix(evaluation.labels, evaluation.predictions, test.class
 # %% [markdown]
 # ## C1 and C3 at work
 #
-# C1's six filters respond to strokes of different orientation; C3 combines them into 16 maps of larger parts.
+# C1's six filters respond to strokes of different orientation; C3 combines their maps into 16, each C3 unit
+# seeing a 14 x 14-pixel window of the input (its 5x5 filter on S2's maps, each S2 value a 2x2 block of C1's 5x5
+# windows).
 
 # %%
 visualize.filters(lenet, "features.0")
@@ -162,7 +166,7 @@ maxima = {
 visualize.activation_maxima(maxima, mean=lenet.mean, std=lenet.std)
 
 # %% [markdown]
-# Most of the eight (#0, #2, #3, #4, #6) are stripes at one angle, each map its own: these C3 maps respond
+# Most of the eight (#0, #2, #3, #4, #6) are stripes at one angle: these C3 maps respond
 # most to strokes in one direction. Because the objective is the map's mean over the whole image, the pattern
 # fills the image, where a digit has only a few strokes. Each picture is one solution, from one starting image.
 

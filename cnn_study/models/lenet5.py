@@ -4,13 +4,13 @@ LeCun et al. (1998) built LeNet-5 for 32x32 digits: C1 (6 maps, 5x5) ->
 S2 (2x2 subsampling) -> C3 (16 maps, 5x5) -> S4 -> C5 (120 maps, 5x5, which is a
 fully connected layer on the 5x5 maps) -> F6 (84 units) -> 10 outputs.
 
-As in the study, the activations are ReLU instead of the scaled tanh and the
-subsampling is plain average pooling. Ours, not the study's record: MNIST's
-28x28 images get a padding of 2 on C1 (giving the 32x32 receptive field of the
-paper), and C3 connects to all six S2 maps (the paper's sparse connection table
-was a 1998 compute saving).
-That gives 61,706 trainable parameters; the paper's sparse C3 has 60,000
-("about 60,000 free parameters", Section II.B).
+As in the study, the convolutions use ReLU instead of the scaled tanh and the
+subsampling is plain average pooling. Ours, not the study's record: ReLU on F6,
+a zero padding of 2 on C1, so that C1's maps are 28x28 as in the paper (whose
+digits were padded to 32x32 with background), and C3 connected to all six S2
+maps (the paper's sparse table kept the number of connections in bounds and
+gave C3's maps different inputs). That gives 61,706 trainable parameters; the
+paper's network, with its sparse C3, has 60,000.
 
 References:
     * LeCun, Bottou, Bengio, Haffner. "Gradient-Based Learning Applied to
