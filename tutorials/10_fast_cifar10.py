@@ -337,11 +337,13 @@ figure
 # minutes, and ended at 89.82% after 93, tested with one view per image. Tested the same way, the three seeds' last
 # epochs average 89.21% (measured in the bfloat16 they trained in, where ResNet-20's 89.82% was measured in float32;
 # 90.14% with the mirror-averaged test, computed in float32). Fast training here buys a run seven to eight times shorter
-# for about 0.6 points of accuracy, both tested with one view per image. Against airbench94's 94%, possible reasons for
-# the gap, none measured apart here: the JPEG copy of CIFAR-10 used here (its compression may cost accuracy against
-# the original images), three quarters of airbench94's width, and the departures listed at the top of
-# this page (the schedule, the padding, the whitening bias, lookahead without the batch-norm statistics, no shifted test
-# views, training in bfloat16).
+# for about 0.6 points of accuracy, both tested with one view per image; ResNet-20 trained in float32, before training
+# in bfloat16 came to CPUs, and in bfloat16 it would train up to 1.47 times as fast (the Results page's bfloat16 table),
+# which would make the run about five times shorter instead (not measured). Against airbench94's 94%, possible reasons
+# for the gap, none measured apart here: the JPEG copy of CIFAR-10 used here (its compression may cost accuracy against
+# the original images), three quarters of airbench94's width, and the departures listed at the top of this page (the
+# schedule, the padding, the whitening bias, lookahead without the batch-norm statistics, no shifted test views,
+# training in bfloat16).
 
 # %% [markdown]
 # ## Width against epochs, in a budget of about 15 minutes
