@@ -774,6 +774,32 @@ def study_comparison(results: Sequence[Mapping], reported: Mapping[int, float | 
     return figure
 
 
+def _label_points(axes, points: Sequence[tuple[float, float]], labels: Sequence[str], fontsize: float = 7) -> None:
+    """Write each label beside its point, to the upper right (upper left where it would leave the axes); a label
+    that would cover one already written moves down a line at a time, so that close points stay readable."""
+    axes.autoscale_view()
+    to_points = 72 / axes.figure.dpi  # display pixels to typographic points, the unit of the offsets
+    right_edge = axes.transAxes.transform((1, 0))[0] * to_points
+    line, gap = 1.2 * fontsize, 3
+    written: list[tuple[float, float, float, float]] = []  # label boxes, in points: left, bottom, right, top
+    offsets = {}
+    for index in sorted(range(len(points)), key=lambda i: -points[i][1]):  # top down
+        x, y = (coordinate * to_points for coordinate in axes.transData.transform(points[index]))
+        width = 0.6 * fontsize * len(labels[index])  # about a character's width in a sans-serif font
+        left = x - gap - width if x + gap + width > right_edge else x + gap
+        bottom = y + gap
+        while any(
+            left < box_right and left + width > box_left and bottom < box_top and bottom + line > box_bottom
+            for box_left, box_bottom, box_right, box_top in written
+        ):
+            bottom -= line
+        written.append((left, bottom, left + width, bottom + line))
+        offsets[index] = (left - x if left > x else -gap, bottom - y, "left" if left > x else "right")
+    for index, (point, label) in enumerate(zip(points, labels, strict=True)):
+        dx, dy, align = offsets[index]
+        axes.annotate(label, point, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha=align)
+
+
 def accuracy_vs_cost(results: Sequence[Mapping]) -> Figure:
     """Test accuracy against model size and against training time, one labelled point per finished run.
 
@@ -799,13 +825,11 @@ def accuracy_vs_cost(results: Sequence[Mapping]) -> Figure:
         (by_size, lambda row: row["parameters"], "parameters"),
         (by_time, lambda row: row["seconds"], "time the run took (s)"),
     ):
-        for row in finished:
-            x, y = x_of(row), 100 * row["test_accuracy"]
+        points = [(x_of(row), 100 * row["test_accuracy"]) for row in finished]
+        for row, (x, y) in zip(finished, points, strict=True):
             axes.scatter(x, y, color=f"C{row['experiment'] - 1}", s=25)
-            axes.annotate(
-                f"{row['experiment']} {row['recipe']}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
         axes.set_xscale("log")
+        _label_points(axes, points, [f"{row['experiment']} {row['recipe']}" for row in finished])
         axes.set(xlabel=xlabel)
         axes.grid(alpha=0.3)
     by_size.set(ylabel="test accuracy (%)", title="Accuracy and model size")

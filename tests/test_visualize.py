@@ -367,6 +367,24 @@ def test_accuracy_vs_cost_places_each_run_at_its_size_and_time() -> None:
     assert by_size.get_xscale() == by_time.get_xscale() == "log"
 
 
+def test_accuracy_vs_cost_keeps_labels_of_close_points_apart_and_inside_the_axes() -> None:
+    rows = [
+        {"experiment": 1, "recipe": "improved", "test_accuracy": 0.9938, "seconds": 306.0, "parameters": 1_199_882},
+        {"experiment": 1, "recipe": "seed", "test_accuracy": 0.9930, "seconds": 272.0, "parameters": 1_199_882},
+        {"experiment": 7, "recipe": "resnet56", "test_accuracy": 0.9109, "seconds": 24000.0, "parameters": 855_770},
+    ]
+    figure = visualize.accuracy_vs_cost(rows)
+    figure.canvas.draw()
+    for axes in figure.axes:
+        boxes = [text.get_window_extent() for text in axes.texts]
+        assert [text.get_text() for text in axes.texts] == ["1 improved", "1 seed", "7 resnet56"]
+        assert not boxes[0].overlaps(boxes[1])  # the two MNIST runs sit almost on one point
+        right_edge = axes.get_window_extent().x1
+        assert all(box.x1 <= right_edge for box in boxes)
+    by_time = figure.axes[1]
+    assert by_time.texts[2].get_horizontalalignment() == "right"  # the longest run: its label left of the point
+
+
 def test_training_curves_name_the_held_out_set_per_run_and_mark_epochs() -> None:
     history = History([EpochRecord(e, 1 / e, 0.5, 1.0, 0.5, 0.1, 1.0) for e in range(1, 5)])
     figure = visualize.training_curves(
