@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -774,7 +775,9 @@ def study_comparison(results: Sequence[Mapping], reported: Mapping[int, float | 
     return figure
 
 
-def _label_points(axes, points: Sequence[tuple[float, float]], labels: Sequence[str], fontsize: float = 7) -> None:
+def _label_points(
+    axes: Axes, points: Sequence[tuple[float, float]], labels: Sequence[str], fontsize: float = 7
+) -> None:
     """Write each label beside its point, to the upper right (upper left where it would leave the axes); a label
     that would cover one already written moves down a line at a time, so that close points stay readable."""
     axes.autoscale_view()
