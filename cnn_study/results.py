@@ -203,18 +203,24 @@ def _complete_runs(folder: str | Path) -> list[tuple[dict[str, Any], Path]]:
 
 
 def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
-    recipe = get_recipe(record["experiment"], record["recipe"])
+    if "number" in record:
+        number, title = record["number"], record["title"]
+    else:  # recorded before the record kept the experiment's number and title: a registered recipe
+        recipe = get_recipe(record["experiment"], record["recipe"])
+        number, title = recipe.experiment, recipe.title
     return {
-        "experiment": recipe.experiment,
-        "name": recipe.name,
-        "title": recipe.title,
-        "recipe": recipe.recipe,
+        "experiment": number,
+        "name": record["experiment"],
+        "title": title,
+        "recipe": record["recipe"],
         "quick": record["quick"],
         "model": record["model"],
         "test_accuracy": None,
         "epochs": record["epochs_reached"],
         "epochs_planned": record["epochs_planned"],
         "device": record["device"],
+        "seed": record.get("seed", 0),
+        "world_size": record.get("world_size", 1),
     }
 
 
@@ -224,8 +230,10 @@ def record_unfinished_runs(folder: str | Path) -> list[Path]:
     A run stopped early (out of time on a lent GPU, say) writes no ``metrics.json``, but its checkpoints
     hold the history of every finished epoch (``checkpoint.pt``, then ``checkpoint_fine_tuning.pt`` for a
     run stopped while fine-tuning). For each such run this writes that history as ``history.json`` and an
-    ``unfinished.json`` (epochs reached and planned, device), which `load_results` reports as an unfinished
-    row. A run that has finished loses any stale ``unfinished.json``.
+    ``unfinished.json`` (epochs reached, and planned by the recipe as the run started it: its quick budget or
+    ``--epochs`` included; seed, device, processes), which `load_results` reports as an unfinished row. A
+    run of a recipe that is not registered (a script's variant) is recorded as well. A run that has finished
+    loses any stale ``unfinished.json``.
 
     Args:
         folder: A results folder such as ``runs``.
@@ -245,20 +253,30 @@ def record_unfinished_runs(folder: str | Path) -> list[Path]:
         if fine_tuning.exists():
             history = history.followed_by(History.from_dict(load_checkpoint(fine_tuning)["history"]))
         settings = state["meta"]["settings"]  # what `run` started the folder with (its name may add -quick)
-        recipe = get_recipe(settings["experiment"], settings["recipe"])
+        ran = settings.get("recipe_settings") or _registered_settings(settings)  # the recipe as it was run
         record = {
-            "experiment": recipe.name,
-            "recipe": recipe.recipe,
+            "experiment": ran["name"],
+            "recipe": ran["recipe"],
+            "number": ran["experiment"],
+            "title": ran["title"],
             "model": settings["model"],  # the recipe's, or on another base
             "quick": settings["quick"],
+            "seed": ran["seed"],
             "epochs_reached": len(history),
-            "epochs_planned": recipe.total_epochs,
+            "epochs_planned": sum(stage["epochs"] for stage in ran["stages"]),
             "device": state["meta"].get("device", "unknown"),
+            "world_size": state["meta"].get("world_size", 1),
         }
         atomic_json_dump(history.to_dict(), run_dir / "history.json")
         atomic_json_dump(record, run_dir / "unfinished.json")
         recorded.append(run_dir)
     return recorded
+
+
+def _registered_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the registered recipe a checkpoint names, for checkpoints that predate recording them."""
+    recipe = get_recipe(settings["experiment"], settings["recipe"])
+    return (recipe.quick() if settings["quick"] else recipe).settings()
 
 
 def _device_cell(metrics: dict[str, Any]) -> str:
@@ -305,7 +323,7 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
             m["name"],
             STUDY_REPORTED[m["experiment"]],
             _accuracy_cell(m),
-            m["recipe"] + (" (quick)" if m["quick"] else ""),
+            _recipe_cell(m),
             m["model"],
             _epochs_cell(m),
             _device_cell(m),
@@ -321,6 +339,16 @@ def format_results(results: list[dict[str, Any]], markdown: bool = False) -> str
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def _recipe_cell(metrics: dict[str, Any]) -> str:
+    """The recipe, with the seed where it is not the recipe's 0 and ``(quick)`` for a quick run.
+
+    >>> _recipe_cell({"recipe": "improved", "seed": 2, "quick": True}), _recipe_cell({"recipe": "seed", "quick": False})
+    ('improved, seed 2 (quick)', 'seed')
+    """
+    seed = metrics.get("seed", 0)
+    return metrics["recipe"] + (f", seed {seed}" if seed else "") + (" (quick)" if metrics["quick"] else "")
 
 
 def _accuracy_cell(metrics: dict[str, Any]) -> str:
@@ -374,10 +402,30 @@ def load_history(experiment: str, recipe: str = "improved", folder: str | Path =
     """
     path = Path(folder) / experiment / recipe / "history.json"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"No results for {experiment} ({recipe}) in {folder}; run: cnn-study run {experiment} --recipe {recipe}"
-        )
+        raise FileNotFoundError(f"No results for {experiment} ({recipe}) in {folder}; run: {_command_for(path.parent)}")
     return History.from_dict(json.loads(path.read_text()))
+
+
+def _command_for(run_dir: Path) -> str:
+    """The ``cnn-study run`` command whose results go to ``run_dir`` (`results_folder` read backwards).
+
+    >>> _command_for(Path("runs/vgg16_fine_tuning/improved-efficientnet_lite0-seed2-quick"))
+    'cnn-study run vgg16_fine_tuning --recipe improved --backbone efficientnet_lite0 --seed 2 --quick --out runs'
+    """
+    parts = re.fullmatch(
+        r"(?P<recipe>[^-]+)(?:-(?P<backbone>.+?))??(?:-seed(?P<seed>\d+))?(?P<quick>-quick)?", run_dir.name
+    )
+    if parts is None:  # not a folder name that `run` gives
+        return f"cnn-study run {run_dir.parent.name}"
+    command = f"cnn-study run {run_dir.parent.name} --recipe {parts['recipe']}"
+    if parts["backbone"]:
+        command += f" --backbone {parts['backbone']}"
+    if parts["seed"]:
+        command += f" --seed {parts['seed']}"
+    if parts["quick"]:
+        command += " --quick"
+    out = run_dir.parent.parent
+    return command if out.resolve() == PUBLISHED_RESULTS.resolve() else f"{command} --out {out}"
 
 
 def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, History]:
@@ -510,7 +558,7 @@ def export_weights(
     Raises:
         ValueError: The run was a ``--quick`` run, ``head_only`` and the run's base differs from the
             builder's (it was fine-tuned, or trained on other base weights), ``out_dir`` is a file, or the
-            weights file exists and ``overwrite`` is not set.
+            weights file exists and ``overwrite`` is not set; ``run_dir`` is a file (``model.pt`` itself).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.]*", name):
@@ -518,6 +566,8 @@ def export_weights(
             f"The weights name {name!r} is not a plain name: use letters, digits, '_' and '.' "
             "(usually the dataset, e.g. mnist)."
         )
+    if run_dir.is_file():
+        raise ValueError(f"{run_dir} is a file, not a results folder: pass its folder, {run_dir.parent}.")
     if not (run_dir / "metrics.json").is_file() and any(run_dir.glob("checkpoint*.pt")):
         raise FileNotFoundError(
             f"{run_dir} holds an unfinished run (a checkpoint, no metrics.json): finish it first "

@@ -140,9 +140,13 @@ def test_results_name_a_metrics_file_that_lacks_keys(tmp_path) -> None:
 # ----------------------------------------------------------------------------- runs stopped before their last epoch
 
 
-def _checkpoint(path: Path, epochs: int, settings: dict | None = None, device: str | None = "cuda") -> None:
+def _checkpoint(
+    path: Path, epochs: int, settings: dict | None = None, device: str | None = "cuda", world_size: int | None = None
+) -> None:
     model = nn.Linear(2, 1)
     meta = {"settings": settings or {"experiment": "lenet5", "recipe": "improved", "model": "lenet5", "quick": False}}
+    if world_size is not None:  # checkpoints made before it was recorded lack it
+        meta["world_size"] = world_size
     if device is not None:
         meta["device"] = device
     save_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1), None, _history(epochs), None, meta)
@@ -157,11 +161,15 @@ def test_an_unfinished_run_keeps_its_epochs_and_is_reported_with_what_it_planned
     assert record == {
         "experiment": "lenet5",
         "recipe": "improved",
+        "number": 3,
+        "title": "LeNet-5 on MNIST",
         "model": "lenet5",
         "quick": False,
+        "seed": 0,
         "epochs_reached": 3,
-        "epochs_planned": 20,
+        "epochs_planned": 20,  # a checkpoint without its recipe's settings: the registered recipe's
         "device": "cuda",
+        "world_size": 1,
     }
     assert History.from_dict(json.loads((run_dir / "history.json").read_text())) == _history(3)
     [row] = load_results(tmp_path)
@@ -176,8 +184,39 @@ def test_an_unfinished_run_keeps_its_epochs_and_is_reported_with_what_it_planned
         "epochs": 3,
         "epochs_planned": 20,
         "device": "cuda",
+        "seed": 0,
+        "world_size": 1,
     }
     assert "3 of 20" in format_results([row]) and "unfinished" in format_results([row])
+
+
+def test_an_unfinished_run_plans_the_epochs_it_was_started_with_and_keeps_its_seed_and_processes(tmp_path) -> None:
+    quick_run = replace(get_recipe("lenet5").quick(), seed=2)  # its quick budget: 2 epochs, not the recipe's 20
+    shortened = get_recipe("lenet5").with_epochs(5)  # cnn-study run lenet5 --epochs 5, on two processes
+    for run_dir, recipe, quick, world_size in (
+        (tmp_path / "lenet5" / "improved-seed2-quick", quick_run, True, 1),
+        (tmp_path / "lenet5" / "improved", shortened, False, 2),
+    ):
+        run_dir.mkdir(parents=True)
+        settings = {"experiment": "lenet5", "recipe": "improved", "model": "lenet5", "quick": quick}
+        _checkpoint(
+            run_dir / "checkpoint.pt", 1, dict(settings, recipe_settings=recipe.settings()), world_size=world_size
+        )
+    record_unfinished_runs(tmp_path)
+    shortened_row, quick_row = format_results(load_results(tmp_path)).splitlines()[2:]  # in folder order
+    assert "improved " in shortened_row and "1 of 5 " in shortened_row and "2 x cuda" in shortened_row
+    assert "improved, seed 2 (quick)" in quick_row and "1 of 2 " in quick_row and "x cuda" not in quick_row
+
+
+def test_an_unfinished_run_of_a_scripts_own_variant_is_recorded_too(tmp_path) -> None:
+    variant = replace(get_recipe("resnet", "seed"), recipe="plain56", model="resnet56")  # as small-scale studies
+    run_dir = tmp_path / "resnet" / "plain56"
+    run_dir.mkdir(parents=True)
+    settings = {"experiment": "resnet", "recipe": "plain56", "model": "resnet56", "quick": False}
+    _checkpoint(run_dir / "checkpoint.pt", 4, dict(settings, recipe_settings=variant.settings()))
+    assert record_unfinished_runs(tmp_path) == [run_dir]
+    [row] = load_results(tmp_path)
+    assert (row["experiment"], row["recipe"], row["epochs"], row["epochs_planned"]) == (7, "plain56", 4, 50)
 
 
 def test_a_run_stopped_while_fine_tuning_counts_both_stages_epochs_on_another_base(tmp_path) -> None:
@@ -259,8 +298,18 @@ def test_load_history_reads_one_run_and_names_the_command_that_makes_a_missing_o
     assert load_history("lenet5", "improved", tmp_path) == _history(4)
     with pytest.raises(FileNotFoundError) as error:
         load_history("lenet5", "seed", tmp_path)
-    assert str(error.value) == f"No results for lenet5 (seed) in {tmp_path}; run: cnn-study run lenet5 --recipe seed"
+    assert str(error.value) == (
+        f"No results for lenet5 (seed) in {tmp_path}; run: cnn-study run lenet5 --recipe seed --out {tmp_path}"
+    )
     assert load_history("lenet5", "seed").column("epoch") == list(range(1, 11))  # the published run's
+    with pytest.raises(FileNotFoundError) as error:  # a folder name of a seed, base and quick run: its options
+        load_history("vgg16_fine_tuning", "improved-efficientnet_lite0-seed3-quick", tmp_path)
+    assert str(error.value).endswith(
+        "run: cnn-study run vgg16_fine_tuning --recipe improved --backbone efficientnet_lite0 --seed 3 --quick "
+        f"--out {tmp_path}"
+    )
+    with pytest.raises(FileNotFoundError, match=r"run: cnn-study run resnet --recipe resnet56 --seed 1$"):
+        load_history("resnet", "resnet56-seed1")  # published runs need no --out
 
 
 def test_histories_and_held_out_curves_are_named_by_results_folder(tmp_path) -> None:
@@ -601,6 +650,13 @@ def test_export_names_a_bad_weights_name_and_an_incomplete_run_and_takes_capital
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")  # stopped before its end
     with pytest.raises(FileNotFoundError, match=r"run holds an unfinished run \(a checkpoint, no metrics.json\)"):
         results.export_weights(tmp_path / "run", "mnist", tmp_path)
+    (tmp_path / "run" / "model.pt").write_bytes(b"")
+    with pytest.raises(ValueError) as error:  # the model file that evaluate takes, given instead of its folder
+        results.export_weights(tmp_path / "run" / "model.pt", "mnist", tmp_path)
+    assert (
+        str(error.value)
+        == f"{tmp_path / 'run' / 'model.pt'} is a file, not a results folder: pass its folder, {tmp_path / 'run'}."
+    )
 
 
 def test_float16_export_halves_floating_tensors_only(tmp_path) -> None:
