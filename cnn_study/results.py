@@ -147,7 +147,17 @@ _NUMBER_RANGES = {
     "peak_cuda_mb": (0.0, float("inf")),
 }
 #: The kind of every other value a metrics row must have (`METRICS_KEYS`).
-_KINDS = {"name": str, "recipe": str, "quick": bool, "model": str, "epochs": int, "device": str}
+_KINDS = {
+    "name": str,
+    "recipe": str,
+    "quick": bool,
+    "model": str,
+    "epochs": int,
+    "device": str,
+    "seed": int,
+    "world_size": int,
+}
+_KIND_NAMES = {str: "a string", bool: "a bool", int: "a whole number"}
 
 
 def _damaged_values(metrics: dict[str, Any]) -> str | None:
@@ -163,7 +173,7 @@ def _damaged_values(metrics: dict[str, Any]) -> str | None:
         problems.append(f"experiment {metrics.get('experiment')!r} is not one of 1-{max(STUDY_REPORTED)}")
     for key, kind in _KINDS.items():
         if key in metrics and type(metrics[key]) is not kind:
-            problems.append(f"{key} {metrics[key]!r} is not a {kind.__name__}")
+            problems.append(f"{key} {metrics[key]!r} is not {_KIND_NAMES[kind]}")
     for key, (low, high) in _NUMBER_RANGES.items():
         value = metrics.get(key)
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -94,14 +94,15 @@ def test_scan_reads_complete_runs_in_experiment_order_and_says_why_it_skips_the_
 
 def test_scan_skips_a_metrics_file_with_damaged_values_and_names_them(tmp_path, capsys) -> None:
     _write_run(tmp_path / "lenet5" / "seed", _metrics(), _history(2))
-    damaged = {"experiment": 42, "test_accuracy": "high", "wall_seconds": "x", "quick": "no"}
+    damaged = {"experiment": 42, "test_accuracy": "high", "wall_seconds": "x", "quick": "no", "world_size": "2"}
     _write_run(tmp_path / "lenet5" / "damaged", _metrics(recipe="damaged", **damaged), _history(2))
     rows, [reason] = scan_results(tmp_path)
     assert [row["recipe"] for row in rows] == ["seed"]
     metrics_file = tmp_path / "lenet5" / "damaged" / "metrics.json"
     assert reason == (
         f"{metrics_file.parent} ({metrics_file} is damaged: experiment 42 is not one of 1-10; quick 'no' is not a "
-        "bool; test_accuracy 'high' is not a number from 0 to 1; wall_seconds 'x' is not a number from 0 to inf)"
+        "bool; world_size '2' is not a whole number; test_accuracy 'high' is not a number from 0 to 1; "
+        "wall_seconds 'x' is not a number from 0 to inf)"
     )
     assert main(["results", "--dir", str(tmp_path)]) == 0  # the table of the good run, not a traceback
     out, err = capsys.readouterr()
