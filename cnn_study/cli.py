@@ -320,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with command_line_messages(), _stop_signals_as_interrupts():
             args.handler(args)
     except KeyboardInterrupt as interruption:
-        print(f"\ncnn-study: interrupted. {_how_to_continue(args, argv)}", file=sys.stderr)
+        if distributed.is_main():  # the rank that holds the results folder says it once for all
+            print(f"\ncnn-study: interrupted. {_how_to_continue(args, argv)}", file=sys.stderr)
         if isinstance(interruption, StoppedBySignal):  # cleaned up: now let the signal do what it does by default
             signal.raise_signal(interruption.signal_number)
         return 130
@@ -380,7 +381,11 @@ def _how_to_continue(args: argparse.Namespace, argv: list[str]) -> str:
     again = [word for word in argv if word not in ("--overwrite", "--resume")]
     launcher = "cnn-study"
     if distributed.launched():  # resumed as it was started, by as many processes (the group may have ended)
-        launcher = f"torchrun --nproc-per-node {os.environ['WORLD_SIZE']} -m cnn_study"
+        processes = int(os.environ["WORLD_SIZE"])
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+        launcher = f"torchrun --nproc-per-node {per_machine} -m cnn_study"
+        if processes > per_machine:  # several machines: the same launch, with its rendezvous options
+            launcher = f"torchrun --nnodes {processes // per_machine} --nproc-per-node {per_machine} ... -m cnn_study"
     return f"The finished epochs are saved in {folder}; continue with: {launcher} {shlex.join(again)} --resume"
 
 

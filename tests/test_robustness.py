@@ -656,6 +656,15 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tiny_mnist, tmp_path, monkeypat
     monkeypatch.setenv("WORLD_SIZE", "2")  # as a rank of `torchrun --nproc-per-node 2` finds it
     assert cli_run(tiny_mnist, tmp_path, "--resume") == 130
     assert "continue with: torchrun --nproc-per-node 2 -m cnn_study run mnist_cnn" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "8")  # `torchrun --nnodes 2 --nproc-per-node 4`: two machines of four
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert cli_run(tiny_mnist, tmp_path, "--resume") == 130
+    assert "continue with: torchrun --nnodes 2 --nproc-per-node 4 ... -m cnn_study run" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "5")  # another rank: the main rank alone says it (the folder is on its machine)
+    assert cli_run(tiny_mnist, tmp_path, "--resume") == 130
+    assert "interrupted" not in capsys.readouterr().err
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert cli_run(tiny_mnist, tmp_path / "elsewhere") == 130
     assert "No epoch had finished" in capsys.readouterr().err
 
