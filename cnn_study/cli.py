@@ -170,6 +170,12 @@ def command_results(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"{args.dir} is one experiment's folder; --dir takes the results folder above it: {args.dir.parent}."
             )
+        below = sorted({path.parents[2] for path in args.dir.glob("*/*/*/metrics.json")})
+        if below:
+            raise FileNotFoundError(
+                f"No run directly under {args.dir}: the results folder is one level down, --dir {below[0]}"
+                f"{' (or ' + ', '.join(map(str, below[1:])) + ')' if len(below) > 1 else ''}."
+            )
         unfinished = sorted({path.parent for path in args.dir.glob("*/*/checkpoint*.pt")})
         if unfinished:
             raise FileNotFoundError(

@@ -142,6 +142,14 @@ def test_results_without_runs_exits_1(tmp_path, capsys) -> None:
     (unfinished / "checkpoint.pt").write_bytes(b"")
     assert main(["results", "--dir", str(tmp_path / "runs")]) == 1
     assert f"and 1 unfinished one(s) ({unfinished}): continue one with" in capsys.readouterr().err
+    project = tmp_path / "project"  # the folder above the results folder
+    (project / "runs" / "lenet5" / "improved").mkdir(parents=True)
+    (project / "runs" / "lenet5" / "improved" / "metrics.json").write_text("{}")
+    assert main(["results", "--dir", str(project)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"cnn-study: error: No run directly under {project}: the results folder is one level down, "
+        f"--dir {project / 'runs'}."
+    )
 
 
 def test_results_says_that_the_table_without_dir_is_the_published_one(capsys) -> None:
