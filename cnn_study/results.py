@@ -271,7 +271,7 @@ def record_unfinished_runs(folder: str | Path) -> list[Path]:
             "title": ran["title"],
             "model": settings["model"],  # the recipe's, or on another base
             "quick": settings["quick"],
-            "seed": ran["seed"],
+            "seed": ran.get("seed", 0),  # recipe settings recorded before seeds were chosen lack it
             "epochs_reached": len(history),
             "epochs_planned": sum(stage["epochs"] for stage in ran["stages"]),
             "device": state["meta"].get("device", "unknown"),
