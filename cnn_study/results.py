@@ -231,6 +231,7 @@ def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
         "device": record["device"],
         "seed": record.get("seed", 0),
         "world_size": record.get("world_size", 1),
+        "held_out": record.get("held_out"),
     }
 
 
@@ -276,6 +277,7 @@ def record_unfinished_runs(folder: str | Path) -> list[Path]:
             "epochs_planned": sum(stage["epochs"] for stage in ran["stages"]),
             "device": state["meta"].get("device", "unknown"),
             "world_size": state["meta"].get("world_size", 1),
+            "held_out": "val" if ran.get("validation_fraction") else "test",  # what its epochs watched
         }
         atomic_json_dump(history.to_dict(), run_dir / "history.json")
         atomic_json_dump(record, run_dir / "unfinished.json")
@@ -520,19 +522,25 @@ def published_held_out(experiment: str, folder: str | Path = PUBLISHED_RESULTS) 
         >>> published_held_out("lenet5")
         {'improved': 'test', 'seed': 'validation'}
     """
-    return {
+    held_out = {
         path.parent.name: held_out_curve(read_json(path, "metrics file", METRICS_KEYS))
         for path in sorted(Path(folder).glob(f"{experiment}/*/metrics.json"))
     }
+    for path in sorted(Path(folder).glob(f"{experiment}/*/unfinished.json")):  # their histories are published too
+        record = read_json(path, "record of an unfinished run", UNFINISHED_KEYS)
+        held_out.setdefault(path.parent.name, held_out_curve(record))
+    return held_out
 
 
 def held_out_curve(metrics: dict[str, Any]) -> str:
     """What a run's per-epoch held-out curve measured, as `cnn_study.visualize.training_curves` names it:
     ``"validation"`` for a recipe with a validation split, else ``"test"`` (what `run` monitors then).
 
-    >>> held_out_curve({"val_accuracy": None}), held_out_curve({"val_accuracy": 0.53})
-    ('test', 'validation')
+    >>> held_out_curve({"held_out": "val"}), held_out_curve({"val_accuracy": None}), held_out_curve({"val_accuracy": 1})
+    ('validation', 'test', 'validation')
     """
+    if metrics.get("held_out") is not None:  # recorded: "val" or "test"; older runs tell by their validation accuracy
+        return "validation" if metrics["held_out"] == "val" else "test"
     return "test" if metrics.get("val_accuracy") is None else "validation"
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_study import results
+from cnn_study import results, visualize
 from cnn_study.cli import main
 from cnn_study.files import state_dict_sha256
 from cnn_study.models import base_of, create_model, load_trained_model_file, save_trained_model
@@ -171,6 +171,7 @@ def test_an_unfinished_run_keeps_its_epochs_and_is_reported_with_what_it_planned
         "epochs_planned": 20,  # a checkpoint without its recipe's settings: the registered recipe's
         "device": "cuda",
         "world_size": 1,
+        "held_out": "test",  # the improved recipe has no validation split
     }
     assert History.from_dict(json.loads((run_dir / "history.json").read_text())) == _history(3)
     [row] = load_results(tmp_path)
@@ -187,6 +188,7 @@ def test_an_unfinished_run_keeps_its_epochs_and_is_reported_with_what_it_planned
         "device": "cuda",
         "seed": 0,
         "world_size": 1,
+        "held_out": "test",
     }
     assert "3 of 20" in format_results([row]) and "unfinished" in format_results([row])
 
@@ -325,6 +327,18 @@ def test_histories_and_held_out_curves_are_named_by_results_folder(tmp_path) -> 
     assert published_held_out("lenet5", tmp_path) == {"improved": "test", "seed": "validation"}
     assert published_histories("alexnet", tmp_path) == {} == published_held_out("alexnet", tmp_path)
     assert held_out_curve({}) == "test" and held_out_curve({"val_accuracy": 0.0}) == "validation"
+
+
+def test_an_unfinished_runs_history_has_its_held_out_curve_too(tmp_path) -> None:
+    run_dir = tmp_path / "lenet5" / "seed"  # the seed recipe holds out 20% for validation
+    run_dir.mkdir(parents=True)
+    settings = {"experiment": "lenet5", "recipe": "seed", "model": "lenet5", "quick": False}
+    _checkpoint(run_dir / "checkpoint.pt", 2, dict(settings, recipe_settings=get_recipe("lenet5", "seed").settings()))
+    record_unfinished_runs(tmp_path)
+    histories, held_out = published_histories("lenet5", tmp_path), published_held_out("lenet5", tmp_path)
+    assert list(histories) == list(held_out) == ["seed"] and held_out["seed"] == "validation"
+    figure = visualize.training_curves(histories, held_out=held_out)  # the pairing its docstring gives
+    assert "seed validation" in [text.get_text() for text in figure.axes[1].get_legend().get_texts()]
 
 
 # ----------------------------------------------------------------------------- seeds
