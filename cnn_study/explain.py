@@ -324,8 +324,9 @@ def grad_cam_plus_plus(
     """
 
     def channel_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        # eq. 19: alpha_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab * g_ij^3), the third derivative at (i, j) itself
         squared = gradients**2
-        denominator = 2 * squared + (activations * gradients**3).sum(dim=(2, 3), keepdim=True)
+        denominator = 2 * squared + activations.sum(dim=(2, 3), keepdim=True) * gradients**3
         alphas = squared / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
         return (alphas * torch.relu(gradients)).sum(dim=(2, 3))
 

@@ -143,7 +143,7 @@ def test_grad_cam_plus_plus_equals_the_papers_formula_on_a_linear_read_out() -> 
     for target in (0, 1):
         maps = explain.grad_cam_plus_plus(LinearReadout(weight), image[None], target).maps[0]
         gradients, activations = weight[target], image  # features = the image; d score / d feature = weight
-        alphas = gradients**2 / (2 * gradients**2 + (activations * gradients**3).sum((1, 2), keepdim=True))
+        alphas = gradients**2 / (2 * gradients**2 + activations.sum((1, 2), keepdim=True) * gradients**3)
         weights = (alphas * torch.relu(gradients)).sum((1, 2))
         expected = torch.relu((weights[:, None, None] * activations).sum(0))
         assert torch.allclose(maps, expected / expected.max(), atol=1e-5)
@@ -283,7 +283,7 @@ def test_grad_cam_plus_plus_weighs_channels_by_the_papers_alphas() -> None:
     image = torch.stack([brighter_right, brighter_right.flip(1)])
     maps = explain.grad_cam_plus_plus(LinearReadout(weight), image[None], 1).maps[0]
     gradients, activations = weight[0], image
-    alphas = gradients**2 / (2 * gradients**2 + (activations * gradients**3).sum((1, 2), keepdim=True))
+    alphas = gradients**2 / (2 * gradients**2 + activations.sum((1, 2), keepdim=True) * gradients**3)
     weights = (alphas * torch.relu(gradients)).sum((1, 2))
     expected = torch.relu((weights[:, None, None] * activations).sum(0))
     assert torch.allclose(maps, expected / expected.max(), atol=1e-5)
