@@ -550,7 +550,8 @@ def randomisation_test(
     randomised = copy.deepcopy(model)
     layers = list(layers) if layers is not None else parameter_layers(randomised)
     maps, correlations = [trained.maps], []
-    with torch.random.fork_rng(devices=[]):
+    device = next(model.parameters()).device  # manual_seed seeds CUDA too: keep its generator as well
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for name in layers:
             find_layer(randomised, name).reset_parameters()
