@@ -590,7 +590,8 @@ def deletion_curve(
     Deletion sets the most-attributed pixels to 0 (the mean colour of normalised images), most attributed
     first, and follows the class probability: the faster it falls (the smaller the area), the better the map
     found what the model needs. Insertion starts from a blurred image and puts the most-attributed pixels back
-    first: the faster it rises (the larger the area), the better.
+    first: the faster it rises (the larger the area), the better. Pixels of equal attribution (the zeros of a
+    Grad-CAM map, say) go in a seeded random order, so that ties do not sweep the image row by row.
 
     Args:
         model: The classifier.
@@ -615,7 +616,9 @@ def deletion_curve(
         else:
             kernel = 2 * round(3 * blur_sigma) + 1
             start, end = gaussian_blur(images, [kernel, kernel], [blur_sigma, blur_sigma]), images
-        order = attribution.maps.flatten(1).argsort(dim=1, descending=True, stable=True).to(images.device)
+        shuffled = torch.randperm(height * width, generator=torch.Generator().manual_seed(0))  # breaks ties
+        ranked = attribution.maps.flatten(1)[:, shuffled].argsort(dim=1, descending=True, stable=True)
+        order = shuffled[ranked].to(images.device)
         rank = torch.empty_like(order).scatter_(
             1, order, torch.arange(height * width, device=images.device).expand_as(order)
         )

@@ -375,6 +375,27 @@ def test_deletion_areas_are_per_image_trapezoids_and_insertion_starts_from_the_d
     )
 
 
+class TopHalf(nn.Module):
+    """Class 0's logit is 10 times the mean of the image's top half; class 1's is 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # where the attribution methods look for the device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top = x[:, :, : x.shape[2] // 2].mean((1, 2, 3))
+        return torch.stack([10 * top, torch.zeros(len(x))], 1)
+
+
+def test_deletion_takes_equally_attributed_pixels_in_a_random_order_not_row_by_row() -> None:
+    images = torch.ones(1, 1, 16, 16)
+    everywhere_equal = explain.Attribution(torch.zeros(1, 16, 16), torch.tensor([0]))
+    curve = explain.deletion_curve(TopHalf(), images, everywhere_equal, steps=4)
+    # half the pixels deleted: row by row, the whole top half (probability 0.5); in a random order, about
+    # half of it (logit about 5, probability about 0.99)
+    assert curve.fractions[2] == 0.5 and curve.probabilities[2, 0] > 0.95
+
+
 def test_captum_method_says_how_to_install_captum(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "captum", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r'^GuidedBackprop comes from captum: pip install "cnn-study\[explain\]"$'):
