@@ -30,6 +30,7 @@ from cnn_study.datasets import (
     ImageData,
     Mirror,
     ShearZoomFlip,
+    cifar10,
     cifar10_cats_dogs,
     dogs_vs_cats,
     download_dogs_vs_cats,
@@ -187,11 +188,37 @@ def test_corrupt_jpeg_is_named(tiny_folder_dataset) -> None:
         dogs_vs_cats(tiny_folder_dataset, image_size=12)
 
 
-def test_grey_image_in_an_rgb_dataset_is_reported(tiny_folder_dataset) -> None:
-    grey = tiny_folder_dataset / "dogs-vs-cats" / "validation" / "cats" / "grey.png"
-    Image.fromarray(np.zeros((12, 12), np.uint8), "L").save(grey)
-    with pytest.raises(CorruptDataError, match="grey.png is a L \\(greyscale\\) image"):
+def test_every_undecodable_image_is_named_in_one_message(tiny_folder_dataset) -> None:
+    cats = tiny_folder_dataset / "dogs-vs-cats" / "train" / "cats"
+    for name in ("a.jpg", "b.jpg", "c.png"):
+        (cats / name).write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    message = f"^Cannot decode {cats / 'a.jpg'} .* The same goes for 2 more file\\(s\\): cats/b.jpg, cats/c.png\\.$"
+    with pytest.raises(CorruptDataError, match=message):
         dogs_vs_cats(tiny_folder_dataset, image_size=12)
+
+
+def test_a_greyscale_photo_in_an_rgb_dataset_gets_three_equal_channels(tmp_path, make_image_folder) -> None:
+    make_image_folder(tmp_path / "a", {"x": 1}, size=2)
+    Image.fromarray(np.array([[0, 100], [200, 255]], np.uint8), "L").save(tmp_path / "a" / "x" / "grey.png")
+    images, _, _ = load_image_folder(tmp_path / "a")
+    grey = images[1]  # 0.png, then grey.png
+    assert torch.equal(grey, torch.tensor([[0, 100], [200, 255]], dtype=torch.uint8).expand(3, 2, 2))
+
+
+def test_a_16_bit_greyscale_png_keeps_its_top_8_bits_instead_of_saturating(tmp_path) -> None:
+    (tmp_path / "a" / "x").mkdir(parents=True)
+    Image.fromarray(np.array([[1_000, 60_000]], np.uint16)).save(tmp_path / "a" / "x" / "deep.png")
+    images, _, _ = load_image_folder(tmp_path / "a", channels=1)
+    assert images.flatten().tolist() == [1_000 >> 8, 60_000 >> 8]  # 3 and 234, not 255 and 255
+
+
+def test_images_without_class_folders_are_told_to_move_into_them(tmp_path, make_image_folder) -> None:
+    make_image_folder(tmp_path / "a", {"x": 2})
+    for path in (tmp_path / "a" / "x").iterdir():
+        path.rename(tmp_path / "a" / f"cat.{path.name}")
+    (tmp_path / "a" / "x").rmdir()
+    with pytest.raises(FileNotFoundError, match="holds 2 images but no class sub-folders; .*: move each class's"):
+        load_image_folder(tmp_path / "a")
 
 
 def test_train_and_test_classes_must_agree(tiny_folder_dataset, make_image_folder) -> None:
@@ -312,10 +339,77 @@ def test_dogs_vs_cats_archive_download_and_extraction(tmp_path, file_server, mak
     train, validation = dogs_vs_cats(tmp_path / "data", image_size=12)
     assert train.class_counts() == {"cat": 2, "dog": 2} and len(validation) == 2
 
+    with pytest.raises(FileExistsError, match="cats_and_dogs_filtered already exists"):
+        download_dogs_vs_cats(tmp_path / "data", url=url + "cats_and_dogs_filtered.zip")
+
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "cats_and_dogs_filtered.zip").write_bytes(b"PK not really")
     with pytest.raises(CorruptDataError, match="not a valid zip"):
         download_dogs_vs_cats(tmp_path / "bad", url=url + "missing.zip")
+
+
+def _filtered_archive(path: Path, scratch: Path, make_image_folder, monkeypatch) -> Path:
+    """A small ``cats_and_dogs_filtered.zip`` at ``path`` (2 + 2 training and 1 + 1 validation images, written
+    in ``scratch`` first), of the size the real archive is checked against here."""
+    source = scratch / "cats_and_dogs_filtered"
+    make_image_folder(source / "train", {"cats": 2, "dogs": 2})
+    make_image_folder(source / "validation", {"cats": 1, "dogs": 1})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for image in sorted(source.rglob("*.png")):
+            archive.write(image, image.relative_to(source.parent))
+    monkeypatch.setattr("cnn_study.datasets.catalog.DOGS_VS_CATS_BYTES", path.stat().st_size)
+    return path
+
+
+def test_an_interrupted_extraction_leaves_no_dataset_and_the_next_one_completes(
+    tmp_path, make_image_folder, monkeypatch
+) -> None:
+    root = tmp_path / "data"
+    _filtered_archive(root / "cats_and_dogs_filtered.zip", tmp_path / "source", make_image_folder, monkeypatch)
+    real_extract, real_extractall = zipfile.ZipFile.extract, zipfile.ZipFile.extractall
+
+    def interrupted(self, path=None, members=None, pwd=None):  # Ctrl-C after two of the six images
+        for member in self.namelist()[:2]:
+            real_extract(self, member, path, pwd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dogs_vs_cats(root, image_size=12, download=True)
+    assert [path.name for path in root.iterdir()] == ["cats_and_dogs_filtered.zip"]  # nothing half-extracted
+    with pytest.raises(DataNotFoundError, match="Dogs vs Cats was not found"):
+        dogs_vs_cats(root, image_size=12)  # the two images are not taken for the dataset
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", real_extractall)
+    train, validation = dogs_vs_cats(root, image_size=12, download=True)
+    assert (len(train), len(validation)) == (4, 2)
+
+
+def test_kaggles_full_download_is_recognised_and_a_complete_folder_beside_it_is_used(
+    tmp_path, make_image_folder, monkeypatch
+) -> None:
+    kaggle = tmp_path / "dogs-vs-cats"
+    make_image_folder(kaggle / "train", {"x": 1})
+    (kaggle / "train" / "x" / "0.png").rename(kaggle / "train" / "cat.0.jpg")
+    (kaggle / "train" / "x").rmdir()
+    with pytest.raises(DataNotFoundError, match="holds Kaggle's full Dogs vs Cats download .* Pass download=True"):
+        dogs_vs_cats(tmp_path, image_size=12)
+    _filtered_archive(tmp_path / "cats_and_dogs_filtered.zip", tmp_path / "source", make_image_folder, monkeypatch)
+    train, _ = dogs_vs_cats(tmp_path, image_size=12, download=True)  # extracts the archive beside it, offline
+    assert train.class_counts() == {"cat": 2, "dog": 2}
+
+
+def test_a_root_one_level_too_deep_or_an_unextracted_archive_is_pointed_out(tmp_path) -> None:
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    with pytest.raises(
+        DataNotFoundError, match=f"folder of the dataset itself: point at the folder above it, {tmp_path}\\."
+    ):
+        mnist(tmp_path / "MNIST" / "raw")
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(
+        DataNotFoundError, match="cifar-10-python.tar.gz is there: pass download=True to check and extract"
+    ):
+        cifar10(tmp_path)
 
 
 # ----------------------------------------------------------------------------- loader and augmentation

@@ -24,6 +24,7 @@ ImageNet statistics, because it is only ever fed to ImageNet-trained bases.
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -79,10 +80,21 @@ class TrainTest(NamedTuple):
     test: ImageData
 
 
-def _missing(name: str, root: Path, layout: str) -> DataNotFoundError:
+def _missing(
+    name: str, root: Path, layout: str, *, own_folders: tuple[str, ...] = (), archive: str | None = None
+) -> DataNotFoundError:
+    """The error for a dataset not found under ``root``: where its downloaded ``archive`` lies there unextracted,
+    or where ``root`` is one of the dataset's ``own_folders`` (a level too deep), it says so."""
+    above = next((folder for folder in root.parents if folder.name not in own_folders), root.parent)
+    if archive is not None and (root / archive).is_file():
+        found = f" {root / archive} is there: pass {option('download')} to check and extract it (nothing is fetched)."
+    elif root.name in own_folders:
+        found = f" {root} is a folder of the dataset itself: point at the folder above it, {above}."
+    else:
+        found = ""
     return DataNotFoundError(
-        f"{name} was not found under {root}. Expected {layout}. Point {DATA_ENV} (or {option('root')}) at the "
-        f"folder that holds it, or pass {option('download')} to fetch it."
+        f"{name} was not found under {root}. Expected {layout}.{found} Point {DATA_ENV} (or {option('root')}) at "
+        f"the folder that holds it, or pass {option('download')} to fetch it."
     )
 
 
@@ -103,7 +115,7 @@ def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[to
     paths = [find(stem) for stem in stems]
     if not all(paths):
         missing = ", ".join(stem for stem, path in zip(stems, paths) if path is None)
-        raise _missing(name, root, f"{raw}/ with the four IDX files (missing: {missing})")
+        raise _missing(name, root, f"{raw}/ with the four IDX files (missing: {missing})", own_folders=(folder, "raw"))
     arrays = [read_idx(path) for path in paths]
     fix = f"Delete it and download it again ({option('download')})."
     for (images, labels), (images_path, labels_path) in zip((arrays[:2], arrays[2:]), (paths[:2], paths[2:])):
@@ -231,7 +243,13 @@ def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainT
         _check_cifar10_folder(pair, folders[0])
         return pair
     if not (root / "cifar-10-batches-py").is_dir() and not download:
-        raise _missing("CIFAR-10", root, f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png")
+        raise _missing(
+            "CIFAR-10",
+            root,
+            f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png",
+            own_folders=("cifar-10-batches-py", "cifar10", "cifar10-jpeg"),
+            archive="cifar-10-python.tar.gz",  # torchvision's download, which it checks and extracts
+        )
     parts = _torchvision_cifar10(root, download)
     train_x, test_x = (torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous() for part in parts)
     train_y, test_y = (torch.tensor(part.targets, dtype=torch.int64) for part in parts)
@@ -285,14 +303,20 @@ def cifar10_cats_dogs(root: str | Path | None = None, *, download: bool = False)
 def download_dogs_vs_cats(root: Path, url: str = DOGS_VS_CATS_URL) -> Path:
     """Download and extract ``cats_and_dogs_filtered.zip`` into ``root``; return the extracted folder.
 
+    An archive already in ``root`` is checked and extracted without a download. The extraction goes to a
+    hidden folder first and takes its name only when complete, so an interrupted one is never read as data.
+
     Args:
         root: Destination folder.
         url: Archive address (tests point it at a local file server).
 
     Raises:
         CorruptDataError: The archive has the wrong size or fails its CRC check.
+        FileExistsError: ``root/cats_and_dogs_filtered`` exists already.
     """
-    archive = root / "cats_and_dogs_filtered.zip"
+    archive, extracted = root / "cats_and_dogs_filtered.zip", root / "cats_and_dogs_filtered"
+    if extracted.exists():
+        raise FileExistsError(f"{extracted} already exists. Move it away to extract {archive.name} again.")
     downloaded = not archive.is_file()  # an archive that was already there is the user's: never deleted here
     if downloaded:
         try:
@@ -314,15 +338,25 @@ def download_dogs_vs_cats(root: Path, url: str = DOGS_VS_CATS_URL) -> Path:
     size = archive.stat().st_size
     if url == DOGS_VS_CATS_URL and size != DOGS_VS_CATS_BYTES:
         raise refuse(f"is {size:,} bytes, not {DOGS_VS_CATS_BYTES:,}")
+    partial = root / f".{extracted.name}.partial"  # extracted here, then renamed: a cut-short extraction is no dataset
+    shutil.rmtree(partial, ignore_errors=True)  # left by an extraction that was killed
     try:
         with zipfile.ZipFile(archive) as zipped:
             bad_member = zipped.testzip()
             if bad_member is not None:
                 raise refuse(f"has a member, {bad_member}, that fails its CRC check")
-            zipped.extractall(root)
+            zipped.extractall(partial)
     except zipfile.BadZipFile as error:
         raise refuse(f"is not a valid zip archive ({error})") from error
-    return root / "cats_and_dogs_filtered"
+    except BaseException:  # Ctrl-C, a full disk: nothing half-extracted stays behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if not (partial / extracted.name).is_dir():
+        shutil.rmtree(partial)
+        raise refuse(f"does not hold the folder {extracted.name}/")
+    (partial / extracted.name).replace(extracted)
+    shutil.rmtree(partial)
+    return extracted
 
 
 def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, download: bool = False) -> TrainTest:
@@ -339,7 +373,8 @@ def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, downl
     Args:
         root: Folder that contains ``dogs-vs-cats/`` or ``cats_and_dogs_filtered/``.
         image_size: Side of the square images after resizing, in pixels.
-        download: Fetch the archive if neither folder exists.
+        download: Fetch and extract the archive (or extract one already in ``root``) if no folder holds
+            ``train/`` and ``validation/``.
 
     Raises:
         ValueError: ``image_size`` is not a positive whole number.
@@ -347,18 +382,32 @@ def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, downl
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size is the side of the square images in pixels (150 by default), got {image_size!r}.")
     root = data_root(root)
-    candidates = [root / name for name in ("dogs-vs-cats", "cats_and_dogs_filtered") if (root / name).is_dir()]
-    if not candidates and download:
-        candidates = [download_dogs_vs_cats(root)]
-    if not candidates:
-        raise _missing("Dogs vs Cats", root, f"{root}/dogs-vs-cats/{{train,validation}}/{{cats,dogs}}/*.jpg")
+    folders = [root / name for name in ("dogs-vs-cats", "cats_and_dogs_filtered") if (root / name).is_dir()]
+    complete = [folder for folder in folders if (folder / "train").is_dir() and (folder / "validation").is_dir()]
+    if not complete and download and not (root / "cats_and_dogs_filtered").exists():
+        complete = [download_dogs_vs_cats(root)]
+    if not complete and not folders:
+        raise _missing(
+            "Dogs vs Cats",
+            root,
+            f"{root}/dogs-vs-cats/{{train,validation}}/{{cats,dogs}}/*.jpg",
+            own_folders=("dogs-vs-cats", "cats_and_dogs_filtered"),
+            archive="cats_and_dogs_filtered.zip",
+        )
+    folder = (complete or folders)[0]
+    if not complete and (any(folder.glob("train.zip")) or any(folder.glob("train/cat.*.jpg"))):
+        raise DataNotFoundError(
+            f"{folder} holds Kaggle's full Dogs vs Cats download (train.zip, or train/cat.0.jpg ...), not the "
+            f"filtered subset that experiments 6 and 9 use. Pass {option('download')} to fetch the subset, or sort "
+            "images into train/cats, train/dogs, validation/cats and validation/dogs."
+        )
     train, validation = _folder_pair(
-        "Dogs vs Cats", candidates[0], ("train", "validation"), image_size, IMAGENET_MEAN, IMAGENET_STD
+        "Dogs vs Cats", folder, ("train", "validation"), image_size, IMAGENET_MEAN, IMAGENET_STD
     )
     if tuple(name.lower() for name in train.classes) not in (("cats", "dogs"), ("cat", "dog")):
         found = ", ".join(train.classes)
         raise CorruptDataError(
-            f"{candidates[0]}: Dogs vs Cats needs two class folders, cats/ and dogs/, in train/ and validation/; "
+            f"{folder}: Dogs vs Cats needs two class folders, cats/ and dogs/, in train/ and validation/; "
             f"found: {found}. Rename or move them (label 0 is cat, 1 is dog)."
         )
     classes = ("cat", "dog")  # the folder names are plural

@@ -24,7 +24,8 @@ from .._messages import option
 from ..files import atomic_torch_save, safe_torch_load
 from ._paths import cache_dir
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+#: The image files a folder dataset reads: torchvision's ``IMG_EXTENSIONS`` and GIF and JFIF (JPEG) files.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): 0x08 is unsigned byte.
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -93,12 +94,9 @@ def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
                     "image of a dataset may have. Resize it or remove it."
                 )
             image.load()
-            if channels == 3 and image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
-                raise CorruptDataError(
-                    f"{path} is a {image.mode} (greyscale) image, but this dataset is RGB. "
-                    "Convert it (PIL: Image.open(p).convert('RGB').save(p)) or remove it."
-                )
-            image = image.convert("RGB" if channels == 3 else "L")
+            if image.mode.startswith("I;16"):  # 16-bit greyscale (PNG): keep the top 8 bits instead of saturating
+                image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
+            image = image.convert("RGB" if channels == 3 else "L")  # a greyscale photo gets three equal channels
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
@@ -110,6 +108,13 @@ def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise CorruptDataError(f"Cannot decode {path} ({error}). Remove or replace the file.") from error
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def _decode_or_error(path: str, channels: int, size: int | None) -> np.ndarray | CorruptDataError:
+    try:
+        return _decode(path, channels, size)
+    except CorruptDataError as error:
+        return error
 
 
 def _is_hidden(name: str) -> bool:
@@ -177,7 +182,8 @@ def load_image_folder(
     Raises:
         ValueError: ``channels`` is not 1 or 3, or ``size`` is not ``None`` or a whole number from 1.
         FileNotFoundError: ``folder`` has no class sub-folders with images.
-        CorruptDataError: An image cannot be decoded, or sizes differ and ``size`` is ``None``.
+        CorruptDataError: Images cannot be decoded (all of them named in one message), or sizes differ and
+            ``size`` is ``None``.
     """
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ValueError(f"channels is 3 (RGB) or 1 (greyscale), got {channels!r}.")
@@ -186,8 +192,16 @@ def load_image_folder(
     folder = Path(folder).resolve()
     classes, files = list_image_folder(folder) if folder.is_dir() else ((), [])
     if not files:
-        found = "holds no images" if folder.is_dir() else "does not exist"
-        raise FileNotFoundError(f"{folder} {found}; expected {folder}/<class name>/<image>.jpg.")
+        expected = f"expected {folder}/<class name>/<image>.jpg"
+        loose = sum(_is_image_name(entry.name) for entry in os.scandir(folder)) if folder.is_dir() else 0
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} does not exist; {expected}.")
+        if loose:
+            raise FileNotFoundError(
+                f"{folder} holds {loose:,} images but no class sub-folders; {expected}: move each class's images "
+                "into a sub-folder named after the class."
+            )
+        raise FileNotFoundError(f"{folder} holds no images; {expected}.")
     slot = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
     fingerprint = hashlib.sha256(f"{channels}|{size}".encode())
     for path, label in files:
@@ -199,7 +213,16 @@ def load_image_folder(
         return cached
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        arrays = list(pool.map(lambda item: _decode(item[0], channels, size), files, chunksize=64))
+        arrays = list(pool.map(lambda item: _decode_or_error(item[0], channels, size), files, chunksize=64))
+    failed = [(path, array) for (path, _), array in zip(files, arrays) if isinstance(array, CorruptDataError)]
+    if failed:  # all of them in one message: a learner should not need one run per bad file
+        first, *others = failed
+        if not others:
+            raise first[1]
+        named = ", ".join(os.path.relpath(path, folder) for path, _ in others[:5]) + (
+            ", ..." if len(others) > 5 else ""
+        )
+        raise CorruptDataError(f"{first[1]} The same goes for {len(others):,} more file(s): {named}.") from first[1]
     shapes = collections.Counter(array.shape for array in arrays)
     if len(shapes) > 1:
         common = shapes.most_common(1)[0][0]
