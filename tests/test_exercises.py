@@ -78,10 +78,35 @@ def test_the_hidden_solution_passes_its_check(tutorial, name, code, request, cap
 @pytest.mark.parametrize("name", sorted(exercises.EXERCISES))
 def test_a_wrong_answer_gets_the_hint(name, request, capsys) -> None:
     _needs(name, request)
-    assert not exercises.check(name, "certainly wrong")
+    near_miss = NEAR_MISSES[name](exercises.EXERCISES[name].answer())[0]
+    assert not exercises.check(name, near_miss)
     assert f"Hint: {exercises.EXERCISES[name].hint}" in capsys.readouterr().out
     assert not exercises.check(name, ...)  # the placeholder the tutorials start from
     assert "replace ... with your answer" in capsys.readouterr().out
+
+
+def test_an_answer_of_the_wrong_form_is_told_its_form_instead_of_the_hint(capsys) -> None:
+    answers = [
+        ("lenet5-s2-size", "12", "expected a number, got the str '12'."),
+        ("lenet5-s2-size", True, "expected a number, got the bool True."),
+        ("mnist-cnn-feature-shape", (8, 64), "expected a tuple or list of 4 numbers, got the tuple (8, 64)."),
+        (
+            "transfer-head-parameters",
+            {"VGG16": 1},
+            "expected a dict with the keys 'vgg16', 'efficientnet_lite0', got the dict {'VGG16': 1}.",
+        ),
+    ]
+    for name, answer, problem in answers:
+        assert not exercises.check(name, answer)
+        assert capsys.readouterr().out == f"{name}: not yet: {problem}\n"
+    assert not exercises.check("lenet5-s2-size", None)  # a function that forgot to return
+    assert "the answer is None" in capsys.readouterr().out
+
+
+def test_answers_computed_as_tensors_or_in_float32_are_taken_as_their_numbers() -> None:
+    assert exercises.check("fashion-smoothed-target", torch.tensor(0.9) + torch.tensor(0.1) / 10)  # 0.9100000262
+    assert exercises.check("mnist-cnn-feature-shape", np.array([8, 64, 12, 12]))
+    assert exercises.check("lenet5-s2-size", torch.tensor(12))
 
 
 def test_an_unknown_exercise_lists_the_known_ones() -> None:

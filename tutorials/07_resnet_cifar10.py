@@ -291,7 +291,7 @@ exercises.check("resnet32-parameters", answer)
 
 # %% [markdown]
 # **Exercise 2.** The seed recipe's cosine schedule starts at 0.1 and anneals to 0. What is the learning rate a
-# quarter of the way through training? Predict first whether it is above or below 0.075.
+# quarter of the way through training (to four decimal places)? Predict first whether it is above or below 0.075.
 
 # %%
 answer = ...  # your answer

@@ -210,8 +210,9 @@ exercises.check("features-bytes-per-image", answer)
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** The run above prints how many images fill the improved recipe's cache. How many would pass
-# through the base if `cached_views` had two more random views, over the 10,000 training images?
+# **Exercise 2.** The cell above counts the improved recipe's cache: each of the 10,000 training images as it is
+# and in each of its `cached_views`. How many training-image passes through the base would fill the cache if
+# `cached_views` had two more random views?
 
 # %%
 answer = ...  # your answer

@@ -296,7 +296,7 @@ exercises.check("fine-tuning-last-block-parameters", answer)
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** The cross-validation above compares candidates a few images apart on 2,000 held-out images.
+# **Exercise 2.** The text above weighs the gaps between candidates against the standard error of an accuracy.
 # What is the standard error, in percentage points, of an accuracy of 97% measured on 500 independent images?
 
 # %%
@@ -309,7 +309,10 @@ exercises.check("fine-tuning-standard-error", answer)
 # ```python
 # import math
 #
-# answer = 100 * math.sqrt(0.97 * 0.03 / 500)  # about 0.76 points: a gap of 1 point is only 1.3 standard errors
+# answer = 100 * math.sqrt(0.97 * 0.03 / 500)  # about 0.76 points
 # ```
+#
+# The difference of two such accuracies, measured on different images, has a standard error sqrt(2) times as
+# large, about 1.08 points: a gap of 1 point between them is less than one.
 #
 # </details>

@@ -517,7 +517,8 @@ exercises.check("whitening-filters-3x3", answer)
 
 # %% [markdown]
 # **Exercise 2.** Predict, then compute: how much does experiment 10's lookahead hold back (its pull)
-# halfway through training? The pull grows with the cube of the training's progress up to `0.95 ** 5`.
+# halfway through training, to four decimal places? The pull grows with the cube of the training's progress up
+# to `0.95 ** 5`.
 
 # %%
 answer = ...  # your answer
