@@ -421,6 +421,18 @@ def _toy(n: int = 64, channels: int = 3, size: int = 32) -> ImageData:
     return ImageData(images, torch.arange(n) % 4, ("a", "b", "c", "d"), (0.5,) * channels, (0.25,) * channels)
 
 
+def test_the_loader_takes_its_normalisation_as_a_tensor_too() -> None:
+    data = _toy(4)
+    as_tuple = next(iter(BatchLoader(data, 4, mean=(0.4, 0.5, 0.6), std=(0.2, 0.2, 0.2))))[0]
+    as_tensor = next(iter(BatchLoader(data, 4, mean=torch.tensor([0.4, 0.5, 0.6]), std=torch.full((3,), 0.2))))[0]
+    assert torch.equal(as_tuple, as_tensor)
+
+
+def test_labels_that_are_not_class_indices_are_refused() -> None:
+    with pytest.raises(ValueError, match="labels must be integer class indices, got torch.float32: convert them"):
+        ImageData(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.tensor([0.0, 1.0]), ("a", "b"), (0.5,), (0.5,))
+
+
 def test_loader_normalises_with_the_data_constants() -> None:
     data = _toy()
     images, labels = next(iter(BatchLoader(data, 16)))

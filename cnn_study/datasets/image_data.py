@@ -46,6 +46,10 @@ class ImageData:
                 f"images must be a uint8 tensor of shape N x C x H x W, got {self.images.dtype} "
                 f"of shape {tuple(self.images.shape)}."
             )
+        if self.labels.is_floating_point() or self.labels.dtype == torch.bool:
+            raise ValueError(
+                f"labels must be integer class indices, got {self.labels.dtype}: convert them with labels.long()."
+            )
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels.")
         if len(self.mean) != self.images.shape[1] or len(self.std) != self.images.shape[1]:
@@ -69,7 +73,7 @@ class ImageData:
         return {name: counts.get(index, 0) for index, name in enumerate(self.classes)}
 
     def subset(self, indices: torch.Tensor, name: str | None = None) -> ImageData:
-        """Return the images at ``indices`` (a view when possible, never a copy of the rest).
+        """Return the images at ``indices``: a copy of those images only (indexing by a tensor copies).
 
         Args:
             indices: Integer index tensor.
@@ -120,7 +124,8 @@ class ImageData:
 
         Every image is held out exactly once: fold ``k`` holds out every ``count``-th
         image of each class (from position ``k`` of a seeded permutation) and trains
-        on the rest, so each class is spread evenly over the held-out parts.
+        on the rest, so the held-out parts of a class differ by at most one image (the
+        first folds take a class's remainder).
 
         Args:
             count: Number of folds (at least 2).

@@ -139,8 +139,9 @@ class BatchLoader:
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
         shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(mean or data.mean, device=self.device).view(shape) * 255
-        self.std = torch.tensor(std or data.std, device=self.device).view(shape) * 255
+        mean, std = (data.mean if mean is None else mean), (data.std if std is None else std)  # a tensor too
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device).view(shape) * 255
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device).view(shape) * 255
 
     @classmethod
     def for_model(
