@@ -243,8 +243,9 @@ def loss_and_predictions(
 def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
     """The precision `evaluate` computes in: bfloat16 autocast on CUDA, float32 elsewhere.
 
-    On a CPU the reported accuracies stay float32, the precision every published number and shipped weight
-    was measured in, whatever precision the model trained in (`training_precision`).
+    On a CPU the reported accuracies stay float32, the precision every published CPU run and shipped weight
+    was measured in, whatever precision the model trained in (`training_precision`); the published H100 runs
+    were measured in bfloat16 autocast.
     """
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -769,9 +769,11 @@ def study_comparison(results: Sequence[Mapping], reported: Mapping[int, float | 
         axes.bar_label(bars, fmt="%.1f", fontsize=6, padding=1, rotation=90)
     axes.set_xticks(positions, [str(n) for n in experiments])
     low = min(100 * value for _, _, values in series for value in values.values() if value is not None)
-    axes.set(xlabel="experiment", ylabel="test accuracy (%)", ylim=(max(0, low - 10), 104))
+    axes.set(xlabel="experiment", ylabel="accuracy (%)", ylim=(max(0, low - 10), 104))
     axes.legend(fontsize=8, ncols=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    figure.suptitle("The study's numbers and ours (the study's last number: validation for 4 and 8)")
+    figure.suptitle(
+        "The study's numbers and ours (ours: test; the study's: validation for 4 and 8, unstated for 2, 3, 9)"
+    )
     return figure
 
 
