@@ -8,6 +8,7 @@ Examples::
     cnn-study run lenet5 --quick --device cpu
     cnn-study evaluate runs/lenet5/improved/model.pt
     cnn-study results                  # the published full runs (--dir runs for your own)
+    cnn-study reproduce --print        # the commands that repeat them
 """
 
 from __future__ import annotations
@@ -32,7 +33,17 @@ from .datasets import DATASETS, BatchLoader
 from .experiments import run
 from .models import TransferClassifier, get_model_info, is_transfer_model, list_models, load_trained_model, summary
 from .recipes import BACKBONES, RECIPES, STUDY_BACKBONE, Recipe, experiments_using, get_recipe, list_experiments
-from .results import PUBLISHED_RESULTS, export_weights, format_results, results_folder, scan_results
+from .results import (
+    CHECKPOINTS,
+    PUBLISHED_RESULTS,
+    PUBLISHED_SEEDS,
+    export_weights,
+    format_results,
+    load_results,
+    reproduction_command,
+    results_folder,
+    scan_results,
+)
 from .training import PRECISIONS, evaluate, extraction_precision, select_device
 
 
@@ -107,6 +118,38 @@ def command_run(args: argparse.Namespace) -> None:
     if args.resume:  # the call's wall time covers only the epochs after the checkpoint
         took = f"{metrics['epoch_seconds']:.0f} s of epochs in all, {took} in this resumed call"
     print(f"  {metrics['epochs']} epochs in {took}; results in {result.out_dir}")
+
+
+def command_reproduce(args: argparse.Namespace) -> None:
+    chosen = {get_recipe(experiment).name for experiment in args.experiments}  # "7" or "resnet"; refuses others
+    folders = [PUBLISHED_RESULTS, PUBLISHED_SEEDS] if args.seeds else [PUBLISHED_RESULTS]
+    published = sorted(
+        (
+            metrics
+            for folder in folders
+            for metrics in load_results(folder)
+            if metrics["test_accuracy"] is not None and (not chosen or metrics["name"] in chosen)
+        ),
+        key=lambda metrics: (metrics["experiment"], metrics["recipe"], metrics["seed"]),
+    )
+    commands = [[*reproduction_command(metrics), "--out", str(args.out)] for metrics in published]
+    if args.print_only:  # one line per run, to share among machines or GPUs
+        print("\n".join(shlex.join(["cnn-study", *command]) for command in commands))
+        return
+    options = ["--device", args.device, *(["--data", str(args.data)] if args.data else [])]
+    options += [flag for flag, given in (("--download", args.download), ("--quiet", args.quiet)) if given]
+    parser = build_parser()
+    for index, command in enumerate(commands, 1):
+        run_args = parser.parse_args([*command, *options])
+        folder = results_folder(_recipe_to_run(run_args), args.out)
+        if (folder / "metrics.json").is_file():
+            print(f"[{index}/{len(commands)}] {folder} holds this run, finished: skipped")
+            continue
+        run_args.resume = any((folder / name).is_file() for name in CHECKPOINTS)  # continue a run cut short
+        shown = shlex.join(["cnn-study", *command, *(["--resume"] if run_args.resume else [])])
+        print(f"[{index}/{len(commands)}] {shown}", flush=True)
+        command_run(run_args)
+    print(f"\n{len(commands)} runs in {args.out}: `cnn-study results --dir {args.out}` prints their table.")
 
 
 def _first_names(names: Sequence[str], shown: int = 4) -> str:
@@ -254,6 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="precision of the training steps; default: bfloat16 on CUDA and on CPUs that compute it natively",
     )
     running.set_defaults(handler=command_run)
+
+    reproducing = commands.add_parser(
+        "reproduce",
+        parents=[debugging],
+        help="repeat the published runs, each as it ran, one after another",
+        description="Repeat the published runs of the Results table, each with the settings it ran with; a run "
+        "already finished in --out is skipped and one cut short is resumed, so the command can be run again "
+        "until all are done. --print lists the commands instead, to share them among GPUs or machines.",
+    )
+    reproducing.add_argument("experiments", nargs="*", help="experiments to repeat, by name or number (default: all)")
+    reproducing.add_argument("--seeds", action="store_true", help="also the runs over seeds (docs/results/seeds)")
+    reproducing.add_argument(
+        "--print", dest="print_only", action="store_true", help="print the cnn-study run commands, run none"
+    )
+    reproducing.add_argument("--out", type=Path, default=Path("runs"), help="results parent folder (default runs/)")
+    reproducing.add_argument("--data", type=Path, help="dataset folder (default $CNN_STUDY_DATA or the user cache)")
+    reproducing.add_argument("--download", action="store_true", help="download the datasets that are not on disk")
+    reproducing.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 or mps")
+    reproducing.add_argument("--quiet", action="store_true", help="no progress bars")
+    reproducing.set_defaults(handler=command_reproduce)
 
     evaluating = commands.add_parser("evaluate", parents=[debugging], help="evaluate a model file on a test split")
     evaluating.add_argument("model_file", type=Path, help="model.pt of a run, or a shipped weights file")

@@ -440,6 +440,34 @@ def _command_for(run_dir: Path) -> str:
     return command if out.resolve() == PUBLISHED_RESULTS.resolve() else f"{command} --out {out}"
 
 
+def reproduction_command(metrics: dict[str, Any]) -> list[str]:
+    """The ``cnn-study`` arguments that repeat a finished run as it ran (``run`` and its options).
+
+    Beside the experiment, recipe, base and seed, it names the precision and compilation the run trained with,
+    where the defaults may have changed since: a run that records no ``precision`` predates bfloat16 on CPUs,
+    so it trained in float32 on a CPU and in bfloat16 autocast on CUDA; one that records no ``compiled`` ran
+    eagerly.
+
+    Examples:
+        >>> lenet5 = {"name": "lenet5", "recipe": "seed", "model": "lenet5", "seed": 0, "device": "cpu (2 threads)"}
+        >>> " ".join(reproduction_command(lenet5))
+        'run lenet5 --recipe seed --precision float32 --no-compile'
+        >>> transfer = {"name": "vgg16_dogs_vs_cats", "recipe": "improved", "model": "efficientnet_lite0_transfer",
+        ...             "seed": 2, "device": "cpu", "precision": "bfloat16", "compiled": False}
+        >>> " ".join(reproduction_command(transfer)[3:])
+        '--backbone efficientnet_lite0 --seed 2 --precision bfloat16 --no-compile'
+    """
+    command = ["run", metrics["name"], "--recipe", metrics["recipe"]]
+    backbone = metrics["model"].removesuffix("_transfer")
+    if is_transfer_model(metrics["model"]) and backbone != STUDY_BACKBONE:
+        command += ["--backbone", backbone]
+    if metrics.get("seed", 0) != 0:
+        command += ["--seed", str(metrics["seed"])]
+    on_cpu = str(metrics.get("device", "cpu")).startswith("cpu")
+    precision = metrics.get("precision") or ("float32" if on_cpu else "bfloat16")
+    return [*command, "--precision", precision, "--compile" if metrics.get("compiled") else "--no-compile"]
+
+
 def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, History]:
     """Histories of the published full runs of one experiment, by results folder name (empty if none was run).
 

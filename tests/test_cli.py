@@ -193,3 +193,43 @@ def test_evaluate_scores_as_the_run_did_and_in_bfloat16_only_when_asked(
     assert entered == [] and "(20 images, each averaged with its mirror image)" in capsys.readouterr().out
     assert main(["evaluate", str(model_file), "--data", str(data_dir), "--device", "cpu", "--bfloat16"]) == 0
     assert entered == ["cpu"]  # the base ran in the precision feature extraction uses
+
+
+def test_reproduce_prints_a_valid_run_command_for_every_published_run(capsys) -> None:
+    from cnn_study.cli import build_parser
+    from cnn_study.results import PUBLISHED_RESULTS, PUBLISHED_SEEDS, load_results
+
+    assert main(["reproduce", "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    finished = [m for m in load_results(PUBLISHED_RESULTS) if m["test_accuracy"] is not None]
+    assert len(lines) == len(finished) and all(line.startswith("cnn-study run ") for line in lines)
+    for line in lines:  # each parses as cnn-study run parses it
+        assert build_parser().parse_args(line.split()[1:]).handler.__name__ == "command_run"
+    assert (
+        "cnn-study run mnist_cnn --recipe improved --precision float32 --no-compile --out runs" in lines
+    )  # a CPU run made before bfloat16
+    assert "cnn-study run resnet --recipe seed --precision bfloat16 --no-compile --out runs" in lines  # the H100
+    assert main(["reproduce", "lenet5", "--seeds", "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    seeds = [m for m in load_results(PUBLISHED_SEEDS) if m["name"] == "lenet5"]
+    assert len(lines) == 2 + len(seeds) and all(" lenet5 " in line for line in lines)
+    assert main(["reproduce", "11", "--print"]) == 1
+    assert "Unknown experiment '11'" in capsys.readouterr().err
+
+
+def test_reproduce_skips_a_finished_run_resumes_one_cut_short_and_starts_the_others(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("cnn_study.cli.command_run", lambda args: calls.append((args.recipe, args.resume, args.device)))
+    out = tmp_path / "runs"
+    (out / "lenet5" / "improved").mkdir(parents=True)
+    (out / "lenet5" / "improved" / "metrics.json").write_text("{}")  # finished
+    (out / "lenet5" / "seed").mkdir()
+    (out / "lenet5" / "seed" / "checkpoint.pt").write_bytes(b"")  # cut short
+    assert main(["reproduce", "3", "--seeds", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out / 'lenet5' / 'improved'} holds this run, finished: skipped" in printed
+    assert (
+        "cnn-study run lenet5 --recipe seed --precision float32 --no-compile --out" in printed and "--resume" in printed
+    )
+    assert calls[0] == ("improved", False, "cpu") and calls[-1] == ("seed", True, "cpu")  # the seeds, then seed
+    assert [recipe for recipe, _, _ in calls].count("improved") == len(calls) - 1
