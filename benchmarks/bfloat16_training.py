@@ -2,11 +2,12 @@
 
 For each experiment it runs the ``improved`` recipe through `cnn_study.experiments.run` on the same
 seeded subset of the training set, for a shortened budget, once per seed and precision
-(``run(..., precision=...)``), and measures the test accuracy (always in float32) on a fixed test subset
-and the images/s of the training epochs. It prints, per model, the mean and standard deviation over the
-seeds in each precision, the difference of the means, whether it lies within one standard deviation
-(the larger of the two), and the speed ratio. Speeds come from the same runs, so run it on an
-otherwise idle machine.
+(``run(..., precision=...)``, eagerly: no compilation in the timed epochs), and measures the test accuracy
+on a fixed test subset (in float32 on a CPU, in bfloat16 autocast on CUDA, as `run` reports it) and the
+images/s of the training epochs (each epoch's time includes its pass over the test subset). It prints,
+per model, the mean and standard deviation over the seeds in each precision, the difference of the means,
+whether it lies within one standard deviation (the larger of the two), and the speed ratio. Speeds come
+from the same runs, so run it on an otherwise idle machine.
 
 Usage::
 
@@ -57,6 +58,7 @@ def measure(experiment: str, seeds: list[int], device: torch.device) -> dict[str
                     epochs=epochs,
                     device=str(device),
                     precision=precision,
+                    compile_model=False,
                     quiet=True,
                     overwrite=True,
                 )

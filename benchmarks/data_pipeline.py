@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import subprocess
-import sys
 import time
 from collections.abc import Iterable
 
 import torch
 import torchvision
+from _common import run_child
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
@@ -78,24 +77,27 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data in {root}\n")
 
     mnist_train, _ = mnist()
-    cifar_train, _ = cifar10()
+    cifar_train, _ = cifar10()  # torchvision's lossless copy where it is there, else an image-folder export
     mnist_baseline_set = torchvision.datasets.MNIST(
         root,
         train=True,
         transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]),
     )
-    cifar_folder = root / "cifar10-jpeg" / "train"
-    cifar_baseline_set = torchvision.datasets.ImageFolder(
-        cifar_folder,
-        transform=transforms.Compose(
-            [
-                transforms.RandomCrop(32, padding=4),
-                transforms.RandomHorizontalFlip(),
-                transforms.ToTensor(),
-                transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-            ]
-        ),
+    crop_flip = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
     )
+    # the baseline reads the same copy as cifar10() above: decoded in memory, or decoded per sample from files
+    if (root / "cifar-10-batches-py").is_dir():
+        cifar_baseline_set = torchvision.datasets.CIFAR10(root, train=True, transform=crop_flip)
+    else:
+        folder = next(root / name / "train" for name in ("cifar10", "cifar10-jpeg") if (root / name / "train").is_dir())
+        cifar_baseline_set = torchvision.datasets.ImageFolder(folder, transform=crop_flip)
+    print(f"CIFAR-10 baseline: torchvision {type(cifar_baseline_set).__name__} ({cifar_baseline_set.root})\n")
 
     loaders = {
         "MNIST": (
@@ -143,10 +145,13 @@ for batch, labels in BatchLoader(train, 128, shuffle=True, augment=[CropFlip(4)]
 
 
 def peak_memory_mb(code: str) -> float:
-    """Peak resident memory (MB) of a fresh Python process that imports the package and runs ``code``."""
-    script = f"import resource, cnn_study.datasets\n{code}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    return int(output.split()[-1]) / 1024
+    """Peak resident memory (MB) of a fresh Python process that imports the package and runs ``code``: its own
+    (`cnn_study.training.peak_memory`; ``getrusage`` would count this process's memory too)."""
+    script = (
+        f"import torch, cnn_study.datasets\nfrom cnn_study.training import peak_memory\n{code}\n"
+        'print(peak_memory(torch.device("cpu"))["peak_rss_mb"])'
+    )
+    return float(run_child(["-c", script]).split()[-1])
 
 
 if __name__ == "__main__":

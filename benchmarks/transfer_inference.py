@@ -13,7 +13,7 @@ from photos stored at 150 px, as `cnn_study.datasets.dogs_vs_cats` keeps them):
 
 The first three rows run in float32, as the old path did.
 
-Each row runs in a fresh process, so its peak RSS (``getrusage``) is that path's own. Throughput is
+Each row runs in a fresh process, so its peak RSS (`cnn_study.training.peak_memory`) is that path's own. Throughput is
 also given as achieved GFLOP/s over this machine's float32 matmul GFLOP/s (2048 x 2048 ``torch.mm``,
 measured at the start of the run). VGG16's base has random weights (no download): its shapes, FLOPs
 and memory are those of the ImageNet one.
@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 
 import torch
+from _common import run_child
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.datasets import BatchLoader, ImageData
@@ -100,8 +99,7 @@ def main() -> None:
         flops = flops_per_image(base)
         old = None
         for path in PATHS:
-            command = [sys.executable, __file__, "--images", str(args.images), "--child", base, path]
-            row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            row = json.loads(run_child([__file__, "--images", str(args.images), "--child", base, path]))
             old = old or row
             share = row["images_per_s"] * flops / 1e9 / peak
             print(

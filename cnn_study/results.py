@@ -463,9 +463,18 @@ def reproduction_command(metrics: dict[str, Any]) -> list[str]:
         command += ["--backbone", backbone]
     if metrics.get("seed", 0) != 0:
         command += ["--seed", str(metrics["seed"])]
+    return [*command, "--precision", run_precision(metrics), "--compile" if metrics.get("compiled") else "--no-compile"]
+
+
+def run_precision(metrics: dict[str, Any]) -> str:
+    """The precision a finished run trained in: recorded, or for runs made before it was recorded (before
+    bfloat16 training on CPUs), float32 on a CPU and bfloat16 autocast on CUDA.
+
+    >>> run_precision({"device": "cpu (2 threads)"}), run_precision({"device": "NVIDIA H100 80GB HBM3"})
+    ('float32', 'bfloat16')
+    """
     on_cpu = str(metrics.get("device", "cpu")).startswith("cpu")
-    precision = metrics.get("precision") or ("float32" if on_cpu else "bfloat16")
-    return [*command, "--precision", precision, "--compile" if metrics.get("compiled") else "--no-compile"]
+    return metrics.get("precision") or ("float32" if on_cpu else "bfloat16")
 
 
 def published_histories(experiment: str, folder: str | Path = PUBLISHED_RESULTS) -> dict[str, History]:
