@@ -25,6 +25,7 @@ import argparse
 import time
 
 import torch
+from _common import matmul_gflops, synchronize
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.models import create_model
@@ -47,22 +48,6 @@ MODELS = {  # name: (create_model kwargs, batch size), as the improved recipes t
     "fast_cifar": ({}, 512),
     "vgg16": ({"num_classes": 2}, 16),  # at 150 x 150, as in the transfer experiments
 }
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_gflops(device: torch.device, precision: str, size: int = 2048, repeats: int = 20) -> float:
-    a, b = (torch.randn(size, size, device=device, dtype=getattr(torch, precision)) for _ in range(2))
-    torch.mm(a, b)
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def training_step(
@@ -123,6 +108,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS, help="default: the trainer's on this device")
     args = parser.parse_args()
     device = select_device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as `fit` trains there
     precision = args.precision or training_precision(device)
     peak = matmul_gflops(device, precision)
     print(f"{device_name(device)}, torch {torch.__version__}: 2048x2048 {precision} matmul {peak:,.0f} GFLOP/s\n")

@@ -30,7 +30,7 @@ import json
 import time
 
 import torch
-from _common import run_child
+from _common import matmul_gflops, run_child
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.datasets import BatchLoader, ImageData
@@ -73,15 +73,6 @@ def flops_per_image(base: str) -> float:
     return counter.get_total_flops()
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=500, help="images per measurement (default 500)")
@@ -92,7 +83,7 @@ def main() -> None:
         print(json.dumps(measure(*args.child, args.images)))
         return
 
-    peak = matmul_gflops()
+    peak = matmul_gflops(torch.device("cpu"))
     print(f"float32 matmul: {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads; {args.images} images per row\n")
     print(f"{'base':<20} {'path':<18} {'batch':>5} {'images/s':>9} {'of matmul':>9} {'peak RSS':>9} {'vs old':>7}")
     for base in args.bases:
