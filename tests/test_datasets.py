@@ -212,6 +212,19 @@ def test_a_16_bit_greyscale_png_keeps_its_top_8_bits_instead_of_saturating(tmp_p
     assert images.flatten().tolist() == [1_000 >> 8, 60_000 >> 8]  # 3 and 234, not 255 and 255
 
 
+def test_sub_folders_of_a_class_folder_are_named_instead_of_skipped_without_a_word(tmp_path, make_image_folder) -> None:
+    make_image_folder(tmp_path / "a", {"x": 2, "y": 1})
+    make_image_folder(tmp_path / "a" / "x", {"more": 1})  # a.x.more/0.png: torchvision would read it, we do not
+    with pytest.warns(UserWarning, match=r"1 sub-folder\(s\) inside the class folders of .* were not read \(.*more\)"):
+        images, _, _ = load_image_folder(tmp_path / "a")
+    assert len(images) == 3
+    for path in (tmp_path / "a" / "y").glob("*.png"):
+        path.rename(tmp_path / "a" / "x" / "more" / f"y{path.name}")  # y now holds only its own sub-folder...
+    (tmp_path / "a" / "y" / "batch1").mkdir()
+    with pytest.raises(CorruptDataError, match="holds no images .* Its 1 sub-folder\\(s\\) are not read"):
+        load_image_folder(tmp_path / "a")
+
+
 def test_images_without_class_folders_are_told_to_move_into_them(tmp_path, make_image_folder) -> None:
     make_image_folder(tmp_path / "a", {"x": 2})
     for path in (tmp_path / "a" / "x").iterdir():
