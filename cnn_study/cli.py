@@ -31,10 +31,12 @@ from . import __version__, distributed
 from ._messages import command_line_messages
 from .datasets import DATASETS, BatchLoader
 from .experiments import run
+from .files import read_json
 from .models import TransferClassifier, get_model_info, is_transfer_model, list_models, load_trained_model, summary
 from .recipes import BACKBONES, RECIPES, STUDY_BACKBONE, Recipe, experiments_using, get_recipe, list_experiments
 from .results import (
     CHECKPOINTS,
+    METRICS_KEYS,
     PUBLISHED_RESULTS,
     PUBLISHED_SEEDS,
     export_weights,
@@ -42,6 +44,7 @@ from .results import (
     load_results,
     reproduction_command,
     results_folder,
+    run_precision,
     scan_results,
 )
 from .training import PRECISIONS, evaluate, extraction_precision, select_device
@@ -121,6 +124,9 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def command_reproduce(args: argparse.Namespace) -> None:
+    out = args.out.resolve()
+    if out == PUBLISHED_RESULTS.resolve() or PUBLISHED_RESULTS.resolve() in out.parents:
+        raise ValueError(f"{args.out} is the published results folder, the runs to compare with: choose another --out.")
     chosen = {get_recipe(experiment).name for experiment in args.experiments}  # "7" or "resnet"; refuses others
     folders = [PUBLISHED_RESULTS, PUBLISHED_SEEDS] if args.seeds else [PUBLISHED_RESULTS]
     published = sorted(
@@ -132,24 +138,47 @@ def command_reproduce(args: argparse.Namespace) -> None:
         ),
         key=lambda metrics: (metrics["experiment"], metrics["recipe"], metrics["seed"]),
     )
-    commands = [[*reproduction_command(metrics), "--out", str(args.out)] for metrics in published]
+    for metrics in [m for m in published if m["recipe"] not in RECIPES[m["name"]]]:  # made by a script of its own
+        print(f"cnn-study: {metrics['name']} {metrics['recipe']!r} is no recipe of cnn-study run: not repeated.")
+        published.remove(metrics)
+    options = ["--out", str(args.out)] + (["--device", args.device] if args.device != "auto" else [])
+    options += ["--data", str(args.data)] if args.data else []
+    options += [flag for flag, given in (("--download", args.download), ("--quiet", args.quiet)) if given]
+    commands = [[*reproduction_command(metrics), *options] for metrics in published]
     if args.print_only:  # one line per run, to share among machines or GPUs
         print("\n".join(shlex.join(["cnn-study", *command]) for command in commands))
         return
-    options = ["--device", args.device, *(["--data", str(args.data)] if args.data else [])]
-    options += [flag for flag, given in (("--download", args.download), ("--quiet", args.quiet)) if given]
     parser = build_parser()
-    for index, command in enumerate(commands, 1):
-        run_args = parser.parse_args([*command, *options])
+    for index, (command, metrics) in enumerate(zip(commands, published), 1):
+        run_args = parser.parse_args(command)
         folder = results_folder(_recipe_to_run(run_args), args.out)
         if (folder / "metrics.json").is_file():
+            _check_reproduced(folder, metrics, run_args.precision)
             print(f"[{index}/{len(commands)}] {folder} holds this run, finished: skipped")
             continue
         run_args.resume = any((folder / name).is_file() for name in CHECKPOINTS)  # continue a run cut short
         shown = shlex.join(["cnn-study", *command, *(["--resume"] if run_args.resume else [])])
         print(f"[{index}/{len(commands)}] {shown}", flush=True)
-        command_run(run_args)
+        try:
+            command_run(run_args)
+        except EXPECTED_ERRORS:
+            print(f"cnn-study reproduce stopped at run {index} of {len(commands)}: {shown}", file=sys.stderr)
+            raise
     print(f"\n{len(commands)} runs in {args.out}: `cnn-study results --dir {args.out}` prints their table.")
+
+
+def _check_reproduced(folder: Path, published: dict, precision: str) -> None:
+    """Refuse to count the finished run in ``folder`` as the reproduction of ``published`` where it is not one:
+    a damaged metrics file, a quick run, another precision or another number of epochs."""
+    metrics = read_json(folder / "metrics.json", "metrics file", METRICS_KEYS)
+    ran = {"quick": metrics.get("quick", False), "precision": run_precision(metrics), "epochs": metrics["epochs"]}
+    wanted = {"quick": False, "precision": precision, "epochs": published["epochs"]}
+    if ran != wanted:
+        differences = ", ".join(f"{key} {ran[key]} instead of {wanted[key]}" for key in ran if ran[key] != wanted[key])
+        raise FileExistsError(
+            f"{folder} holds another run of this recipe ({differences}). Move it away, or repeat the published runs "
+            "in another --out."
+        )
 
 
 def _first_names(names: Sequence[str], shown: int = 4) -> str:
@@ -440,6 +469,11 @@ def _stop_signals_as_interrupts() -> Iterator[None]:
 
 def _how_to_continue(args: argparse.Namespace, argv: list[str]) -> str:
     """For an interrupted run: where its last finished epoch is saved and the command that resumes it."""
+    if args.handler is command_reproduce:
+        return (
+            "The runs it finished are kept, and so are the finished epochs of the one it was training; "
+            f"the same command carries on: cnn-study {shlex.join(argv)}"
+        )
     if args.handler is not command_run:
         return "Nothing was written."
     folder = results_folder(_recipe_to_run(args), args.out, quick=args.quick)

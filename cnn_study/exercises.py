@@ -84,6 +84,8 @@ def _form_problem(answer: Any, expected: Any) -> str | None:
     the learner is not sent back to arithmetic that may be right; ``None`` if its form is the expected one."""
     answer = _plain(answer)
     shown = repr(answer) if len(repr(answer)) <= 40 else f"{repr(answer)[:37]}..."
+    if getattr(answer, "ndim", 0) > 1:  # an array or tensor: its shape says more than its first numbers
+        shown = f"of shape {tuple(answer.shape)}"
     got = f"got the {type(answer).__name__} {shown}"
     if _is_number(expected) and not _is_number(answer):
         return f"expected a number, {got}."

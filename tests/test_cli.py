@@ -218,11 +218,14 @@ def test_reproduce_prints_a_valid_run_command_for_every_published_run(capsys) ->
 
 
 def test_reproduce_skips_a_finished_run_resumes_one_cut_short_and_starts_the_others(tmp_path, monkeypatch, capsys):
+    from cnn_study.results import PUBLISHED_RESULTS
+
     calls = []
     monkeypatch.setattr("cnn_study.cli.command_run", lambda args: calls.append((args.recipe, args.resume, args.device)))
     out = tmp_path / "runs"
     (out / "lenet5" / "improved").mkdir(parents=True)
-    (out / "lenet5" / "improved" / "metrics.json").write_text("{}")  # finished
+    published = (PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text()
+    (out / "lenet5" / "improved" / "metrics.json").write_text(published)  # finished, as published
     (out / "lenet5" / "seed").mkdir()
     (out / "lenet5" / "seed" / "checkpoint.pt").write_bytes(b"")  # cut short
     assert main(["reproduce", "3", "--seeds", "--out", str(out), "--device", "cpu"]) == 0
@@ -233,3 +236,30 @@ def test_reproduce_skips_a_finished_run_resumes_one_cut_short_and_starts_the_oth
     )
     assert calls[0] == ("improved", False, "cpu") and calls[-1] == ("seed", True, "cpu")  # the seeds, then seed
     assert [recipe for recipe, _, _ in calls].count("improved") == len(calls) - 1
+
+
+def test_reproduce_refuses_another_run_in_its_place_and_the_published_folder(tmp_path, monkeypatch, capsys) -> None:
+    from cnn_study.results import PUBLISHED_RESULTS
+
+    monkeypatch.setattr("cnn_study.cli.command_run", lambda args: None)
+    finished = tmp_path / "runs" / "lenet5" / "improved" / "metrics.json"
+    finished.parent.mkdir(parents=True)
+    metrics = json.loads((PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text())
+    finished.write_text(json.dumps({**metrics, "precision": "bfloat16"}))  # the user's own run, in bfloat16
+    assert main(["reproduce", "3", "--out", str(tmp_path / "runs")]) == 1
+    assert "holds another run of this recipe (precision bfloat16 instead of float32)" in capsys.readouterr().err
+    finished.write_text("{ damaged")
+    assert main(["reproduce", "3", "--out", str(tmp_path / "runs")]) == 1
+    assert str(finished) in capsys.readouterr().err
+    assert main(["reproduce", "--out", str(PUBLISHED_RESULTS / "seeds")]) == 1
+    assert "is the published results folder" in capsys.readouterr().err
+
+
+def test_an_interrupted_reproduce_says_what_is_kept_and_how_to_carry_on(tmp_path, monkeypatch, capsys) -> None:
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cnn_study.cli.command_run", interrupted)
+    assert main(["reproduce", "3", "--out", str(tmp_path)]) == 130
+    error = capsys.readouterr().err
+    assert "The runs it finished are kept" in error and f"cnn-study reproduce 3 --out {tmp_path}" in error

@@ -412,17 +412,19 @@ def test_kaggles_full_download_is_recognised_and_a_complete_folder_beside_it_is_
     assert train.class_counts() == {"cat": 2, "dog": 2}
 
 
-def test_a_root_one_level_too_deep_or_an_unextracted_archive_is_pointed_out(tmp_path) -> None:
+def test_a_root_too_deep_an_unextracted_archive_or_an_incomplete_extraction_is_pointed_out(tmp_path) -> None:
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
-    with pytest.raises(
-        DataNotFoundError, match=f"folder of the dataset itself: point at the folder above it, {tmp_path}\\."
-    ):
+    with pytest.raises(DataNotFoundError, match=f"{tmp_path} holds it: point at that folder instead\\."):
         mnist(tmp_path / "MNIST" / "raw")
+    with pytest.raises(DataNotFoundError) as error:  # a folder named raw that is not under MNIST/: no guess
+        fashion_mnist(tmp_path / "MNIST" / "raw")
+    assert "holds it:" not in str(error.value)
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
-    with pytest.raises(
-        DataNotFoundError, match="cifar-10-python.tar.gz is there: pass download=True to check and extract"
-    ):
+    with pytest.raises(DataNotFoundError, match="cifar-10-python.tar.gz is there: pass download=True to check it"):
         cifar10(tmp_path)
+    (tmp_path / "cats_and_dogs_filtered" / "train").mkdir(parents=True)  # as older versions left a cut extraction
+    with pytest.raises(DataNotFoundError, match="has no validation/ .* cut short leaves this: move the folder away"):
+        dogs_vs_cats(tmp_path, download=True)
 
 
 # ----------------------------------------------------------------------------- loader and augmentation

@@ -91,6 +91,11 @@ def test_an_answer_of_the_wrong_form_is_told_its_form_instead_of_the_hint(capsys
         ("lenet5-s2-size", True, "expected a number, got the bool True."),
         ("mnist-cnn-feature-shape", (8, 64), "expected a tuple or list of 4 numbers, got the tuple (8, 64)."),
         (
+            "mnist-cnn-feature-shape",
+            torch.zeros(8, 64, 12, 12),  # the features, not their shape
+            "expected a tuple or list of 4 numbers, got the Tensor of shape (8, 64, 12, 12).",
+        ),
+        (
             "transfer-head-parameters",
             {"VGG16": 1},
             "expected a dict with the keys 'vgg16', 'efficientnet_lite0', got the dict {'VGG16': 1}.",

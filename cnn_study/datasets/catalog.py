@@ -81,21 +81,25 @@ class TrainTest(NamedTuple):
 
 
 def _missing(
-    name: str, root: Path, layout: str, *, own_folders: tuple[str, ...] = (), archive: str | None = None
+    name: str, root: Path, layout: str, *, found_above: Path | None = None, archive: str | None = None
 ) -> DataNotFoundError:
-    """The error for a dataset not found under ``root``: where its downloaded ``archive`` lies there unextracted,
-    or where ``root`` is one of the dataset's ``own_folders`` (a level too deep), it says so."""
-    above = next((folder for folder in root.parents if folder.name not in own_folders), root.parent)
+    """The error for a dataset not found under ``root``, saying where its downloaded ``archive`` lies there
+    unextracted, or where a folder above ``root`` holds it (``root`` a level or two too deep)."""
     if archive is not None and (root / archive).is_file():
-        found = f" {root / archive} is there: pass {option('download')} to check and extract it (nothing is fetched)."
-    elif root.name in own_folders:
-        found = f" {root} is a folder of the dataset itself: point at the folder above it, {above}."
+        found = f" {root / archive} is there: pass {option('download')} to check it and extract it."
+    elif found_above is not None:
+        found = f" {found_above} holds it: point at that folder instead."
     else:
         found = ""
     return DataNotFoundError(
         f"{name} was not found under {root}. Expected {layout}.{found} Point {DATA_ENV} (or {option('root')}) at "
         f"the folder that holds it, or pass {option('download')} to fetch it."
     )
+
+
+def _holder_above(root: Path, *layouts: str) -> Path | None:
+    """The nearest of the three folders above ``root`` that holds one of the ``layouts`` (relative paths)."""
+    return next((folder for folder in root.parents[:3] if any((folder / path).exists() for path in layouts)), None)
 
 
 def _offline_advice(folder: Path) -> str:
@@ -115,7 +119,8 @@ def _idx_dataset(name: str, folder: str, root: Path, download: bool) -> tuple[to
     paths = [find(stem) for stem in stems]
     if not all(paths):
         missing = ", ".join(stem for stem, path in zip(stems, paths) if path is None)
-        raise _missing(name, root, f"{raw}/ with the four IDX files (missing: {missing})", own_folders=(folder, "raw"))
+        layout = f"{raw}/ with the four IDX files (missing: {missing})"
+        raise _missing(name, root, layout, found_above=_holder_above(root, f"{folder}/raw"))
     arrays = [read_idx(path) for path in paths]
     fix = f"Delete it and download it again ({option('download')})."
     for (images, labels), (images_path, labels_path) in zip((arrays[:2], arrays[2:]), (paths[:2], paths[2:])):
@@ -247,7 +252,7 @@ def cifar10(root: str | Path | None = None, *, download: bool = False) -> TrainT
             "CIFAR-10",
             root,
             f"{root}/cifar-10-batches-py/ or {root}/cifar10/{{train,test}}/<class>/*.png",
-            own_folders=("cifar-10-batches-py", "cifar10", "cifar10-jpeg"),
+            found_above=_holder_above(root, "cifar-10-batches-py", "cifar10/train", "cifar10-jpeg/train"),
             archive="cifar-10-python.tar.gz",  # torchvision's download, which it checks and extracts
         )
     parts = _torchvision_cifar10(root, download)
@@ -391,7 +396,7 @@ def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, downl
             "Dogs vs Cats",
             root,
             f"{root}/dogs-vs-cats/{{train,validation}}/{{cats,dogs}}/*.jpg",
-            own_folders=("dogs-vs-cats", "cats_and_dogs_filtered"),
+            found_above=_holder_above(root, "dogs-vs-cats/train", "cats_and_dogs_filtered/train"),
             archive="cats_and_dogs_filtered.zip",
         )
     folder = (complete or folders)[0]
@@ -401,6 +406,12 @@ def dogs_vs_cats(root: str | Path | None = None, *, image_size: int = 150, downl
             f"filtered subset that experiments 6 and 9 use. Pass {option('download')} to fetch the subset, or sort "
             "images into train/cats, train/dogs, validation/cats and validation/dogs."
         )
+    if not complete:
+        missing = " or ".join(f"{part}/" for part in ("train", "validation") if not (folder / part).is_dir())
+        advice = "put it in place"
+        if folder.name == "cats_and_dogs_filtered":
+            advice = f"an extraction cut short leaves this: move the folder away and pass {option('download')}"
+        raise DataNotFoundError(f"{folder} has no {missing} ({folder}/{{train,validation}}/{{cats,dogs}}/): {advice}.")
     train, validation = _folder_pair(
         "Dogs vs Cats", folder, ("train", "validation"), image_size, IMAGENET_MEAN, IMAGENET_STD
     )
