@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import torch
 import torchvision
-from _common import run_child
+from common import run_child
 from torch.utils.data import DataLoader
 from torchvision import transforms
 

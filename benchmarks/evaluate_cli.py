@@ -22,7 +22,7 @@ import argparse
 import json
 import time
 
-from _common import run_child
+from common import run_child
 
 OLD_PATH = """
 import json, sys

@@ -25,7 +25,7 @@ import argparse
 import time
 
 import torch
-from _common import matmul_gflops, synchronize
+from common import matmul_gflops, synchronize
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.models import create_model

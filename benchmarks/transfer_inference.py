@@ -30,7 +30,7 @@ import json
 import time
 
 import torch
-from _common import matmul_gflops, run_child
+from common import matmul_gflops, run_child
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.datasets import BatchLoader, ImageData
