@@ -454,7 +454,7 @@ def reproduction_command(metrics: dict[str, Any]) -> list[str]:
         'run lenet5 --recipe seed --precision float32 --no-compile'
         >>> transfer = {"name": "vgg16_dogs_vs_cats", "recipe": "improved", "model": "efficientnet_lite0_transfer",
         ...             "seed": 2, "device": "cpu", "precision": "bfloat16", "compiled": False}
-        >>> " ".join(reproduction_command(transfer)[3:])
+        >>> " ".join(reproduction_command(transfer)[4:])
         '--backbone efficientnet_lite0 --seed 2 --precision bfloat16 --no-compile'
     """
     command = ["run", metrics["name"], "--recipe", metrics["recipe"]]
