@@ -139,7 +139,10 @@ def command_reproduce(args: argparse.Namespace) -> None:
         key=lambda metrics: (metrics["experiment"], metrics["recipe"], metrics["seed"]),
     )
     for metrics in [m for m in published if m["recipe"] not in RECIPES[m["name"]]]:  # made by a script of its own
-        print(f"cnn-study: {metrics['name']} {metrics['recipe']!r} is no recipe of cnn-study run: not repeated.")
+        print(
+            f"cnn-study: {metrics['name']} {metrics['recipe']!r} is no recipe of cnn-study run: not repeated.",
+            file=sys.stderr,  # not among the commands --print lists
+        )
         published.remove(metrics)
     options = ["--out", str(args.out)] + (["--device", args.device] if args.device != "auto" else [])
     options += ["--data", str(args.data)] if args.data else []
