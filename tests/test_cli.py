@@ -263,3 +263,15 @@ def test_an_interrupted_reproduce_says_what_is_kept_and_how_to_carry_on(tmp_path
     assert main(["reproduce", "3", "--out", str(tmp_path)]) == 130
     error = capsys.readouterr().err
     assert "The runs it finished are kept" in error and f"cnn-study reproduce 3 --out {tmp_path}" in error
+
+
+def test_reproduce_names_a_run_of_no_registered_recipe_apart_from_the_commands(monkeypatch, capsys) -> None:
+    from cnn_study.results import PUBLISHED_RESULTS
+
+    improved = json.loads((PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text())
+    script_made = {**improved, "recipe": "plain56"}  # a variant a script ran, as results records it
+    monkeypatch.setattr("cnn_study.cli.load_results", lambda folder: [improved, script_made])
+    assert main(["reproduce", "--print"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["cnn-study run lenet5 --recipe improved --precision float32 --no-compile --out runs"]
+    assert "lenet5 'plain56' is no recipe of cnn-study run: not repeated." in err
