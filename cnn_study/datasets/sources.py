@@ -209,9 +209,9 @@ def load_image_folder(
     classes, files = list_image_folder(folder) if folder.is_dir() else ((), [])
     if not files:
         expected = f"expected {folder}/<class name>/<image>.jpg"
-        loose = sum(_is_image_name(entry.name) for entry in os.scandir(folder)) if folder.is_dir() else 0
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} does not exist; {expected}.")
+        loose = sum(_is_image_name(entry.name) for entry in os.scandir(folder))
         if loose:
             raise FileNotFoundError(
                 f"{folder} holds {loose:,} images but no class sub-folders; {expected}: move each class's images "
