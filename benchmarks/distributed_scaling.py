@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="default: all")
     args = parser.parse_args()
     device = select_device(args.device)
+    if device.type == "cuda" and args.ranks > torch.cuda.device_count():  # before the one-process part, not after
+        raise SystemExit(f"--ranks {args.ranks} needs one GPU each; this machine has {torch.cuda.device_count()}.")
     threads = torch.get_num_threads()
     jobs = [(name, MODELS[name], args.images) for name in args.models]
     single = {name: _train(name, batch, images, device) for name, batch, images in jobs}
