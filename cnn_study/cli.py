@@ -149,10 +149,15 @@ def command_reproduce(args: argparse.Namespace) -> None:
     options += [flag for flag, given in (("--download", args.download), ("--quiet", args.quiet)) if given]
     commands = [[*reproduction_command(metrics), *options] for metrics in published]
     if args.print_only:  # one line per run, to share among machines or GPUs
-        print("\n".join(shlex.join(["cnn-study", *command]) for command in commands))
+        print("\n".join(shlex.join([*_launcher(metrics), *command]) for command, metrics in zip(commands, published)))
         return
     parser = build_parser()
+    left = []
     for index, (command, metrics) in enumerate(zip(commands, published), 1):
+        if (metrics.get("world_size") or 1) != distributed.world_size():  # as many processes as it ran with
+            left.append(shlex.join([*_launcher(metrics), *command]))
+            print(f"[{index}/{len(commands)}] trained by {metrics['world_size']} processes: left for {left[-1]}")
+            continue
         run_args = parser.parse_args(command)
         folder = results_folder(_recipe_to_run(run_args), args.out)
         if (folder / "metrics.json").is_file():
@@ -167,7 +172,16 @@ def command_reproduce(args: argparse.Namespace) -> None:
         except EXPECTED_ERRORS:
             print(f"cnn-study reproduce stopped at run {index} of {len(commands)}: {shown}", file=sys.stderr)
             raise
-    print(f"\n{len(commands)} runs in {args.out}: `cnn-study results --dir {args.out}` prints their table.")
+    done = len(commands) - len(left)
+    print(f"\n{done} runs in {args.out}: `cnn-study results --dir {args.out}` prints their table.")
+    if left:
+        print(f"{len(left)} left for their own launch, as they ran: {'; '.join(left)}")
+
+
+def _launcher(metrics: dict) -> list[str]:
+    """How the run of ``metrics`` was started: ``cnn-study``, or ``torchrun`` with as many processes."""
+    processes = metrics.get("world_size") or 1
+    return ["cnn-study"] if processes == 1 else ["torchrun", "--nproc-per-node", str(processes), "-m", "cnn_study"]
 
 
 def _check_reproduced(folder: Path, published: dict, precision: str) -> None:

@@ -275,3 +275,16 @@ def test_reproduce_names_a_run_of_no_registered_recipe_apart_from_the_commands(m
     out, err = capsys.readouterr()
     assert out.splitlines() == ["cnn-study run lenet5 --recipe improved --precision float32 --no-compile --out runs"]
     assert "lenet5 'plain56' is no recipe of cnn-study run: not repeated." in err
+
+
+def test_reproduce_leaves_a_run_of_several_processes_to_a_torchrun_launch_as_it_ran(monkeypatch, capsys) -> None:
+    from cnn_study.results import PUBLISHED_RESULTS
+
+    improved = json.loads((PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text())
+    monkeypatch.setattr("cnn_study.cli.load_results", lambda folder: [{**improved, "world_size": 2}])
+    monkeypatch.setattr("cnn_study.cli.command_run", lambda args: pytest.fail("trained in one process"))
+    torchrun = "torchrun --nproc-per-node 2 -m cnn_study run lenet5 --recipe improved --precision float32"
+    assert main(["reproduce", "--print"]) == 0
+    assert capsys.readouterr().out.startswith(torchrun)
+    assert main(["reproduce"]) == 0
+    assert f"trained by 2 processes: left for {torchrun}" in capsys.readouterr().out
