@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnn_study.datasets import BatchLoader, ImageData
 from cnn_study.models import create_model
-from cnn_study.training import extract_features, peak_memory
+from cnn_study.training import cpu_has_native_bfloat16, extract_features, peak_memory
 
 PATHS = ("old", "budget", "budget+fold", "budget+fold+bf16")
 STORED_SIZE = 150  # Dogs vs Cats photos as the dataset keeps them in memory
@@ -84,7 +84,10 @@ def main() -> None:
         return
 
     peak = matmul_gflops(torch.device("cpu"))
-    print(f"float32 matmul: {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads; {args.images} images per row\n")
+    print(f"float32 matmul: {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads; {args.images} images per row")
+    if not cpu_has_native_bfloat16():  # extract_features stays in float32 here: the bf16 row is emulated
+        print("this CPU has no native bfloat16: extract_features runs in float32 here, the bf16 row only emulates it")
+    print()
     print(f"{'base':<20} {'path':<18} {'batch':>5} {'images/s':>9} {'of matmul':>9} {'peak RSS':>9} {'vs old':>7}")
     for base in args.bases:
         flops = flops_per_image(base)
