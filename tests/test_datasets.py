@@ -212,6 +212,15 @@ def test_a_16_bit_greyscale_png_keeps_its_top_8_bits_instead_of_saturating(tmp_p
     assert images.flatten().tolist() == [1_000 >> 8, 60_000 >> 8]  # 3 and 234, not 255 and 255
 
 
+def test_a_16_bit_pgm_keeps_its_top_8_bits_and_an_8_bit_integer_image_its_values(tmp_path) -> None:
+    (tmp_path / "a" / "x").mkdir(parents=True)
+    pixels = np.array([[1_000, 60_000]], ">u2").tobytes()
+    (tmp_path / "a" / "x" / "deep.pgm").write_bytes(b"P5\n2 1\n65535\n" + pixels)  # opens as mode "I"
+    Image.fromarray(np.array([[7, 200]], np.int32)).save(tmp_path / "a" / "x" / "shallow.tif")  # mode "I" too
+    images, _, _ = load_image_folder(tmp_path / "a", channels=1)
+    assert sorted(images.flatten().tolist()) == sorted([1_000 >> 8, 60_000 >> 8, 7, 200])
+
+
 def test_sub_folders_of_a_class_folder_are_named_instead_of_skipped_without_a_word(tmp_path, make_image_folder) -> None:
     make_image_folder(tmp_path / "a", {"x": 2, "y": 1})
     make_image_folder(tmp_path / "a" / "x", {"more": 1})  # a.x.more/0.png: torchvision would read it, we do not

@@ -85,6 +85,17 @@ def read_idx(path: str | Path) -> torch.Tensor:
 MAX_IMAGE_PIXELS = 50_000_000
 
 
+def _to_8_bits(pixels: np.ndarray) -> np.ndarray:
+    """Greyscale pixels of more than 8 bits as 8 bits: the top 8 of 16.
+
+    A 16-bit PNG opens as ``I;16``; a 16-bit PGM or an integer TIFF as ``I`` (32 bits), whose depth Pillow does
+    not keep: such an image with values above 255 is read as 16-bit, one within 0-255 as 8-bit.
+    """
+    if pixels.dtype == np.uint16 or pixels.max(initial=0) > 255:
+        return (pixels.clip(0, 65_535) >> 8).astype(np.uint8)
+    return pixels.clip(0, 255).astype(np.uint8)
+
+
 def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
     try:
         with Image.open(path) as image:
@@ -94,8 +105,8 @@ def _decode(path: str, channels: int, size: int | None) -> np.ndarray:
                     "image of a dataset may have. Resize it or remove it."
                 )
             image.load()
-            if image.mode.startswith("I;16"):  # 16-bit greyscale (PNG): keep the top 8 bits instead of saturating
-                image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
+            if image.mode.startswith("I"):  # greyscale deeper than 8 bits: scaled, not saturated, to 8 bits
+                image = Image.fromarray(_to_8_bits(np.asarray(image)))
             image = image.convert("RGB" if channels == 3 else "L")  # a greyscale photo gets three equal channels
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
