@@ -363,16 +363,14 @@ def test_deletion_areas_are_per_image_trapezoids_and_insertion_starts_from_the_d
     assert curve.areas.shape == (3,)
     by_hand = [sum((a + b) / 2 for a, b in zip(column[:-1], column[1:])) / 4 for column in curve.probabilities.T]
     assert curve.areas.tolist() == pytest.approx([float(value) for value in by_hand])
-    insertion = explain.deletion_curve(shapes_net, images, attribution, mode="insertion", blur_sigma=2.0)
-    blurred = gaussian_blur(images, [13, 13], [2.0, 2.0])  # a kernel of +-3 sigma
-    with torch.no_grad():
-        start = shapes_net(blurred).softmax(1).gather(1, attribution.targets[:, None])[:, 0]
-    assert torch.allclose(insertion.probabilities[0], start)
-    default = explain.deletion_curve(shapes_net, images, attribution, mode="insertion")
-    assert torch.allclose(
-        default.probabilities,
-        explain.deletion_curve(shapes_net, images, attribution, mode="insertion", blur_sigma=5.0).probabilities,
-    )
+    settings = {13: {"blur_sigma": 2.0}, 31: {}, 11: {"blur_size": 11}}  # +-3 sigma; the default; RISE's code's
+    for size, arguments in settings.items():
+        sigma = arguments.get("blur_sigma", 5.0)
+        insertion = explain.deletion_curve(shapes_net, images, attribution, mode="insertion", **arguments)
+        with torch.no_grad():
+            blurred = shapes_net(gaussian_blur(images, [size, size], [sigma, sigma]))
+        start = blurred.softmax(1).gather(1, attribution.targets[:, None])[:, 0]
+        assert torch.allclose(insertion.probabilities[0], start)
 
 
 class TopHalf(nn.Module):
