@@ -156,7 +156,7 @@ for m in full:
     if m["recipe"] in ("improved", "resnet56"):
         print(f"{m['model']:>8} ({m['recipe']}, {m['epochs']} epochs): test error {1 - m['test_accuracy']:.2%}")
 shipped = models.available_weights("resnet56")["cifar10"].meta  # the shipped weights: a second run, seed 1
-print(f"resnet56 weights shipped ({shipped['recipe']}): test error {1 - shipped['test_accuracy']:.2%}")
+print(f"resnet56 weights shipped, from {shipped['recipe']}: test error {1 - shipped['test_accuracy']:.2%}")
 
 # %% [markdown]
 # The shipped ResNet-56 weights come from a second run of the `resnet56` recipe, with seed 1, trained in
