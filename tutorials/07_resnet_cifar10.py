@@ -224,7 +224,7 @@ visualize.feature_maps(trained, image, layers=["stem", "stage1", "stage3"], max_
 loader = datasets.BatchLoader.for_model(sample, trained)
 training.seed_everything(0)  # the initial weights of a seed-0 run
 untrained = models.create_model("resnet20").eval()  # the same architecture before training
-deeper = models.create_model("resnet56", weights="cifar10").eval()  # shipped: the resnet56 recipe's run
+deeper = models.create_model("resnet56", weights="cifar10").eval()  # shipped: the resnet56 recipe, seed 1
 networks = {"trained ResNet-20": trained, "trained ResNet-56": deeper, "untrained ResNet-20": untrained}
 for name, network in networks.items():
     features = explain.penultimate_features(network, loader)
@@ -236,7 +236,7 @@ for name, network in networks.items():
             f"of {len(points):,} test images"
         )
         if name.startswith("trained"):
-            title = f"{name.capitalize()}, {projection.__name__} of its 64 pooled features"
+            title = f"{name[0].upper()}{name[1:]}, {projection.__name__} of its 64 pooled features"
             display(
                 visualize.embedding(
                     points, features.labels, test.classes, predictions=features.predictions, title=title

@@ -91,7 +91,7 @@ def _to_8_bits(pixels: np.ndarray) -> np.ndarray:
     A 16-bit PNG opens as ``I;16``; a 16-bit PGM or an integer TIFF as ``I`` (32 bits), whose depth Pillow does
     not keep: such an image with values above 255 is read as 16-bit, one within 0-255 as 8-bit.
     """
-    if pixels.dtype == np.uint16 or pixels.max(initial=0) > 255:
+    if pixels.dtype.itemsize == 2 or pixels.max(initial=0) > 255:  # 16-bit, in either byte order
         return (pixels.clip(0, 65_535) >> 8).astype(np.uint8)
     return pixels.clip(0, 255).astype(np.uint8)
 
