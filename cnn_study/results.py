@@ -35,7 +35,7 @@ from .training import History, load_checkpoint
 #: (``docs/results`` in the repository points here).
 PUBLISHED_RESULTS = Path(__file__).parent / "results"
 #: Published full runs of a recipe with other seeds than the recipe's 0 (seed 0 is in `PUBLISHED_RESULTS`),
-#: as ``seeds/<experiment>/<recipe>-seed<N>/``: the spread of a recipe's accuracy (`runs_over_seeds`).
+#: as ``seeds/<experiment>/<recipe>-seed<N>/`` (`runs_over_seeds`; the Results page's spreads: `SEED_SPREADS`).
 PUBLISHED_SEEDS = PUBLISHED_RESULTS / "seeds"
 
 #: What a finished run leaves in its results folder. `run` writes ``metrics.json`` last, so a folder

@@ -90,13 +90,13 @@ figure
 #
 # He et al. showed the *degradation problem* with plain networks, the same layers without the `+ x`: on CIFAR-10 their
 # 56-layer plain network had a higher **training** error than the 20-layer one throughout training (their Fig. 1, and
-# Fig. 6, left, for 20 to 56 layers), so the deeper network was harder to optimise, not overfitting; with shortcuts the
-# order reversed. `create_model("resnet56", shortcuts=False)` builds the plain network, with exactly the same
-# parameters. A full-length comparison of the four networks takes most of a day on a 2-core CPU (the `resnet56` run
-# below alone took 6.6 hours of epochs); `scripts/small_scale_studies.py resnet` trains all four networks by the seed
-# recipe on 1,000 training images for 20 epochs (in batches of 32 at a learning rate of 0.025, so that they take 640
-# steps), on a CPU, and measures them on 500 test images after every epoch. Small-scale evidence about optimisation,
-# then, not CIFAR-10 accuracies:
+# Fig. 6, left, for 20 to 56 layers), so the deeper network was harder to optimise, not overfitting; with shortcuts
+# the order reversed. `create_model("resnet56", shortcuts=False)` builds the plain network, with exactly the same
+# parameters. A full-length comparison of the four networks takes most of a day on a 2-core CPU (the table's
+# `resnet56` run below alone took 6.6 hours of epochs); `scripts/small_scale_studies.py resnet` trains all four
+# networks by the seed recipe on 1,000 training images for 20 epochs (in batches of 32 at a learning rate of 0.025, so
+# that they take 640 steps), on a CPU, and measures them on 500 test images after every epoch. Small-scale evidence
+# about optimisation, then, not CIFAR-10 accuracies:
 
 # %%
 SMALL_SCALE = results.PUBLISHED_RESULTS / "small_scale"
