@@ -156,7 +156,8 @@ for m in full:
     if m["recipe"] in ("improved", "resnet56"):
         print(f"{m['model']:>8} ({m['recipe']}, {m['epochs']} epochs): test error {1 - m['test_accuracy']:.2%}")
 shipped = models.available_weights("resnet56")["cifar10"].meta  # the shipped weights: a second run, seed 1
-print(f"resnet56 weights shipped, from {shipped['recipe']}: test error {1 - shipped['test_accuracy']:.2%}")
+print(f"resnet56 weights shipped: test error {1 - shipped['test_accuracy']:.2%}")
+print(f"  trained by: {shipped['recipe']}")
 
 # %% [markdown]
 # The shipped ResNet-56 weights come from a second run of the `resnet56` recipe, with seed 1, trained in
@@ -231,10 +232,7 @@ for name, network in networks.items():
     for projection in (explain.pca, explain.tsne):
         points = projection(features.features)
         score = explain.nearest_centroid_accuracy(points, features.labels)
-        print(
-            f"{name:>19}, {projection.__name__}: nearest class centre right for {score:.1%} "
-            f"of {len(points):,} test images"
-        )
+        print(f"{name}, {projection.__name__}: {score:.1%} of {len(points):,} nearest their class centre")
         if name.startswith("trained"):
             title = f"{name[0].upper()}{name[1:]}, {projection.__name__} of its 64 pooled features"
             display(
