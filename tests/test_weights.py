@@ -76,6 +76,21 @@ def test_a_weights_file_without_its_sha256_is_refused(tmp_path, monkeypatch) -> 
         create_model("lenet5", weights="mnist")
 
 
+def test_weights_refuse_a_builder_argument_that_builds_another_network_than_they_were_trained_in() -> None:
+    with pytest.raises(
+        ValueError, match=r"^The resnet56 weights 'cifar10' were trained with shortcuts=True, not False"
+    ):
+        create_model("resnet56", weights="cifar10", shortcuts=False)  # the plain network: the same parameter shapes
+    with pytest.raises(ValueError, match=r"trained with widths=\(48, 192, 192\), not \(32, 128, 128\)\. Leave widths"):
+        create_model("fast_cifar", weights="cifar10", widths=(32, 128, 128))
+    with pytest.raises(ValueError, match=r"trained with base_weights='imagenet', not None"):
+        create_model("efficientnet_lite0_transfer", weights="dogs_vs_cats", base_weights=None)  # a head alone
+    as_trained = create_model("fast_cifar", weights="cifar10", widths=[48, 192, 192]).eval()  # the recorded widths
+    with torch.no_grad():
+        images = torch.rand(2, 3, 32, 32)
+        assert torch.equal(as_trained(images), create_model("fast_cifar", weights="cifar10").eval()(images))
+
+
 def test_weights_refuse_another_class_count() -> None:
     model, name = SHIPPED[0]
     with pytest.raises(ValueError, match="num_classes=3"):

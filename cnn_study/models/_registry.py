@@ -223,6 +223,21 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return content
 
 
+def _check_built_as_trained(name: str, builder: Callable[..., nn.Module], chosen: Weights, kwargs: dict) -> None:
+    """Refuse a builder argument other than the one the weights were trained with: the parameters would load
+    into another network (a plain ResNet under a residual one's weights) and compute something else, silently."""
+    trained_with = builder_kwargs(chosen.meta)
+    defaults = {key: parameter.default for key, parameter in inspect.signature(builder).parameters.items()}
+    for key, value in kwargs.items():
+        trained = trained_with.get(key, defaults.get(key, inspect.Parameter.empty))
+        as_list = [list(v) if isinstance(v, tuple) else v for v in (value, trained)]  # a tuple and its list agree
+        if trained is not inspect.Parameter.empty and as_list[0] != as_list[1]:
+            raise ValueError(
+                f"The {name} weights {chosen.name!r} were trained with {key}={trained!r}, not {value!r}. Leave "
+                f"{key} out, or create the model without weights to train it with {key}={value!r}."
+            )
+
+
 def create_model(
     name: str,
     *,
@@ -245,7 +260,8 @@ def create_model(
         The model, in training mode.
 
     Raises:
-        ValueError: Unknown model or weights, ``num_classes`` is not positive, or it disagrees with the weights.
+        ValueError: Unknown model or weights, ``num_classes`` is not positive, or it or another builder argument
+            (``shortcuts=False`` under residual weights) disagrees with the weights.
 
     Examples:
         >>> import torch
@@ -276,6 +292,7 @@ def create_model(
                 f"The {name} weights {chosen.name!r} have {weights_classes} classes, but num_classes={num_classes} "
                 "was asked for. Leave num_classes out, or create the model without weights and train a new head."
             )
+        _check_built_as_trained(name, info.builder, chosen, kwargs)
         state_dict = chosen.get_state_dict(progress=progress)
         num_classes = weights_classes
         # shipped weights say how their model was built (a transfer head's pooling, the ImageNet base under a head)
