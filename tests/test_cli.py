@@ -15,6 +15,10 @@ from cnn_study.cli import main
 from cnn_study.datasets import DATASETS
 from cnn_study.models import create_model, load_trained_model, save_trained_model
 from cnn_study.recipes import get_recipe
+from cnn_study.results import PUBLISHED_RESULTS, PUBLISHED_SEEDS, load_results
+
+#: A published run's metrics, which the reproduce tests copy and vary.
+LENET5_METRICS = PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json"
 
 
 def test_list_prints_models_and_experiments(capsys) -> None:
@@ -197,7 +201,6 @@ def test_evaluate_scores_as_the_run_did_and_in_bfloat16_only_when_asked(
 
 def test_reproduce_prints_a_valid_run_command_for_every_published_run(capsys) -> None:
     from cnn_study.cli import build_parser
-    from cnn_study.results import PUBLISHED_RESULTS, PUBLISHED_SEEDS, load_results
 
     assert main(["reproduce", "--print"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -218,13 +221,11 @@ def test_reproduce_prints_a_valid_run_command_for_every_published_run(capsys) ->
 
 
 def test_reproduce_skips_a_finished_run_resumes_one_cut_short_and_starts_the_others(tmp_path, monkeypatch, capsys):
-    from cnn_study.results import PUBLISHED_RESULTS
-
     calls = []
     monkeypatch.setattr("cnn_study.cli.command_run", lambda args: calls.append((args.recipe, args.resume, args.device)))
     out = tmp_path / "runs"
     (out / "lenet5" / "improved").mkdir(parents=True)
-    published = (PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text()
+    published = LENET5_METRICS.read_text()
     (out / "lenet5" / "improved" / "metrics.json").write_text(published)  # finished, as published
     (out / "lenet5" / "seed").mkdir()
     (out / "lenet5" / "seed" / "checkpoint.pt").write_bytes(b"")  # cut short
@@ -239,19 +240,17 @@ def test_reproduce_skips_a_finished_run_resumes_one_cut_short_and_starts_the_oth
 
 
 def test_reproduce_refuses_another_run_in_its_place_and_the_published_folder(tmp_path, monkeypatch, capsys) -> None:
-    from cnn_study.results import PUBLISHED_RESULTS
-
     monkeypatch.setattr("cnn_study.cli.command_run", lambda args: None)
     finished = tmp_path / "runs" / "lenet5" / "improved" / "metrics.json"
     finished.parent.mkdir(parents=True)
-    metrics = json.loads((PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text())
+    metrics = json.loads(LENET5_METRICS.read_text())
     finished.write_text(json.dumps({**metrics, "precision": "bfloat16"}))  # the user's own run, in bfloat16
     assert main(["reproduce", "3", "--out", str(tmp_path / "runs")]) == 1
     assert "holds another run of this recipe (precision bfloat16 instead of float32)" in capsys.readouterr().err
     finished.write_text("{ damaged")
     assert main(["reproduce", "3", "--out", str(tmp_path / "runs")]) == 1
     assert str(finished) in capsys.readouterr().err
-    assert main(["reproduce", "--out", str(PUBLISHED_RESULTS / "seeds")]) == 1
+    assert main(["reproduce", "--out", str(PUBLISHED_SEEDS)]) == 1
     assert "is the published results folder" in capsys.readouterr().err
 
 
@@ -266,9 +265,7 @@ def test_an_interrupted_reproduce_says_what_is_kept_and_how_to_carry_on(tmp_path
 
 
 def test_reproduce_names_a_run_of_no_registered_recipe_apart_from_the_commands(monkeypatch, capsys) -> None:
-    from cnn_study.results import PUBLISHED_RESULTS
-
-    improved = json.loads((PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text())
+    improved = json.loads(LENET5_METRICS.read_text())
     script_made = {**improved, "recipe": "plain56"}  # a variant a script ran, as results records it
     monkeypatch.setattr("cnn_study.cli.load_results", lambda folder: [improved, script_made])
     assert main(["reproduce", "--print"]) == 0
@@ -278,9 +275,7 @@ def test_reproduce_names_a_run_of_no_registered_recipe_apart_from_the_commands(m
 
 
 def test_reproduce_leaves_a_run_of_several_processes_to_a_torchrun_launch_as_it_ran(monkeypatch, capsys) -> None:
-    from cnn_study.results import PUBLISHED_RESULTS
-
-    improved = json.loads((PUBLISHED_RESULTS / "lenet5" / "improved" / "metrics.json").read_text())
+    improved = json.loads(LENET5_METRICS.read_text())
     monkeypatch.setattr("cnn_study.cli.load_results", lambda folder: [{**improved, "world_size": 2}])
     monkeypatch.setattr("cnn_study.cli.command_run", lambda args: pytest.fail("trained in one process"))
     torchrun = "torchrun --nproc-per-node 2 -m cnn_study run lenet5 --recipe improved --precision float32"

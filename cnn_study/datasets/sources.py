@@ -155,9 +155,10 @@ def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[str, in
     files, nested = [], []
     for label, name in enumerate(classes):
         class_folder = os.path.join(folder, name)
-        entries = [entry for entry in os.scandir(class_folder) if not _is_hidden(entry.name)]
-        images = [entry for entry in entries if _is_image_name(entry.name)]
-        nested += [entry.path for entry in entries if entry.is_dir() and not _is_image_name(entry.name)]
+        contents = [entry for entry in os.scandir(class_folder) if not _is_hidden(entry.name)]
+        images = [entry for entry in contents if _is_image_name(entry.name)]
+        sub_folders = [entry.path for entry in contents if entry.is_dir() and not _is_image_name(entry.name)]
+        nested += sub_folders
         for entry in images:
             if not entry.is_file():  # follows links: a link to an image is read, one to a pipe is not
                 raise CorruptDataError(
@@ -166,10 +167,9 @@ def list_image_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[str, in
                 )
         names = sorted(entry.name for entry in images)
         if not names:
-            inside = [path for path in nested if os.path.dirname(path) == class_folder]
             below = (
-                f" Its {len(inside)} sub-folder(s) are not read: a class's images go in its folder itself."
-                if inside
+                f" Its {len(sub_folders)} sub-folder(s) are not read: a class's images go in its folder itself."
+                if sub_folders
                 else ""
             )
             raise CorruptDataError(
